@@ -1,0 +1,532 @@
+//! Types shared by netmit's eBPF programs (`netmit-ebpf`) and its user-space library
+//! (`netmit-user`).
+//!
+//! Everything here is `#[repr(C)]` plain old data: the kernel side reads and writes these
+//! structs in BPF maps and the user side reads and writes the same bytes through aya.
+//! With the `user` feature the types implement [`aya::Pod`].
+//!
+//! # How the steering lookup works
+//!
+//! Rules are ranked by `(prio, insertion order)`; rank `r` is bit `r` of a [`RuleSet`]
+//! bitmap. For every field a packet can be matched on, user space precomputes which rules
+//! accept each possible value of that field:
+//!
+//! * protocol (udp, tcp, other): three bitmaps in [`GenConfig`];
+//! * destination port: [`PORT_SLOTS`] bitmaps in an array indexed by port, plus one slot
+//!   ([`PORT_NONE`]) for packets without ports (non-first fragments, other protocols);
+//! * outer VLAN id: 4096 bitmaps indexed by VID, plus [`GenConfig::untagged`];
+//! * destination address: LPM tries whose value for each prefix is the set of rules whose
+//!   own prefix contains it (the longest match therefore yields every matching rule).
+//!
+//! The data path ANDs the bitmaps of the packet's values and takes the lowest set bit: the
+//! best-ranked matching rule. The cost is a fixed number of map lookups and
+//! `MAX_RULES / 64` word operations, independent of how many rules are installed.
+//!
+//! All tables exist twice ("generations"). User space rewrites the inactive generation and
+//! then flips [`Config::active`], so a packet never sees a half-written rule set.
+#![no_std]
+#![deny(missing_docs)]
+
+/// Upper bound on steering rules per interface; also the width of a [`RuleSet`].
+pub const MAX_RULES: usize = 256;
+/// Words in a [`RuleSet`].
+pub const RULE_WORDS: usize = MAX_RULES / 64;
+/// Number of rule-table generations (double buffering).
+pub const GENERATIONS: usize = 2;
+/// RX queues with their own counters; higher queues share the last slot.
+pub const MAX_QUEUES: usize = 256;
+/// Highest AF_XDP socket map index (one per RX queue).
+pub const MAX_XSKS: u32 = MAX_QUEUES as u32;
+/// Entries per generation in the port table: every port plus [`PORT_NONE`].
+pub const PORT_SLOTS: usize = 65_537;
+/// Port-table index used for packets that carry no destination port.
+pub const PORT_NONE: usize = 65_536;
+/// Entries per generation in the VLAN table (one per VID).
+pub const VLAN_SLOTS: usize = 4096;
+/// IPv6 extension headers the parser walks before it gives up (malformed).
+pub const MAX_IPV6_EXT_HEADERS: usize = 6;
+/// VLAN tags the parser accepts (802.1Q and 802.1ad); a third tag is malformed.
+pub const MAX_VLAN_TAGS: usize = 2;
+/// Bytes of an IPv4 destination-trie key after the prefix length: generation + address.
+/// The prefix length counts the 8 generation bits.
+pub const DST4_KEY_LEN: usize = 5;
+/// Bytes of an IPv6 destination-trie key after the prefix length: generation + address.
+pub const DST6_KEY_LEN: usize = 17;
+/// Maximum entries of each destination trie (both generations).
+pub const DST_TRIE_ENTRIES: u32 = 2 * (MAX_RULES as u32 + 1);
+/// Rule id used in a [`VerdictRecord`] when no rule matched.
+pub const NO_RULE: u16 = u16::MAX;
+/// Magic value in [`VerdictRecord::magic`] ("NM").
+pub const VERDICT_MAGIC: u16 = 0x4e4d;
+
+/// Map and program names, shared so that both sides agree.
+pub mod names {
+    /// The steering XDP program.
+    pub const PROG_STEER: &str = "netmit_steer";
+    /// A trivial XDP_PASS program used as the benchmark baseline.
+    pub const PROG_PASS: &str = "netmit_pass";
+    /// [`crate::Config`], one entry.
+    pub const MAP_CONFIG: &str = "NETMIT_CONFIG";
+    /// [`crate::RuleSpec`] by rule id: the rules as the user wrote them.
+    pub const MAP_RULES: &str = "NETMIT_RULES";
+    /// [`crate::RuleAction`] by generation and rank.
+    pub const MAP_ACTIONS: &str = "NETMIT_ACTIONS";
+    /// [`crate::RuleSet`] by generation and destination port.
+    pub const MAP_PORTS: &str = "NETMIT_PORTS";
+    /// [`crate::RuleSet`] by generation and VLAN id.
+    pub const MAP_VLANS: &str = "NETMIT_VLANS";
+    /// LPM trie keyed by generation byte + IPv4 address ([`crate::DST4_KEY_LEN`]) to
+    /// [`crate::RuleSet`].
+    pub const MAP_DST4: &str = "NETMIT_DST4";
+    /// LPM trie keyed by generation byte + IPv6 address ([`crate::DST6_KEY_LEN`]) to
+    /// [`crate::RuleSet`].
+    pub const MAP_DST6: &str = "NETMIT_DST6";
+    /// Per-CPU [`crate::QueueStats`] by RX queue.
+    pub const MAP_QUEUE_STATS: &str = "NETMIT_QSTATS";
+    /// Per-CPU [`crate::Counter`] by rule id.
+    pub const MAP_RULE_HITS: &str = "NETMIT_RHITS";
+    /// XSKMAP: AF_XDP socket by RX queue.
+    pub const MAP_XSKS: &str = "NETMIT_XSKS";
+    /// Global (rodata) that makes the program write a [`crate::VerdictRecord`] into the
+    /// packet metadata; used by `netmit classify`, off in production.
+    pub const GLOBAL_TRACE: &str = "NETMIT_TRACE_VERDICT";
+}
+
+/// A set of rules, one bit per rank.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleSet(pub [u64; RULE_WORDS]);
+
+impl RuleSet {
+    /// The empty set.
+    pub const EMPTY: Self = Self([0; RULE_WORDS]);
+
+    /// Adds rank `rank`.
+    #[inline(always)]
+    pub fn insert(&mut self, rank: usize) {
+        self.0[rank / 64] |= 1 << (rank % 64);
+    }
+
+    /// Whether rank `rank` is in the set.
+    #[inline(always)]
+    pub fn contains(&self, rank: usize) -> bool {
+        self.0[rank / 64] & (1 << (rank % 64)) != 0
+    }
+
+    /// Set union, in place.
+    #[inline(always)]
+    pub fn union_with(&mut self, other: &Self) {
+        let mut i = 0;
+        while i < RULE_WORDS {
+            self.0[i] |= other.0[i];
+            i += 1;
+        }
+    }
+
+    /// Set intersection, in place.
+    #[inline(always)]
+    pub fn intersect_with(&mut self, other: &Self) {
+        let mut i = 0;
+        while i < RULE_WORDS {
+            self.0[i] &= other.0[i];
+            i += 1;
+        }
+    }
+
+    /// The lowest rank in the set: the best-ranked rule.
+    #[inline(always)]
+    pub fn first(&self) -> Option<usize> {
+        let mut i = 0;
+        while i < RULE_WORDS {
+            let w = self.0[i];
+            if w != 0 {
+                return Some(i * 64 + lowest_bit(w) as usize);
+            }
+            i += 1;
+        }
+        None
+    }
+}
+
+/// Index of the lowest set bit of a non-zero word, by binary search: a handful of
+/// branch-free-ish steps that the BPF backend compiles without a lookup table.
+#[inline(always)]
+pub fn lowest_bit(mut w: u64) -> u32 {
+    let mut n = 0;
+    if w & 0xffff_ffff == 0 {
+        n += 32;
+        w >>= 32;
+    }
+    if w & 0xffff == 0 {
+        n += 16;
+        w >>= 16;
+    }
+    if w & 0xff == 0 {
+        n += 8;
+        w >>= 8;
+    }
+    if w & 0xf == 0 {
+        n += 4;
+        w >>= 4;
+    }
+    if w & 0x3 == 0 {
+        n += 2;
+        w >>= 2;
+    }
+    if w & 0x1 == 0 {
+        n += 1;
+    }
+    n
+}
+
+/// Bits of [`GenConfig::lookups`]: which per-packet table lookups a generation needs.
+/// A lookup is skipped when no rule constrains that field.
+pub mod lookup {
+    /// Some rule has a destination-port range.
+    pub const PORT: u32 = 1 << 0;
+    /// Some rule has a VLAN id.
+    pub const VLAN: u32 = 1 << 1;
+    /// Some rule has an IPv4 destination prefix.
+    pub const DST4: u32 = 1 << 2;
+    /// Some rule has an IPv6 destination prefix.
+    pub const DST6: u32 = 1 << 3;
+}
+
+/// Per-generation data that fits in one map value: the small tables.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GenConfig {
+    /// Rules installed in this generation.
+    pub rule_count: u32,
+    /// [`lookup`] bits.
+    pub lookups: u32,
+    /// Every installed rule (the value used for a skipped lookup).
+    pub all: RuleSet,
+    /// Rules accepting a UDP, TCP and other packet, by [`PacketProto`] index.
+    pub proto: [RuleSet; 3],
+    /// Rules without a VLAN constraint (the set for untagged packets).
+    pub untagged: RuleSet,
+    /// Rules without a destination constraint (the set for non-IP packets).
+    pub any_dst: RuleSet,
+}
+
+/// The configuration map's single value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Generation the data path uses (0 or 1).
+    pub active: u32,
+    /// Interface index the program was attached to (for `status`).
+    pub ifindex: u32,
+    /// [`AttachMode`] as a number.
+    pub attach_mode: u32,
+    /// Next insertion sequence number for rules (orders rules of equal prio).
+    pub next_seq: u32,
+    /// The two generations.
+    pub gens: [GenConfig; GENERATIONS],
+}
+
+/// How the program is attached, as recorded in [`Config::attach_mode`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Driver (native) XDP.
+    Native = 1,
+    /// Generic (skb) XDP.
+    Generic = 2,
+}
+
+/// Protocol class of a packet, as the rule tables index it.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketProto {
+    /// UDP over IPv4 or IPv6.
+    Udp = 0,
+    /// TCP over IPv4 or IPv6.
+    Tcp = 1,
+    /// Anything else, including non-IP frames.
+    Other = 2,
+}
+
+/// Protocol selector of a rule.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleProto {
+    /// Any protocol, including non-IP frames.
+    Any = 0,
+    /// UDP only.
+    Udp = 1,
+    /// TCP only.
+    Tcp = 2,
+}
+
+/// What a matching rule does.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Redirect to the AF_XDP socket of the packet's RX queue (kernel if none).
+    Xsk = 0,
+    /// Hand the packet to the kernel stack.
+    Pass = 1,
+    /// Drop the packet.
+    Drop = 2,
+}
+
+impl Action {
+    /// Decodes the byte stored in maps.
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Xsk),
+            1 => Some(Self::Pass),
+            2 => Some(Self::Drop),
+            _ => None,
+        }
+    }
+}
+
+/// Destination family of a rule's prefix in [`RuleSpec::dst_family`].
+pub mod family {
+    /// No destination constraint.
+    pub const NONE: u8 = 0;
+    /// IPv4 prefix.
+    pub const V4: u8 = 4;
+    /// IPv6 prefix.
+    pub const V6: u8 = 6;
+}
+
+/// A steering rule as the user wrote it, stored by rule id so that the rule set can be
+/// listed and rebuilt from bpffs alone. The data path never reads it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleSpec {
+    /// Insertion sequence number; orders rules of equal `prio`.
+    pub seq: u32,
+    /// 1 when this slot holds a rule.
+    pub valid: u8,
+    /// [`RuleProto`] as a number.
+    pub proto: u8,
+    /// [`Action`] as a number.
+    pub action: u8,
+    /// 1 when `vlan` is a constraint.
+    pub has_vlan: u8,
+    /// Outer VLAN id to match.
+    pub vlan: u16,
+    /// Priority: lower wins.
+    pub prio: u16,
+    /// Lowest destination port accepted.
+    pub dport_lo: u16,
+    /// Highest destination port accepted.
+    pub dport_hi: u16,
+    /// [`family`] of `dst`.
+    pub dst_family: u8,
+    /// Prefix length of `dst`.
+    pub dst_prefix_len: u8,
+    /// Padding, zero.
+    pub _pad: [u8; 2],
+    /// Destination prefix bytes (IPv4 in the first four).
+    pub dst: [u8; 16],
+}
+
+/// What the data path does for a given rank.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleAction {
+    /// Rule id (index into the rules map and the hit counters).
+    pub rule_id: u16,
+    /// [`Action`] as a number.
+    pub action: u8,
+    /// Padding, zero.
+    pub _pad: u8,
+}
+
+/// How the data path disposed of a packet; indexes [`QueueStats::verdicts`].
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// No rule matched: passed to the kernel.
+    Unmatched = 0,
+    /// A `pass` rule matched.
+    Pass = 1,
+    /// A `drop` rule matched.
+    Drop = 2,
+    /// An `xsk` rule matched and the packet went to the queue's AF_XDP socket.
+    Xsk = 3,
+    /// An `xsk` rule matched but no socket is registered for the queue: passed.
+    XskFallback = 4,
+    /// The headers could not be parsed: passed to the kernel untouched.
+    Malformed = 5,
+}
+
+/// Number of [`Verdict`] values.
+pub const VERDICTS: usize = 6;
+/// Slots in [`QueueStats::verdicts`]: a power of two so the data path can index it with a
+/// mask instead of a bounds check; the last two are unused.
+pub const VERDICT_SLOTS: usize = 8;
+
+impl Verdict {
+    /// All verdicts in index order.
+    pub const ALL: [Verdict; VERDICTS] = [
+        Verdict::Unmatched,
+        Verdict::Pass,
+        Verdict::Drop,
+        Verdict::Xsk,
+        Verdict::XskFallback,
+        Verdict::Malformed,
+    ];
+
+    /// Decodes the byte in a [`VerdictRecord`].
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        if (v as usize) < VERDICTS {
+            Some(Self::ALL[v as usize])
+        } else {
+            None
+        }
+    }
+
+    /// Short lower-case name used in output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Verdict::Unmatched => "unmatched",
+            Verdict::Pass => "pass",
+            Verdict::Drop => "drop",
+            Verdict::Xsk => "xsk",
+            Verdict::XskFallback => "xsk_fallback",
+            Verdict::Malformed => "malformed",
+        }
+    }
+}
+
+/// Packets and bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes (frame length as XDP sees it).
+    pub bytes: u64,
+}
+
+/// Per-queue (and per-CPU) counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// By [`Verdict`] (slots past [`VERDICTS`] stay zero).
+    pub verdicts: [Counter; VERDICT_SLOTS],
+}
+
+/// Why a packet was [`Verdict::Malformed`]; reported by `netmit classify`.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Malformed {
+    /// Not malformed.
+    None = 0,
+    /// Shorter than an Ethernet header.
+    Ethernet = 1,
+    /// A VLAN tag is cut short, or there are more than two tags.
+    Vlan = 2,
+    /// IPv4 header cut short or invalid (version, IHL, total length).
+    Ipv4 = 3,
+    /// IPv6 header cut short or invalid (version, payload length).
+    Ipv6 = 4,
+    /// IPv6 extension header cut short, or more than the parser walks.
+    Ipv6Ext = 5,
+    /// UDP or TCP header cut short or invalid.
+    L4 = 6,
+}
+
+impl Malformed {
+    /// Decodes the byte in a [`VerdictRecord`].
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::None),
+            1 => Some(Self::Ethernet),
+            2 => Some(Self::Vlan),
+            3 => Some(Self::Ipv4),
+            4 => Some(Self::Ipv6),
+            5 => Some(Self::Ipv6Ext),
+            6 => Some(Self::L4),
+            _ => None,
+        }
+    }
+
+    /// Short lower-case name used in output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Malformed::None => "none",
+            Malformed::Ethernet => "ethernet",
+            Malformed::Vlan => "vlan",
+            Malformed::Ipv4 => "ipv4",
+            Malformed::Ipv6 => "ipv6",
+            Malformed::Ipv6Ext => "ipv6-ext",
+            Malformed::L4 => "l4",
+        }
+    }
+}
+
+/// Written in front of the packet (XDP metadata) when [`names::GLOBAL_TRACE`] is set, so
+/// that a BPF_PROG_TEST_RUN caller learns which rule matched.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VerdictRecord {
+    /// [`VERDICT_MAGIC`].
+    pub magic: u16,
+    /// Matching rule id or [`NO_RULE`].
+    pub rule_id: u16,
+    /// [`Verdict`] as a number.
+    pub verdict: u8,
+    /// [`Malformed`] as a number.
+    pub malformed: u8,
+    /// Padding, zero.
+    pub _pad: [u8; 2],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are repr(C) (or packed) structs of integers without implicit
+    // padding, so every bit pattern is valid.
+    unsafe impl aya::Pod for RuleSet {}
+    unsafe impl aya::Pod for GenConfig {}
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for RuleSpec {}
+    unsafe impl aya::Pod for RuleAction {}
+    unsafe impl aya::Pod for Counter {}
+    unsafe impl aya::Pod for QueueStats {}
+    unsafe impl aya::Pod for VerdictRecord {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowest_bit_matches_trailing_zeros() {
+        for i in 0..64 {
+            let w = 1u64 << i;
+            assert_eq!(lowest_bit(w), i);
+            assert_eq!(lowest_bit(w | (w << 1).wrapping_mul(3)), i);
+        }
+        assert_eq!(lowest_bit(u64::MAX), 0);
+    }
+
+    #[test]
+    fn ruleset_first_is_lowest_rank() {
+        let mut s = RuleSet::EMPTY;
+        assert_eq!(s.first(), None);
+        s.insert(200);
+        s.insert(70);
+        assert_eq!(s.first(), Some(70));
+        let mut t = RuleSet::EMPTY;
+        t.insert(200);
+        s.intersect_with(&t);
+        assert_eq!(s.first(), Some(200));
+    }
+
+    #[test]
+    fn struct_sizes_have_no_hidden_padding() {
+        assert_eq!(core::mem::size_of::<RuleSpec>(), 36);
+        assert_eq!(core::mem::size_of::<RuleAction>(), 4);
+        assert_eq!(core::mem::size_of::<VerdictRecord>(), 8);
+        assert_eq!(core::mem::size_of::<GenConfig>(), 8 + 32 * 6);
+    }
+}

@@ -1,0 +1,239 @@
+//! Header parsing for the steering program, written for the verifier: every read is
+//! preceded by a bounds check against `data_end`, every variable offset is masked to a
+//! small range, and every loop has a constant bound. The exact semantics are those of
+//! `docs/steering.md`; `tests/src/reference.rs` implements the same page independently.
+
+use aya_ebpf::programs::XdpContext;
+use netmit_common::{MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, Malformed, PacketProto};
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPV6_HOPOPTS: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_DSTOPTS: u8 = 60;
+
+/// Offsets are masked with this before they are added to the packet pointer, which keeps
+/// them in a range the verifier accepts. XDP frames (single buffer) are far shorter, so the
+/// mask never changes a real offset.
+const OFF_MASK: usize = 0x3fff;
+
+/// Destination address of a packet.
+#[derive(Clone, Copy)]
+pub enum Dst {
+    /// Not an IP packet.
+    None,
+    /// IPv4 address bytes in network order.
+    V4([u8; 4]),
+    /// IPv6 address bytes.
+    V6([u8; 16]),
+}
+
+/// What the rule tables need to know about a packet.
+pub struct Packet {
+    pub proto: PacketProto,
+    pub dport: Option<u16>,
+    pub vlan: Option<u16>,
+    pub dst: Dst,
+}
+
+/// `data` and `data_end` loaded afresh. Plain loads let LLVM reuse an earlier
+/// `data_end - data` scalar for a later bounds check, which the verifier cannot relate to
+/// the packet pointer; volatile loads keep every check a pointer comparison.
+#[inline(always)]
+pub fn bounds(ctx: &XdpContext) -> (usize, usize) {
+    // SAFETY: the context is valid for the program's run.
+    unsafe {
+        (
+            core::ptr::read_volatile(&(*ctx.ctx).data) as usize,
+            core::ptr::read_volatile(&(*ctx.ctx).data_end) as usize,
+        )
+    }
+}
+
+/// Returns a pointer to `N` bytes at `off`, or `None` if they are not all in the frame.
+#[inline(always)]
+fn bytes<const N: usize>(ctx: &XdpContext, off: usize) -> Option<*const [u8; N]> {
+    let (start, end) = bounds(ctx);
+    let off = off & OFF_MASK;
+    if start + off + N > end {
+        return None;
+    }
+    Some((start + off) as *const [u8; N])
+}
+
+#[inline(always)]
+fn be16(ctx: &XdpContext, off: usize) -> Option<u16> {
+    // SAFETY: `bytes` checked that both bytes lie inside the frame.
+    bytes::<2>(ctx, off).map(|p| u16::from_be_bytes(unsafe { *p }))
+}
+
+#[inline(always)]
+fn byte(ctx: &XdpContext, off: usize) -> Option<u8> {
+    // SAFETY: `bytes` checked that the byte lies inside the frame.
+    bytes::<1>(ctx, off).map(|p| unsafe { (*p)[0] })
+}
+
+/// Parses a frame. `Err` names the header that made it malformed.
+#[inline(always)]
+pub fn parse(ctx: &XdpContext) -> Result<Packet, Malformed> {
+    let (start, end) = bounds(ctx);
+    let frame_len = end - start;
+    let mut ethertype = be16(ctx, 12).ok_or(Malformed::Ethernet)?;
+    let mut l3 = ETH_HLEN;
+    let mut vlan = None;
+    let mut tags = 0;
+    while tags < MAX_VLAN_TAGS && (ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD) {
+        let tag = bytes::<4>(ctx, l3).ok_or(Malformed::Vlan)?;
+        // SAFETY: bounds checked by `bytes`.
+        let tag = unsafe { *tag };
+        if tags == 0 {
+            vlan = Some(u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff);
+        }
+        ethertype = u16::from_be_bytes([tag[2], tag[3]]);
+        l3 += 4;
+        tags += 1;
+    }
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        return Err(Malformed::Vlan);
+    }
+    match ethertype {
+        ETH_P_IP => parse_ipv4(ctx, l3, frame_len, vlan),
+        ETH_P_IPV6 => parse_ipv6(ctx, l3, frame_len, vlan),
+        _ => Ok(Packet { proto: PacketProto::Other, dport: None, vlan, dst: Dst::None }),
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(
+    ctx: &XdpContext,
+    l3: usize,
+    frame_len: usize,
+    vlan: Option<u16>,
+) -> Result<Packet, Malformed> {
+    let hdr = bytes::<20>(ctx, l3).ok_or(Malformed::Ipv4)?;
+    // SAFETY: bounds checked by `bytes`.
+    let hdr = unsafe { &*hdr };
+    if hdr[0] >> 4 != 4 {
+        return Err(Malformed::Ipv4);
+    }
+    let ihl = ((hdr[0] & 0x0f) as usize) * 4;
+    let tot_len = u16::from_be_bytes([hdr[2], hdr[3]]) as usize;
+    if ihl < 20 || tot_len < ihl || l3 + tot_len > frame_len {
+        return Err(Malformed::Ipv4);
+    }
+    let dst = Dst::V4([hdr[16], hdr[17], hdr[18], hdr[19]]);
+    let proto_num = hdr[9];
+    let frag_off = u16::from_be_bytes([hdr[6], hdr[7]]) & 0x1fff;
+    let l3_end = l3 + tot_len;
+    let l4 = l3 + ihl;
+    finish(ctx, proto_num, frag_off != 0, l4, l3_end, vlan, dst)
+}
+
+#[inline(always)]
+fn parse_ipv6(
+    ctx: &XdpContext,
+    l3: usize,
+    frame_len: usize,
+    vlan: Option<u16>,
+) -> Result<Packet, Malformed> {
+    let hdr = bytes::<40>(ctx, l3).ok_or(Malformed::Ipv6)?;
+    // SAFETY: bounds checked by `bytes`.
+    let hdr = unsafe { &*hdr };
+    if hdr[0] >> 4 != 6 {
+        return Err(Malformed::Ipv6);
+    }
+    let payload_len = u16::from_be_bytes([hdr[4], hdr[5]]) as usize;
+    let l3_end = l3 + 40 + payload_len;
+    if l3_end > frame_len {
+        return Err(Malformed::Ipv6);
+    }
+    let mut dst_bytes = [0u8; 16];
+    dst_bytes.copy_from_slice(&hdr[24..40]);
+    let dst = Dst::V6(dst_bytes);
+    let mut next = hdr[6];
+    let mut off = l3 + 40;
+    let mut later_fragment = false;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        match next {
+            IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
+                if off + 2 > l3_end {
+                    return Err(Malformed::Ipv6Ext);
+                }
+                let ext = bytes::<2>(ctx, off).ok_or(Malformed::Ipv6Ext)?;
+                // SAFETY: bounds checked by `bytes`.
+                let ext = unsafe { *ext };
+                next = ext[0];
+                off += (ext[1] as usize + 1) * 8;
+                if off > l3_end {
+                    return Err(Malformed::Ipv6Ext);
+                }
+            }
+            IPV6_FRAGMENT => {
+                if off + 8 > l3_end {
+                    return Err(Malformed::Ipv6Ext);
+                }
+                let ext = bytes::<4>(ctx, off).ok_or(Malformed::Ipv6Ext)?;
+                // SAFETY: bounds checked by `bytes`.
+                let ext = unsafe { *ext };
+                next = ext[0];
+                off += 8;
+                if u16::from_be_bytes([ext[2], ext[3]]) >> 3 != 0 {
+                    later_fragment = true;
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    if !later_fragment
+        && matches!(next, IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS | IPV6_FRAGMENT)
+    {
+        return Err(Malformed::Ipv6Ext);
+    }
+    finish(ctx, next, later_fragment, off, l3_end, vlan, dst)
+}
+
+/// Reads the transport header (if the packet has one) and assembles the result.
+#[inline(always)]
+fn finish(
+    ctx: &XdpContext,
+    proto_num: u8,
+    later_fragment: bool,
+    l4: usize,
+    l3_end: usize,
+    vlan: Option<u16>,
+    dst: Dst,
+) -> Result<Packet, Malformed> {
+    let proto = match proto_num {
+        IPPROTO_UDP => PacketProto::Udp,
+        IPPROTO_TCP => PacketProto::Tcp,
+        _ => PacketProto::Other,
+    };
+    let dport = match proto {
+        PacketProto::Other => None,
+        _ if later_fragment => None,
+        PacketProto::Udp => {
+            if l4 + 8 > l3_end {
+                return Err(Malformed::L4);
+            }
+            Some(be16(ctx, l4 + 2).ok_or(Malformed::L4)?)
+        }
+        PacketProto::Tcp => {
+            if l4 + 20 > l3_end {
+                return Err(Malformed::L4);
+            }
+            let doff = ((byte(ctx, l4 + 12).ok_or(Malformed::L4)? >> 4) as usize) * 4;
+            if doff < 20 || l4 + doff > l3_end {
+                return Err(Malformed::L4);
+            }
+            Some(be16(ctx, l4 + 2).ok_or(Malformed::L4)?)
+        }
+    };
+    Ok(Packet { proto, dport, vlan, dst })
+}

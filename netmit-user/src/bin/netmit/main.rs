@@ -1,0 +1,35 @@
+//! The `netmit` command: a thin shell over the `netmit_user` library.
+
+mod args;
+mod attach;
+mod classify;
+mod detach;
+mod output;
+mod status;
+mod steer;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = args::Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netmit: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: args::Cli) -> anyhow::Result<()> {
+    match cli.command {
+        args::Command::Attach(a) => attach::run(a),
+        args::Command::Detach(a) => detach::run(a),
+        args::Command::Steer(a) => steer::run(a),
+        args::Command::Status(a) => status::run(a),
+        args::Command::Classify(a) => classify::run(a),
+    }
+}

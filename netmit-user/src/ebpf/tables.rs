@@ -1,0 +1,333 @@
+//! Typed access to the steering program's maps: installing a rule set, listing rules and
+//! reading counters. Works on the maps of a freshly loaded object or on the pins of an
+//! attached interface, which is how `steer`, `status` and the daemon change a live
+//! program.
+//!
+//! # Updating without tearing
+//!
+//! Lookup tables exist in two generations. [`SteerTables::install`] writes the inactive
+//! generation completely, then publishes it in two config writes: first the inactive
+//! generation's small tables (the active generation's bytes are rewritten unchanged),
+//! then the `active` index alone. A packet therefore always sees one complete generation.
+
+use std::{collections::BTreeMap, net::IpAddr, path::Path};
+
+use aya::{
+    Ebpf,
+    maps::{Array, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuValues, XskMap, lpm_trie::Key},
+    util::nr_cpus,
+};
+use netmit_common::{
+    Config, Counter, DST4_KEY_LEN, DST6_KEY_LEN, GENERATIONS, MAX_RULES, PORT_SLOTS,
+    QueueStats, RuleAction, RuleSet, RuleSpec, VLAN_SLOTS, names,
+};
+
+use super::pins::PinLayout;
+use crate::steer::{InstalledRule, Rule, compile::compile};
+
+/// Errors of table access.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TableError {
+    /// A map is missing from the object or its pin.
+    #[error("map {name} not found (at {path})")]
+    MissingMap {
+        /// Map name.
+        name: &'static str,
+        /// Where it was looked for.
+        path: String,
+    },
+    /// A map operation failed.
+    #[error("map {name}")]
+    Map {
+        /// Map name.
+        name: &'static str,
+        /// The error.
+        #[source]
+        source: MapError,
+    },
+    /// Too many rules.
+    #[error("an interface holds at most {MAX_RULES} rules; delete some first")]
+    Full,
+    /// Rule id not in use.
+    #[error("no rule with id {0} (see `netmit steer list`)")]
+    NoSuchRule(u16),
+    /// Pinning a map failed.
+    #[error("pinning map {name}")]
+    Pin {
+        /// Map name.
+        name: &'static str,
+        /// The error.
+        #[source]
+        source: aya::pin::PinError,
+    },
+    /// Cannot count CPUs.
+    #[error("cannot count possible CPUs: {0}")]
+    Cpus(std::io::Error),
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(MapError) -> TableError {
+    move |source| TableError::Map { name, source }
+}
+
+/// Handles to every map of an attached (or loaded) steering program.
+pub struct SteerTables {
+    config: Array<MapData, Config>,
+    rules: Array<MapData, RuleSpec>,
+    actions: Array<MapData, RuleAction>,
+    ports: Array<MapData, RuleSet>,
+    vlans: Array<MapData, RuleSet>,
+    dst4: LpmTrie<MapData, [u8; DST4_KEY_LEN], RuleSet>,
+    dst6: LpmTrie<MapData, [u8; DST6_KEY_LEN], RuleSet>,
+    qstats: PerCpuArray<MapData, QueueStats>,
+    rhits: PerCpuArray<MapData, Counter>,
+    xsks: XskMap<MapData>,
+}
+
+/// Counters of one RX queue, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueCounters {
+    /// RX queue index.
+    pub queue: u32,
+    /// Summed counters.
+    pub stats: QueueStats,
+}
+
+impl SteerTables {
+    /// Takes the maps out of a loaded object; with `pin_to`, pins each one there (the
+    /// directory must exist).
+    pub fn from_ebpf(ebpf: &mut Ebpf, pin_to: Option<&PinLayout>) -> Result<Self, TableError> {
+        Self::build(|name| {
+            let map =
+                ebpf.take_map(name).ok_or(TableError::MissingMap { name, path: "object".into() })?;
+            if let Some(layout) = pin_to {
+                map.pin(layout.map(name)).map_err(|source| TableError::Pin { name, source })?;
+            }
+            Ok(map)
+        })
+    }
+
+    /// Opens the maps pinned for an interface.
+    pub fn from_pins(layout: &PinLayout) -> Result<Self, TableError> {
+        Self::build(|name| {
+            let path = layout.map(name);
+            let data = MapData::from_pin(&path).map_err(|_| TableError::MissingMap {
+                name,
+                path: path.display().to_string(),
+            })?;
+            Ok(wrap(name, data))
+        })
+    }
+
+    fn build(mut open: impl FnMut(&'static str) -> Result<Map, TableError>) -> Result<Self, TableError> {
+        macro_rules! typed {
+            ($name:expr) => {{
+                let name: &'static str = $name;
+                open(name)?.try_into().map_err(map_err(name))?
+            }};
+        }
+        Ok(Self {
+            config: typed!(names::MAP_CONFIG),
+            rules: typed!(names::MAP_RULES),
+            actions: typed!(names::MAP_ACTIONS),
+            ports: typed!(names::MAP_PORTS),
+            vlans: typed!(names::MAP_VLANS),
+            dst4: typed!(names::MAP_DST4),
+            dst6: typed!(names::MAP_DST6),
+            qstats: typed!(names::MAP_QUEUE_STATS),
+            rhits: typed!(names::MAP_RULE_HITS),
+            xsks: typed!(names::MAP_XSKS),
+        })
+    }
+
+    /// The config value.
+    pub fn config(&self) -> Result<Config, TableError> {
+        self.config.get(&0, 0).map_err(map_err(names::MAP_CONFIG))
+    }
+
+    /// Records interface index and attach mode for `status`.
+    pub fn set_attachment(&mut self, ifindex: u32, mode: netmit_common::AttachMode) -> Result<(), TableError> {
+        let mut cfg = self.config()?;
+        cfg.ifindex = ifindex;
+        cfg.attach_mode = mode as u32;
+        self.config.set(0, cfg, 0).map_err(map_err(names::MAP_CONFIG))
+    }
+
+    /// The installed rules, by id.
+    pub fn rules(&self) -> Result<Vec<InstalledRule>, TableError> {
+        let mut out = Vec::new();
+        for id in 0..MAX_RULES as u32 {
+            let spec = self.rules.get(&id, 0).map_err(map_err(names::MAP_RULES))?;
+            if let Some(rule) = Rule::from_spec(&spec) {
+                out.push(InstalledRule { id: id as u16, seq: spec.seq, rule });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds rules after the existing ones; returns their ids.
+    pub fn add_rules(&mut self, new: &[Rule]) -> Result<Vec<u16>, TableError> {
+        let mut rules = self.rules()?;
+        if rules.len() + new.len() > MAX_RULES {
+            return Err(TableError::Full);
+        }
+        let mut cfg = self.config()?;
+        let mut ids = Vec::with_capacity(new.len());
+        for rule in new {
+            let id = (0..MAX_RULES as u16)
+                .find(|id| !rules.iter().any(|r| r.id == *id))
+                .ok_or(TableError::Full)?;
+            rules.push(InstalledRule { id, seq: cfg.next_seq, rule: rule.clone() });
+            cfg.next_seq += 1;
+            ids.push(id);
+        }
+        self.install(&rules)?;
+        // A reused id starts with fresh hit counters.
+        let cpus = nr_cpus().map_err(|(_, e)| TableError::Cpus(e))?;
+        for r in rules.iter().filter(|r| ids.contains(&r.id)) {
+            let zero = PerCpuValues::try_from(vec![Counter::default(); cpus]).map_err(TableError::Cpus)?;
+            self.rhits.set(r.id as u32, zero, 0).map_err(map_err(names::MAP_RULE_HITS))?;
+            self.rules.set(r.id as u32, r.rule.to_spec(r.seq), 0).map_err(map_err(names::MAP_RULES))?;
+        }
+        let mut latest = self.config()?;
+        latest.next_seq = cfg.next_seq;
+        self.config.set(0, latest, 0).map_err(map_err(names::MAP_CONFIG))?;
+        Ok(ids)
+    }
+
+    /// Deletes a rule by id.
+    pub fn delete_rule(&mut self, id: u16) -> Result<Rule, TableError> {
+        let mut rules = self.rules()?;
+        let pos = rules.iter().position(|r| r.id == id).ok_or(TableError::NoSuchRule(id))?;
+        let removed = rules.remove(pos);
+        self.install(&rules)?;
+        self.rules.set(id as u32, RuleSpec::default(), 0).map_err(map_err(names::MAP_RULES))?;
+        Ok(removed.rule)
+    }
+
+    /// Writes the lookup tables for `rules` into the inactive generation and makes it
+    /// active. The rules map itself is not touched (callers keep it in step).
+    pub fn install(&mut self, rules: &[InstalledRule]) -> Result<(), TableError> {
+        if rules.len() > MAX_RULES {
+            return Err(TableError::Full);
+        }
+        let compiled = compile(rules);
+        let mut cfg = self.config()?;
+        let next = (cfg.active as usize + 1) % GENERATIONS;
+
+        for (rank, action) in compiled.actions.iter().enumerate() {
+            let idx = (next * MAX_RULES + rank) as u32;
+            self.actions.set(idx, action, 0).map_err(map_err(names::MAP_ACTIONS))?;
+        }
+        for (slot, set) in compiled.ports.iter().enumerate() {
+            let idx = (next * PORT_SLOTS + slot) as u32;
+            self.ports.set(idx, set, 0).map_err(map_err(names::MAP_PORTS))?;
+        }
+        for (vid, set) in compiled.vlans.iter().enumerate() {
+            let idx = (next * VLAN_SLOTS + vid) as u32;
+            self.vlans.set(idx, set, 0).map_err(map_err(names::MAP_VLANS))?;
+        }
+        self.replace_dst(next as u8, &compiled.dst4, &compiled.dst6)?;
+
+        // Publish: first the new generation's small tables, then the switch.
+        cfg.gens[next] = compiled.config;
+        self.config.set(0, cfg, 0).map_err(map_err(names::MAP_CONFIG))?;
+        cfg.active = next as u32;
+        self.config.set(0, cfg, 0).map_err(map_err(names::MAP_CONFIG))
+    }
+
+    fn replace_dst(
+        &mut self,
+        generation: u8,
+        v4: &[(crate::steer::Prefix, RuleSet)],
+        v6: &[(crate::steer::Prefix, RuleSet)],
+    ) -> Result<(), TableError> {
+        let stale4: Vec<Key<[u8; DST4_KEY_LEN]>> = self
+            .dst4
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data()[0] == generation)
+            .collect();
+        for k in stale4 {
+            self.dst4.remove(&k).map_err(map_err(names::MAP_DST4))?;
+        }
+        let stale6: Vec<Key<[u8; DST6_KEY_LEN]>> = self
+            .dst6
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data()[0] == generation)
+            .collect();
+        for k in stale6 {
+            self.dst6.remove(&k).map_err(map_err(names::MAP_DST6))?;
+        }
+        for (p, set) in v4 {
+            let IpAddr::V4(a) = p.addr else { continue };
+            let o = a.octets();
+            let key = Key::new(8 + p.len as u32, [generation, o[0], o[1], o[2], o[3]]);
+            self.dst4.insert(&key, set, 0).map_err(map_err(names::MAP_DST4))?;
+        }
+        for (p, set) in v6 {
+            let IpAddr::V6(a) = p.addr else { continue };
+            let mut data = [0u8; DST6_KEY_LEN];
+            data[0] = generation;
+            data[1..].copy_from_slice(&a.octets());
+            let key = Key::new(8 + p.len as u32, data);
+            self.dst6.insert(&key, set, 0).map_err(map_err(names::MAP_DST6))?;
+        }
+        Ok(())
+    }
+
+    /// Per-queue counters summed over CPUs, for queues that saw traffic.
+    pub fn queue_counters(&self) -> Result<Vec<QueueCounters>, TableError> {
+        let mut out = Vec::new();
+        for (queue, values) in self.qstats.iter().enumerate() {
+            let values = values.map_err(map_err(names::MAP_QUEUE_STATS))?;
+            let mut sum = QueueStats::default();
+            for cpu in values.iter() {
+                for (s, c) in sum.verdicts.iter_mut().zip(cpu.verdicts.iter()) {
+                    s.packets += c.packets;
+                    s.bytes += c.bytes;
+                }
+            }
+            if sum.verdicts.iter().any(|c| c.packets != 0) {
+                out.push(QueueCounters { queue: queue as u32, stats: sum });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Hit counters by rule id, summed over CPUs, for the given ids.
+    pub fn rule_hits(&self, ids: impl IntoIterator<Item = u16>) -> Result<BTreeMap<u16, Counter>, TableError> {
+        let mut out = BTreeMap::new();
+        for id in ids {
+            let values = self.rhits.get(&(id as u32), 0).map_err(map_err(names::MAP_RULE_HITS))?;
+            let mut sum = Counter::default();
+            for c in values.iter() {
+                sum.packets += c.packets;
+                sum.bytes += c.bytes;
+            }
+            out.insert(id, sum);
+        }
+        Ok(out)
+    }
+
+    /// The AF_XDP socket map (for `netmit rx`).
+    pub fn xsks_mut(&mut self) -> &mut XskMap<MapData> {
+        &mut self.xsks
+    }
+}
+
+/// Wraps a pinned map's data in the `Map` variant its kernel type calls for.
+fn wrap(name: &str, data: MapData) -> Map {
+    match name {
+        names::MAP_DST4 | names::MAP_DST6 => Map::LpmTrie(data),
+        names::MAP_QUEUE_STATS | names::MAP_RULE_HITS => Map::PerCpuArray(data),
+        names::MAP_XSKS => Map::XskMap(data),
+        _ => Map::Array(data),
+    }
+}
+
+/// Whether a path looks like one of netmit's pin directories.
+pub fn is_pin_dir(path: &Path) -> bool {
+    path.join("link").exists() && path.join(names::MAP_CONFIG).exists()
+}

@@ -1,0 +1,13 @@
+//! netmit: taking interrupt overhead out of Linux networking.
+//!
+//! This library owns all of netmit's logic; the `netmit` binary is a thin shell over it.
+//!
+//! - [`steer`]: steering rules (syntax, compilation into lookup tables);
+//! - [`ebpf`]: the embedded eBPF object, its bpffs pins, typed tables, attach/detach;
+//! - [`capture`]: reading pcap and pcapng files;
+//! - [`classify`]: running frames through the real program with BPF_PROG_TEST_RUN.
+
+pub mod capture;
+pub mod classify;
+pub mod ebpf;
+pub mod steer;
