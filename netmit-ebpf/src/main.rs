@@ -15,14 +15,14 @@ use aya_ebpf::{
     bindings::xdp_action,
     helpers::bpf_xdp_adjust_meta,
     macros::{map, xdp},
-    maps::{Array, LpmTrie, PerCpuArray, XskMap, lpm_trie::Key},
+    maps::{Array, PerCpuArray, XskMap},
     programs::XdpContext,
 };
 use netmit_common::{
-    Action, Config, Counter, DST_TRIE_ENTRIES, DST4_KEY_LEN, DST6_KEY_LEN, GENERATIONS,
-    MAX_QUEUES, MAX_RULES, MAX_XSKS, NO_RULE, PORT_NONE, PORT_SLOTS, PacketProto, QueueStats,
-    RuleAction, RuleSet, RuleSpec, VERDICT_MAGIC, VERDICT_SLOTS, VLAN_SLOTS, Verdict,
-    VerdictRecord, lookup,
+    Action, Config, Counter, DST_CHILD, DST_NODE_SLOTS, DST_NODES_PAGE, DST_PAGES_PER_GEN,
+    DST_POOL_SLOTS, DST_ROOT_V4_PAGE, DST_ROOT_V6_PAGE, GENERATIONS, MAX_QUEUES, MAX_RULES,
+    MAX_XSKS, NO_RULE, PORT_NONE, PORT_PAGES, PORTS_PER_PAGE, PacketProto, RULE_WORDS, lowest_bit, QueueStats, RuleAction, RuleSet, RuleSpec,
+    VERDICT_MAGIC, VERDICT_SLOTS, VLAN_SLOTS, Verdict, VerdictRecord, lookup,
 };
 use parse::{Dst, parse};
 
@@ -39,15 +39,16 @@ static NETMIT_RULES: Array<RuleSpec> = Array::with_max_entries(MAX_RULES as u32,
 static NETMIT_ACTIONS: Array<RuleAction> =
     Array::with_max_entries((GENERATIONS * MAX_RULES) as u32, 0);
 #[map]
-static NETMIT_PORTS: Array<RuleSet> = Array::with_max_entries((GENERATIONS * PORT_SLOTS) as u32, 0);
+static NETMIT_PORTS: Array<[RuleSet; PORTS_PER_PAGE]> =
+    Array::with_max_entries((GENERATIONS * PORT_PAGES) as u32, 0);
 #[map]
 static NETMIT_VLANS: Array<RuleSet> = Array::with_max_entries((GENERATIONS * VLAN_SLOTS) as u32, 0);
 #[map]
-static NETMIT_DST4: LpmTrie<[u8; DST4_KEY_LEN], RuleSet> =
-    LpmTrie::with_max_entries(DST_TRIE_ENTRIES, 0);
+static NETMIT_DSTTRIE: Array<[u32; DST_NODE_SLOTS]> =
+    Array::with_max_entries((GENERATIONS * DST_PAGES_PER_GEN) as u32, 0);
 #[map]
-static NETMIT_DST6: LpmTrie<[u8; DST6_KEY_LEN], RuleSet> =
-    LpmTrie::with_max_entries(DST_TRIE_ENTRIES, 0);
+static NETMIT_DSTSETS: Array<RuleSet> =
+    Array::with_max_entries((GENERATIONS * DST_POOL_SLOTS) as u32, 0);
 #[map]
 static NETMIT_QSTATS: PerCpuArray<QueueStats> = PerCpuArray::with_max_entries(MAX_QUEUES as u32, 0);
 #[map]
@@ -74,6 +75,9 @@ pub fn netmit_steer(ctx: XdpContext) -> u32 {
             Some(rule) => {
                 let verdict = match Action::from_u8(rule.action) {
                     Some(Action::Drop) => Verdict::Drop,
+                    // The map lookup is inlined by the verifier; checking it first spares
+                    // the redirect helper call on queues without a socket.
+                    Some(Action::Xsk) if NETMIT_XSKS.get(queue).is_none() => Verdict::XskFallback,
                     Some(Action::Xsk) => {
                         match NETMIT_XSKS.redirect(queue, xdp_action::XDP_PASS as u64) {
                             Ok(_) => Verdict::Xsk,
@@ -102,6 +106,10 @@ pub fn netmit_steer(ctx: XdpContext) -> u32 {
 }
 
 /// Finds the best-ranked rule that matches `pkt` in the active generation.
+///
+/// Gathers one bitmap per field (pointers into map values, nothing copied), then ANDs
+/// them a word at a time and stops at the first non-zero word: its lowest bit is the
+/// best-ranked rule. Words past the installed rules are never read.
 #[inline(always)]
 fn best_rule(pkt: &parse::Packet) -> Option<RuleAction> {
     let cfg = NETMIT_CONFIG.get(0)?;
@@ -112,52 +120,75 @@ fn best_rule(pkt: &parse::Packet) -> Option<RuleAction> {
     }
     let lookups = gen_cfg.lookups;
 
-    let mut set = match pkt.proto {
-        PacketProto::Udp => gen_cfg.proto[0],
-        PacketProto::Tcp => gen_cfg.proto[1],
-        PacketProto::Other => gen_cfg.proto[2],
+    let proto: &RuleSet = match pkt.proto {
+        PacketProto::Udp => &gen_cfg.proto[0],
+        PacketProto::Tcp => &gen_cfg.proto[1],
+        PacketProto::Other => &gen_cfg.proto[2],
     };
 
-    if lookups & lookup::PORT != 0 {
+    let port: &RuleSet = if lookups & lookup::PORT != 0 {
         let slot = match pkt.dport {
             Some(port) => port as usize,
             None => PORT_NONE,
         };
-        set.intersect_with(NETMIT_PORTS.get((g * PORT_SLOTS + slot) as u32)?);
-    }
+        let page = NETMIT_PORTS.get((g * PORT_PAGES + slot / PORTS_PER_PAGE) as u32)?;
+        &page[slot % PORTS_PER_PAGE]
+    } else {
+        &gen_cfg.all
+    };
 
-    if lookups & lookup::VLAN != 0 {
-        match pkt.vlan {
-            Some(vid) => {
-                let slot = g * VLAN_SLOTS + (vid as usize & (VLAN_SLOTS - 1));
-                set.intersect_with(NETMIT_VLANS.get(slot as u32)?);
-            }
-            None => set.intersect_with(&gen_cfg.untagged),
+    let vlan: &RuleSet = match pkt.vlan {
+        Some(vid) if lookups & lookup::VLAN != 0 => {
+            let slot = g * VLAN_SLOTS + (vid as usize & (VLAN_SLOTS - 1));
+            NETMIT_VLANS.get(slot as u32)?
         }
-    }
+        _ => &gen_cfg.untagged,
+    };
 
-    match pkt.dst {
-        Dst::V4(addr) if lookups & lookup::DST4 != 0 => {
-            let key = Key::new(
-                (DST4_KEY_LEN * 8) as u32,
-                [g as u8, addr[0], addr[1], addr[2], addr[3]],
-            );
-            set.intersect_with(NETMIT_DST4.get(&key)?);
-        }
-        Dst::V6(addr) if lookups & lookup::DST6 != 0 => {
-            let mut data = [0u8; DST6_KEY_LEN];
-            data[0] = g as u8;
-            data[1..].copy_from_slice(&addr);
-            let key = Key::new((DST6_KEY_LEN * 8) as u32, data);
-            set.intersect_with(NETMIT_DST6.get(&key)?);
-        }
+    let dst: &RuleSet = match pkt.dst {
+        Dst::V4(addr) if lookups & lookup::DST4 != 0 => dst_rules(g, DST_ROOT_V4_PAGE, &addr)?,
+        Dst::V6(addr) if lookups & lookup::DST6 != 0 => dst_rules(g, DST_ROOT_V6_PAGE, &addr)?,
         // No rule constrains this family (or the frame is not IP): only the rules without
         // a destination can match.
-        _ => set.intersect_with(&gen_cfg.any_dst),
-    }
+        _ => &gen_cfg.any_dst,
+    };
 
-    let rank = set.first()?;
-    NETMIT_ACTIONS.get((g * MAX_RULES + rank) as u32).copied()
+    let words = (gen_cfg.rule_count as usize).div_ceil(64);
+    let mut w = 0;
+    while w < RULE_WORDS {
+        if w >= words {
+            return None;
+        }
+        let m = proto.0[w] & port.0[w] & vlan.0[w] & dst.0[w];
+        if m != 0 {
+            let rank = w * 64 + lowest_bit(m) as usize;
+            return NETMIT_ACTIONS.get((g * MAX_RULES + rank) as u32).copied();
+        }
+        w += 1;
+    }
+    None
+}
+
+/// Walks the destination trie of generation `g` (root at page `root`) for `addr` and
+/// returns the rules whose prefix contains it.
+#[inline(always)]
+fn dst_rules<const N: usize>(g: usize, root: usize, addr: &[u8; N]) -> Option<&'static RuleSet> {
+    let base = g * DST_PAGES_PER_GEN;
+    let mut entry = NETMIT_DSTTRIE.get((base + root + addr[0] as usize) as u32)?[addr[1] as usize];
+    let mut i = 2;
+    while i < N {
+        if entry & DST_CHILD == 0 {
+            break;
+        }
+        let node = (entry & !DST_CHILD) as usize;
+        let page = NETMIT_DSTTRIE.get((base + DST_NODES_PAGE + node) as u32)?;
+        entry = page[addr[i] as usize];
+        i += 1;
+    }
+    if entry & DST_CHILD != 0 {
+        return None;
+    }
+    NETMIT_DSTSETS.get((g * DST_POOL_SLOTS) as u32 + entry)
 }
 
 #[inline(always)]

@@ -132,7 +132,7 @@ impl Classifier {
         })
     }
 
-    /// Average time per run over `repeat` runs of `frame`, as the kernel measures it.
+    /// Average time of one run over `repeat` runs of `frame`, as the kernel measures it.
     pub fn time(&self, frame: &[u8], repeat: u32) -> Result<Duration, ClassifyError> {
         let mut out = vec![0u8; frame.len() + 512];
         let result = self

@@ -7,6 +7,7 @@
 //! - [`capture`]: reading pcap and pcapng files;
 //! - [`classify`]: running frames through the real program with BPF_PROG_TEST_RUN.
 
+pub mod bench;
 pub mod capture;
 pub mod classify;
 pub mod ebpf;

@@ -3,4 +3,5 @@
 
 pub mod packet;
 pub mod reference;
+pub mod support;
 pub mod testbed;

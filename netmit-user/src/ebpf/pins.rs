@@ -5,7 +5,7 @@
 //!     link            the XDP bpf_link (keeps the program attached)
 //!     NETMIT_CONFIG   active generation and per-generation small tables
 //!     NETMIT_RULES    the rules as written, by rule id
-//!     NETMIT_ACTIONS  NETMIT_PORTS  NETMIT_VLANS  NETMIT_DST4  NETMIT_DST6   lookup tables
+//!     NETMIT_ACTIONS  NETMIT_PORTS  NETMIT_VLANS  NETMIT_DSTTRIE  NETMIT_DSTSETS   lookup tables
 //!     NETMIT_QSTATS   per-queue, per-CPU verdict counters
 //!     NETMIT_RHITS    per-rule, per-CPU hit counters
 //!     NETMIT_XSKS     AF_XDP sockets by RX queue
@@ -30,8 +30,8 @@ pub const PINNED_MAPS: [&str; 10] = [
     names::MAP_ACTIONS,
     names::MAP_PORTS,
     names::MAP_VLANS,
-    names::MAP_DST4,
-    names::MAP_DST6,
+    names::MAP_DST_TRIE,
+    names::MAP_DST_SETS,
     names::MAP_QUEUE_STATS,
     names::MAP_RULE_HITS,
     names::MAP_XSKS,

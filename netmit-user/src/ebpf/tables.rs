@@ -10,20 +10,24 @@
 //! generation's small tables (the active generation's bytes are rewritten unchanged),
 //! then the `active` index alone. A packet therefore always sees one complete generation.
 
-use std::{collections::BTreeMap, net::IpAddr, path::Path};
+use std::{collections::BTreeMap, path::Path};
 
 use aya::{
     Ebpf,
-    maps::{Array, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuValues, XskMap, lpm_trie::Key},
+    maps::{Array, Map, MapData, MapError, PerCpuArray, PerCpuValues, XskMap},
     util::nr_cpus,
 };
 use netmit_common::{
-    Config, Counter, DST4_KEY_LEN, DST6_KEY_LEN, GENERATIONS, MAX_RULES, PORT_SLOTS,
+    Config, Counter, DST_NODE_SLOTS, DST_NODES_PAGE, DST_PAGES_PER_GEN, DST_POOL_SLOTS,
+    DST_ROOT_V4_PAGE, DST_ROOT_V6_PAGE, GENERATIONS, MAX_RULES, PORT_PAGES, PORTS_PER_PAGE,
     QueueStats, RuleAction, RuleSet, RuleSpec, VLAN_SLOTS, names,
 };
 
 use super::pins::PinLayout;
-use crate::steer::{InstalledRule, Rule, compile::compile};
+use crate::steer::{
+    InstalledRule, Rule,
+    compile::{CompileError, DstTrie, compile},
+};
 
 /// Errors of table access.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +65,9 @@ pub enum TableError {
         #[source]
         source: aya::pin::PinError,
     },
+    /// The rules do not fit the tables.
+    #[error(transparent)]
+    Compile(#[from] CompileError),
     /// Cannot count CPUs.
     #[error("cannot count possible CPUs: {0}")]
     Cpus(std::io::Error),
@@ -75,10 +82,10 @@ pub struct SteerTables {
     config: Array<MapData, Config>,
     rules: Array<MapData, RuleSpec>,
     actions: Array<MapData, RuleAction>,
-    ports: Array<MapData, RuleSet>,
+    ports: Array<MapData, [RuleSet; PORTS_PER_PAGE]>,
     vlans: Array<MapData, RuleSet>,
-    dst4: LpmTrie<MapData, [u8; DST4_KEY_LEN], RuleSet>,
-    dst6: LpmTrie<MapData, [u8; DST6_KEY_LEN], RuleSet>,
+    dst_trie: Array<MapData, [u32; DST_NODE_SLOTS]>,
+    dst_sets: Array<MapData, RuleSet>,
     qstats: PerCpuArray<MapData, QueueStats>,
     rhits: PerCpuArray<MapData, Counter>,
     xsks: XskMap<MapData>,
@@ -132,8 +139,8 @@ impl SteerTables {
             actions: typed!(names::MAP_ACTIONS),
             ports: typed!(names::MAP_PORTS),
             vlans: typed!(names::MAP_VLANS),
-            dst4: typed!(names::MAP_DST4),
-            dst6: typed!(names::MAP_DST6),
+            dst_trie: typed!(names::MAP_DST_TRIE),
+            dst_sets: typed!(names::MAP_DST_SETS),
             qstats: typed!(names::MAP_QUEUE_STATS),
             rhits: typed!(names::MAP_RULE_HITS),
             xsks: typed!(names::MAP_XSKS),
@@ -211,7 +218,7 @@ impl SteerTables {
         if rules.len() > MAX_RULES {
             return Err(TableError::Full);
         }
-        let compiled = compile(rules);
+        let compiled = compile(rules)?;
         let mut cfg = self.config()?;
         let next = (cfg.active as usize + 1) % GENERATIONS;
 
@@ -219,15 +226,17 @@ impl SteerTables {
             let idx = (next * MAX_RULES + rank) as u32;
             self.actions.set(idx, action, 0).map_err(map_err(names::MAP_ACTIONS))?;
         }
-        for (slot, set) in compiled.ports.iter().enumerate() {
-            let idx = (next * PORT_SLOTS + slot) as u32;
-            self.ports.set(idx, set, 0).map_err(map_err(names::MAP_PORTS))?;
+        for (page, sets) in compiled.ports.chunks(PORTS_PER_PAGE).enumerate() {
+            let mut value = [RuleSet::EMPTY; PORTS_PER_PAGE];
+            value[..sets.len()].copy_from_slice(sets);
+            let idx = (next * PORT_PAGES + page) as u32;
+            self.ports.set(idx, value, 0).map_err(map_err(names::MAP_PORTS))?;
         }
         for (vid, set) in compiled.vlans.iter().enumerate() {
             let idx = (next * VLAN_SLOTS + vid) as u32;
             self.vlans.set(idx, set, 0).map_err(map_err(names::MAP_VLANS))?;
         }
-        self.replace_dst(next as u8, &compiled.dst4, &compiled.dst6)?;
+        self.write_dst(next, &compiled.dst)?;
 
         // Publish: first the new generation's small tables, then the switch.
         cfg.gens[next] = compiled.config;
@@ -236,43 +245,20 @@ impl SteerTables {
         self.config.set(0, cfg, 0).map_err(map_err(names::MAP_CONFIG))
     }
 
-    fn replace_dst(
-        &mut self,
-        generation: u8,
-        v4: &[(crate::steer::Prefix, RuleSet)],
-        v6: &[(crate::steer::Prefix, RuleSet)],
-    ) -> Result<(), TableError> {
-        let stale4: Vec<Key<[u8; DST4_KEY_LEN]>> = self
-            .dst4
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.data()[0] == generation)
-            .collect();
-        for k in stale4 {
-            self.dst4.remove(&k).map_err(map_err(names::MAP_DST4))?;
+    fn write_dst(&mut self, generation: usize, trie: &DstTrie) -> Result<(), TableError> {
+        let base = generation * DST_PAGES_PER_GEN;
+        let roots = [(DST_ROOT_V4_PAGE, &trie.root_v4), (DST_ROOT_V6_PAGE, &trie.root_v6)];
+        let root_pages = roots.into_iter().flat_map(|(first, root)| {
+            root.chunks(DST_NODE_SLOTS).enumerate().map(move |(i, page)| (first + i, page))
+        });
+        let node_pages = trie.nodes.iter().enumerate().map(|(i, n)| (DST_NODES_PAGE + i, &n[..]));
+        for (page, entries) in root_pages.chain(node_pages) {
+            let value: [u32; DST_NODE_SLOTS] = entries.try_into().expect("whole pages");
+            self.dst_trie.set((base + page) as u32, value, 0).map_err(map_err(names::MAP_DST_TRIE))?;
         }
-        let stale6: Vec<Key<[u8; DST6_KEY_LEN]>> = self
-            .dst6
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.data()[0] == generation)
-            .collect();
-        for k in stale6 {
-            self.dst6.remove(&k).map_err(map_err(names::MAP_DST6))?;
-        }
-        for (p, set) in v4 {
-            let IpAddr::V4(a) = p.addr else { continue };
-            let o = a.octets();
-            let key = Key::new(8 + p.len as u32, [generation, o[0], o[1], o[2], o[3]]);
-            self.dst4.insert(&key, set, 0).map_err(map_err(names::MAP_DST4))?;
-        }
-        for (p, set) in v6 {
-            let IpAddr::V6(a) = p.addr else { continue };
-            let mut data = [0u8; DST6_KEY_LEN];
-            data[0] = generation;
-            data[1..].copy_from_slice(&a.octets());
-            let key = Key::new(8 + p.len as u32, data);
-            self.dst6.insert(&key, set, 0).map_err(map_err(names::MAP_DST6))?;
+        for (i, set) in trie.pool.iter().enumerate() {
+            let idx = (generation * DST_POOL_SLOTS + i) as u32;
+            self.dst_sets.set(idx, set, 0).map_err(map_err(names::MAP_DST_SETS))?;
         }
         Ok(())
     }
@@ -320,7 +306,6 @@ impl SteerTables {
 /// Wraps a pinned map's data in the `Map` variant its kernel type calls for.
 fn wrap(name: &str, data: MapData) -> Map {
     match name {
-        names::MAP_DST4 | names::MAP_DST6 => Map::LpmTrie(data),
         names::MAP_QUEUE_STATS | names::MAP_RULE_HITS => Map::PerCpuArray(data),
         names::MAP_XSKS => Map::XskMap(data),
         _ => Map::Array(data),

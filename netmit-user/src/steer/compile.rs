@@ -4,14 +4,15 @@
 //! [`Compiled::lookup`] method performs the same steps as the data path and is checked
 //! against a linear scan of the rules.
 
-use std::net::IpAddr;
+use std::{collections::HashMap, net::IpAddr};
 
 use netmit_common::{
-    GenConfig, MAX_RULES, PORT_NONE, PORT_SLOTS, PacketProto, RuleAction, RuleProto, RuleSet,
-    VLAN_SLOTS, lookup,
+    DST_CHILD, DST_MAX_NODES, DST_NODE_SLOTS, DST_POOL_SLOTS, DST_ROOT_SLOTS, GenConfig,
+    MAX_RULES, PORT_NONE, PORT_SLOTS, PacketProto, RuleAction, RuleProto, RuleSet, VLAN_SLOTS,
+    lookup,
 };
 
-use super::rule::{Prefix, Rule};
+use super::rule::Rule;
 
 /// A rule with its stable id (slot) and insertion sequence number.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,10 +36,155 @@ pub struct Compiled {
     pub ports: Vec<RuleSet>,
     /// By VLAN id; empty when no rule has a VLAN.
     pub vlans: Vec<RuleSet>,
-    /// IPv4 prefixes and the rules that accept every address in them; includes `/0`.
-    pub dst4: Vec<(Prefix, RuleSet)>,
-    /// IPv6 prefixes, likewise.
-    pub dst6: Vec<(Prefix, RuleSet)>,
+    /// The destination trie.
+    pub dst: DstTrie,
+}
+
+/// The destination-address trie of one generation, in the layout of the trie map: entries
+/// are pool indexes, or [`DST_CHILD`] | node number.
+#[derive(Clone, Debug, Default)]
+pub struct DstTrie {
+    /// IPv4 root, indexed by the first 16 address bits; empty when no rule has an IPv4
+    /// destination.
+    pub root_v4: Vec<u32>,
+    /// IPv6 root, likewise.
+    pub root_v6: Vec<u32>,
+    /// Deeper nodes, indexed by the next address byte.
+    pub nodes: Vec<[u32; DST_NODE_SLOTS]>,
+    /// Deduplicated rule sets.
+    pub pool: Vec<RuleSet>,
+}
+
+/// Rule sets that do not fit the fixed-size tables.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CompileError {
+    /// More rules than the data path holds.
+    #[error("at most {MAX_RULES} rules fit an interface")]
+    TooManyRules,
+    /// The destination prefixes need more trie nodes than exist.
+    #[error(
+        "the destination prefixes need more than {DST_MAX_NODES} trie nodes (many long, \
+         unrelated IPv6 prefixes); use shorter or fewer prefixes"
+    )]
+    TrieFull,
+    /// Too many distinct destination rule sets.
+    #[error("the destination prefixes produce more than {DST_POOL_SLOTS} distinct rule sets")]
+    PoolFull,
+}
+
+/// A prefix of one family as bytes, with the rank of its rule.
+#[derive(Clone, Copy)]
+struct DstPrefix {
+    rank: usize,
+    addr: [u8; 16],
+    len: u8,
+}
+
+struct TrieBuilder {
+    trie: DstTrie,
+    pool_index: HashMap<RuleSet, u32>,
+}
+
+impl TrieBuilder {
+    fn pool_id(&mut self, set: RuleSet) -> Result<u32, CompileError> {
+        if let Some(&id) = self.pool_index.get(&set) {
+            return Ok(id);
+        }
+        if self.trie.pool.len() >= DST_POOL_SLOTS {
+            return Err(CompileError::PoolFull);
+        }
+        let id = self.trie.pool.len() as u32;
+        self.trie.pool.push(set);
+        self.pool_index.insert(set, id);
+        Ok(id)
+    }
+
+    /// Builds the entries of a node that has consumed `depth` bits and indexes the next
+    /// `stride` bits. `inherited` holds the rules whose prefixes cover the whole node;
+    /// `prefixes` are the longer ones that lie inside it.
+    fn node(
+        &mut self,
+        depth: u32,
+        stride: u32,
+        inherited: RuleSet,
+        prefixes: &[DstPrefix],
+    ) -> Result<Vec<u32>, CompileError> {
+        let slots = 1usize << stride;
+        let index = |p: &DstPrefix| -> usize {
+            if stride == 16 {
+                ((p.addr[0] as usize) << 8) | p.addr[1] as usize
+            } else {
+                p.addr[(depth / 8) as usize] as usize
+            }
+        };
+        let mut sets = vec![inherited; slots];
+        let mut deeper: HashMap<usize, Vec<DstPrefix>> = HashMap::new();
+        for p in prefixes {
+            let end = depth + stride;
+            if u32::from(p.len) <= end {
+                // Covers a run of slots: host bits are zero, so `index` is its start.
+                let count = 1usize << (end - u32::from(p.len));
+                for set in &mut sets[index(p)..index(p) + count] {
+                    set.insert(p.rank);
+                }
+            } else {
+                deeper.entry(index(p)).or_default().push(*p);
+            }
+        }
+        let mut entries = Vec::with_capacity(slots);
+        for (slot, set) in sets.iter().enumerate() {
+            match deeper.get(&slot) {
+                None => entries.push(self.pool_id(*set)?),
+                Some(longer) => {
+                    let id = self.trie.nodes.len();
+                    if id >= DST_MAX_NODES {
+                        return Err(CompileError::TrieFull);
+                    }
+                    self.trie.nodes.push([0; DST_NODE_SLOTS]);
+                    let longer = longer.clone();
+                    let child = self.node(depth + stride, 8, *set, &longer)?;
+                    self.trie.nodes[id].copy_from_slice(&child);
+                    entries.push(DST_CHILD | id as u32);
+                }
+            }
+        }
+        Ok(entries)
+    }
+}
+
+fn build_dst(ranked: &[&InstalledRule], any_dst: RuleSet) -> Result<DstTrie, CompileError> {
+    let mut b = TrieBuilder { trie: DstTrie::default(), pool_index: HashMap::new() };
+    for v4 in [true, false] {
+        let prefixes: Vec<DstPrefix> = ranked
+            .iter()
+            .enumerate()
+            .filter_map(|(rank, r)| {
+                let p = r.rule.dst?;
+                let addr = match p.addr {
+                    IpAddr::V4(a) if v4 => {
+                        let mut b = [0u8; 16];
+                        b[..4].copy_from_slice(&a.octets());
+                        b
+                    }
+                    IpAddr::V6(a) if !v4 => a.octets(),
+                    _ => return None,
+                };
+                Some(DstPrefix { rank, addr, len: p.len })
+            })
+            .collect();
+        if prefixes.is_empty() {
+            continue;
+        }
+        let root = b.node(0, 16, any_dst, &prefixes)?;
+        debug_assert_eq!(root.len(), DST_ROOT_SLOTS);
+        if v4 {
+            b.trie.root_v4 = root;
+        } else {
+            b.trie.root_v6 = root;
+        }
+    }
+    Ok(b.trie)
 }
 
 /// The fields of a packet that rules match on (the output of the parser).
@@ -61,9 +207,11 @@ pub fn ranked(rules: &[InstalledRule]) -> Vec<&InstalledRule> {
     v
 }
 
-/// Builds the tables for `rules` (at most [`MAX_RULES`]).
-pub fn compile(rules: &[InstalledRule]) -> Compiled {
-    assert!(rules.len() <= MAX_RULES, "caller checks the rule limit");
+/// Builds the tables for `rules`.
+pub fn compile(rules: &[InstalledRule]) -> Result<Compiled, CompileError> {
+    if rules.len() > MAX_RULES {
+        return Err(CompileError::TooManyRules);
+    }
     let ranked = ranked(rules);
     let mut config = GenConfig { rule_count: ranked.len() as u32, ..Default::default() };
     let mut actions = Vec::with_capacity(ranked.len());
@@ -133,43 +281,8 @@ pub fn compile(rules: &[InstalledRule]) -> Compiled {
         Vec::new()
     };
 
-    let dst_table = |v4: bool| -> Vec<(Prefix, RuleSet)> {
-        let family_rules: Vec<(usize, Prefix)> = ranked
-            .iter()
-            .enumerate()
-            .filter_map(|(rank, r)| r.rule.dst.filter(|p| p.addr.is_ipv4() == v4).map(|p| (rank, p)))
-            .collect();
-        if family_rules.is_empty() {
-            return Vec::new();
-        }
-        let root = Prefix {
-            addr: if v4 { IpAddr::from([0u8; 4]) } else { IpAddr::from([0u8; 16]) },
-            len: 0,
-        };
-        let mut prefixes: Vec<Prefix> = family_rules.iter().map(|(_, p)| *p).collect();
-        prefixes.push(root);
-        prefixes.sort_by_key(|p| (p.len, p.addr));
-        prefixes.dedup();
-        // With longest-prefix match, the entry found for an address is the longest listed
-        // prefix containing it; every rule prefix containing the address contains that
-        // entry too (nested prefixes), so the entry's set is exactly the matching rules.
-        prefixes
-            .into_iter()
-            .map(|p| {
-                let mut set = config.any_dst;
-                for (rank, rp) in &family_rules {
-                    if rp.covers(&p) {
-                        set.insert(*rank);
-                    }
-                }
-                (p, set)
-            })
-            .collect()
-    };
-    let dst4 = dst_table(true);
-    let dst6 = dst_table(false);
-
-    Compiled { config, actions, ports, vlans, dst4, dst6 }
+    let dst = build_dst(&ranked, config.any_dst)?;
+    Ok(Compiled { config, actions, ports, vlans, dst })
 }
 
 impl Compiled {
@@ -189,24 +302,30 @@ impl Compiled {
                 None => set.intersect_with(&c.untagged),
             }
         }
-        let lpm = |table: &[(Prefix, RuleSet)], ip: IpAddr| {
-            table
-                .iter()
-                .filter(|(p, _)| p.contains(ip))
-                .max_by_key(|(p, _)| p.len)
-                .map(|(_, s)| *s)
-                .unwrap_or(RuleSet::EMPTY)
-        };
         match pkt.dst {
-            Some(ip @ IpAddr::V4(_)) if c.lookups & lookup::DST4 != 0 => {
-                set.intersect_with(&lpm(&self.dst4, ip))
+            Some(IpAddr::V4(a)) if c.lookups & lookup::DST4 != 0 => {
+                set.intersect_with(&self.dst.walk(&self.dst.root_v4, &a.octets()))
             }
-            Some(ip @ IpAddr::V6(_)) if c.lookups & lookup::DST6 != 0 => {
-                set.intersect_with(&lpm(&self.dst6, ip))
+            Some(IpAddr::V6(a)) if c.lookups & lookup::DST6 != 0 => {
+                set.intersect_with(&self.dst.walk(&self.dst.root_v6, &a.octets()))
             }
             _ => set.intersect_with(&c.any_dst),
         }
         set.first()
+    }
+}
+
+impl DstTrie {
+    /// The data path's trie walk.
+    pub fn walk(&self, root: &[u32], addr: &[u8]) -> RuleSet {
+        let mut entry = root[((addr[0] as usize) << 8) | addr[1] as usize];
+        for &byte in &addr[2..] {
+            if entry & DST_CHILD == 0 {
+                break;
+            }
+            entry = self.nodes[(entry & !DST_CHILD) as usize][byte as usize];
+        }
+        self.pool[entry as usize]
     }
 }
 
@@ -259,6 +378,7 @@ mod tests {
         let dsts = [
             "", "dst=198.18.0.0/15,", "dst=198.18.1.0/24,", "dst=198.18.1.7,",
             "dst=2001:db8::/32,", "dst=2001:db8:1::/48,", "dst=0.0.0.0/0,",
+            "dst=2001:db8:1::5/128,", "dst=198.18.1.0/25,", "dst=198.16.0.0/12,", "dst=::/0,",
         ];
         let vlans = ["", "vlan=10,", "vlan=20,"];
         let actions = ["action=xsk", "action=pass", "action=drop"];
@@ -274,13 +394,15 @@ mod tests {
                 .collect();
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let rules = installed(&refs);
-            let compiled = compile(&rules);
-            let addrs: [Option<IpAddr>; 6] = [
+            let compiled = compile(&rules).unwrap();
+            let addrs: [Option<IpAddr>; 8] = [
                 None,
                 Some("198.18.1.7".parse().unwrap()),
                 Some("198.19.0.1".parse().unwrap()),
                 Some("10.0.0.1".parse().unwrap()),
                 Some("2001:db8:1::5".parse().unwrap()),
+                Some("2001:db8:1::6".parse().unwrap()),
+                Some("198.18.1.200".parse().unwrap()),
                 Some("2001:db9::1".parse().unwrap()),
             ];
             for _ in 0..2000 {
@@ -299,7 +421,7 @@ mod tests {
     #[test]
     fn prio_then_insertion_order() {
         let rules = installed(&["proto=udp,prio=5", "prio=5", "dport=53,prio=1"]);
-        let c = compile(&rules);
+        let c = compile(&rules).unwrap();
         let udp53 = PacketFields {
             proto: PacketProto::Udp,
             dport: Some(53),
@@ -313,8 +435,28 @@ mod tests {
 
     #[test]
     fn skipped_lookups_are_not_flagged() {
-        let c = compile(&installed(&["proto=udp", "action=drop"]));
+        let c = compile(&installed(&["proto=udp", "action=drop"])).unwrap();
         assert_eq!(c.config.lookups, 0);
-        assert!(c.ports.is_empty() && c.vlans.is_empty() && c.dst4.is_empty());
+        assert!(c.ports.is_empty() && c.vlans.is_empty() && c.dst.root_v4.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod trie_tests {
+    use super::*;
+
+    #[test]
+    fn worst_case_prefixes_fit_the_fixed_tables() {
+        // 256 unrelated /128s: every one needs 14 nodes of its own.
+        let rules: Vec<InstalledRule> = (0..256u16)
+            .map(|i| InstalledRule {
+                id: i,
+                seq: i as u32,
+                rule: format!("dst={:x}:{:x}::1/128", 0x2000 + i, i).parse().unwrap(),
+            })
+            .collect();
+        let c = compile(&rules).unwrap();
+        assert_eq!(c.dst.nodes.len(), DST_MAX_NODES);
+        assert!(c.dst.pool.len() <= DST_POOL_SLOTS);
     }
 }

@@ -43,6 +43,31 @@ pub enum Command {
     /// Every frame runs through the steering program with BPF_PROG_TEST_RUN (nothing is
     /// attached); prints each frame's verdict and matching rule, then a summary.
     Classify(ClassifyArgs),
+    /// Benchmarks, reported as ratios to a baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Per-packet cost of the steering program (0, 16, 256 rules) vs. an XDP_PASS program.
+    Xdp(XdpBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct XdpBenchArgs {
+    /// Program runs per measurement (BPF_PROG_TEST_RUN repeat).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub repeat: u32,
+    /// Measurements per case; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Report only: exit 0 even when a goal is missed.
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]

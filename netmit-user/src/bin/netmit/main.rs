@@ -2,6 +2,7 @@
 
 mod args;
 mod attach;
+mod bench;
 mod classify;
 mod detach;
 mod output;
@@ -31,5 +32,6 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Steer(a) => steer::run(a),
         args::Command::Status(a) => status::run(a),
         args::Command::Classify(a) => classify::run(a),
+        args::Command::Bench(a) => bench::run(a),
     }
 }

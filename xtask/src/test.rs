@@ -1,0 +1,228 @@
+//! `cargo xtask test`: the one command CI runs (`.ci/run`), and what developers run locally.
+//!
+//! It runs setup first (a fresh machine has no bpf-linker, which the build needs), builds the
+//! default members (so the `netmit` binary the integration tests drive exists, and is the
+//! one just built: its path goes to the tests as `NETMIT_BIN`), then runs the tests.
+//!
+//! The integration tests create network namespaces, veths and bpffs pins on the host. A test
+//! that leaks them may pass and still break the next run, so with `CI` set this command also
+//! checks that nothing the tests own (`nmt*` namespaces, `nm*` veths, pins under
+//! /sys/fs/bpf/netmit) is left behind, and fails if something is.
+
+use std::{
+    ffi::OsString,
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+    time::Instant,
+};
+
+use anyhow::{Context, Result};
+
+use crate::{cargo, exit_code, run_streaming, setup, target_dir};
+
+/// The packages whose tests run (netmit-ebpf has none: it only builds for the BPF target).
+pub const TEST_PACKAGES: &[&str] = &["netmit-common", "netmit-user", "tests"];
+
+/// Prefix of the network namespaces the tests create.
+pub const NETNS_PREFIX: &str = "nmt";
+
+/// Prefix of the veth interfaces the tests create.
+pub const VETH_PREFIX: &str = "nm";
+
+/// Where netmit pins its programs and maps; must be empty after the tests.
+pub const PIN_DIR: &str = "/sys/fs/bpf/netmit";
+
+/// Runs setup, the build and the tests with `extra` passed to `cargo test`, and prints the
+/// elapsed time. Returns the tests' exit code (or failure if something was left behind in CI).
+pub fn run(extra: Vec<OsString>) -> Result<ExitCode> {
+    let start = Instant::now();
+    let result = run_inner(extra);
+    println!("xtask test: total {:.1} s", start.elapsed().as_secs_f64());
+    result
+}
+
+fn run_inner(extra: Vec<OsString>) -> Result<ExitCode> {
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+    setup::run()?;
+    if ci {
+        println!("xtask test: kernel {}", kernel_version()?);
+        print_netns("before the tests")?;
+    }
+
+    let status = run_streaming(cargo().arg("build"))?;
+    if !status.success() {
+        return Ok(exit_code(status));
+    }
+
+    let netmit_bin = target_dir().join("debug/netmit");
+    let mut test = cargo();
+    test.arg("test");
+    for pkg in TEST_PACKAGES {
+        test.args(["-p", pkg]);
+    }
+    test.args(&extra).env("NETMIT_BIN", &netmit_bin);
+    println!("xtask test: NETMIT_BIN={}", netmit_bin.display());
+    let status = run_streaming(&mut test)?;
+
+    if ci {
+        print_netns("after the tests")?;
+        let left = leftovers()?;
+        if !left.is_empty() {
+            eprintln!("xtask: error: the tests left these behind:");
+            for item in &left {
+                eprintln!("  {item}");
+            }
+            if status.success() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(exit_code(status))
+}
+
+/// `uname -r`-like: the kernel release and build string.
+fn kernel_version() -> Result<String> {
+    let read = |p: &str| -> Result<String> {
+        Ok(fs::read_to_string(p)
+            .with_context(|| format!("reading {p}"))?
+            .trim()
+            .to_string())
+    };
+    Ok(format!(
+        "{} ({})",
+        read("/proc/sys/kernel/osrelease")?,
+        read("/proc/sys/kernel/version")?
+    ))
+}
+
+fn ip(args: &[&str]) -> Result<String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .with_context(|| format!("could not run `ip {}`", args.join(" ")))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "`ip {}` failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn print_netns(when: &str) -> Result<()> {
+    let list = ip(&["netns", "list"])?;
+    println!("xtask test: `ip netns list` {when}:");
+    if list.trim().is_empty() {
+        println!("  (none)");
+    }
+    for line in list.lines() {
+        println!("  {line}");
+    }
+    Ok(())
+}
+
+/// Everything the tests own that still exists, one description per item.
+fn leftovers() -> Result<Vec<String>> {
+    let mut left = Vec::new();
+    for ns in owned_netns(&ip(&["netns", "list"])?) {
+        left.push(format!("network namespace {ns}"));
+    }
+    for veth in owned_veths(&ip(&["-o", "link", "show", "type", "veth"])?) {
+        left.push(format!("veth {veth} in the root namespace"));
+    }
+    let mut pins = Vec::new();
+    list_tree(Path::new(PIN_DIR), &mut pins)?;
+    left.extend(
+        pins.into_iter()
+            .map(|p| format!("bpffs pin {}", p.display())),
+    );
+    Ok(left)
+}
+
+/// Names of the tests' namespaces in `ip netns list` output (lines like `nmt-a (id: 3)`).
+fn owned_netns(list: &str) -> Vec<&str> {
+    list.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| name.starts_with(NETNS_PREFIX))
+        .collect()
+}
+
+/// Names of the tests' veths in `ip -o link show type veth` output
+/// (lines like `7: nmv0@if6: <BROADCAST,...> mtu 1500 ...`).
+fn owned_veths(list: &str) -> Vec<&str> {
+    list.lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|name| name.trim())
+        .map(|name| name.split_once('@').map_or(name, |(n, _)| n))
+        .filter(|name| name.starts_with(VETH_PREFIX))
+        .collect()
+}
+
+/// Appends every entry below `dir` (not `dir` itself) to `out`; a missing `dir` is empty.
+fn list_tree(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("reading {}", dir.display()))?
+        .into_iter()
+        .map(|e| e.path())
+        .collect();
+    paths.sort();
+    for path in paths {
+        let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        out.push(path.clone());
+        if is_dir {
+            list_tree(&path, out)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netns_filter() {
+        let list = "nmt-srv-1234 (id: 1)\nnmt-cli-1234 (id: 0)\nother\nnm-not-ours\nxnmt\n";
+        assert_eq!(owned_netns(list), ["nmt-srv-1234", "nmt-cli-1234"]);
+        assert!(owned_netns("").is_empty());
+        assert!(owned_netns("blue\nred (id: 2)\n").is_empty());
+    }
+
+    #[test]
+    fn veth_filter() {
+        let list = "\
+7: nmv0@if6: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT group default qlen 1000\\    link/ether 2a:...
+9: veth1@if8: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN mode DEFAULT group default qlen 1000\\    link/ether ...
+11: nm-b@nmt-x: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN\\    link/ether ...
+12: anm0: <BROADCAST> mtu 1500\\    link/ether ...
+";
+        assert_eq!(owned_veths(list), ["nmv0", "nm-b"]);
+        assert!(owned_veths("").is_empty());
+    }
+
+    #[test]
+    fn pin_listing() {
+        let dir = std::env::temp_dir().join(format!("xtask-pins-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let mut out = Vec::new();
+        list_tree(&dir, &mut out).unwrap();
+        assert!(out.is_empty(), "a missing dir is empty");
+        fs::create_dir_all(dir.join("maps")).unwrap();
+        fs::write(dir.join("maps/rules"), "").unwrap();
+        fs::write(dir.join("prog"), "").unwrap();
+        list_tree(&dir, &mut out).unwrap();
+        assert_eq!(
+            out,
+            [dir.join("maps"), dir.join("maps/rules"), dir.join("prog")]
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
