@@ -38,6 +38,9 @@ pub enum ClassifyError {
     /// Installing the rules failed.
     #[error(transparent)]
     Tables(#[from] TableError),
+    /// The kernel runs XDP programs only on frames with a whole Ethernet header.
+    #[error("frame of {0} bytes is shorter than an Ethernet header; XDP never sees such frames")]
+    Runt(usize),
     /// The program did not report a verdict.
     #[error("the program returned no verdict record (frame of {0} bytes)")]
     NoRecord(usize),
@@ -111,6 +114,9 @@ impl Classifier {
     /// Runs one frame and decodes the verdict record.
     pub fn classify(&self, frame: &[u8]) -> Result<Classification, ClassifyError> {
         const META: usize = std::mem::size_of::<VerdictRecord>();
+        if frame.len() < 14 {
+            return Err(ClassifyError::Runt(frame.len()));
+        }
         let mut out = vec![0u8; frame.len() + META + 256];
         let result = self
             .program()

@@ -796,9 +796,23 @@ impl Drop for Testbed {
                 eprintln!("testbed {}: killing leaked child {pid}: {e}", self.id);
             }
         }
+        // netmit pins are global (bpffs is not per namespace); a test that failed before
+        // `netmit detach` would leave them behind. Deleting the namespaces removes the
+        // veth and with it the XDP link; removing the pins releases the maps.
+        for side in [Side::A, Side::B] {
+            let pins = Path::new(NETMIT_PINS).join(self.ifname(side));
+            if pins.exists()
+                && let Err(e) = std::fs::remove_dir_all(&pins)
+            {
+                eprintln!("testbed {}: removing {}: {e}", self.id, pins.display());
+            }
+        }
         // Then the fields drop: namespace fds close, and NetnsGuard deletes the namespaces.
     }
 }
+
+/// Where netmit pins its objects (one directory per interface).
+pub const NETMIT_PINS: &str = "/sys/fs/bpf/netmit";
 
 /// A process started by [`Testbed::spawn`] inside a testbed namespace. Dereferences to the
 /// [`Child`]; when dropped, kills the child's whole process group and reaps it.

@@ -39,6 +39,8 @@ pub const DEB_PACKAGES: &[(&str, &str)] = &[
     ("ping", "iputils-ping"),
     ("nsenter", "util-linux"),
     ("tcpdump", "tcpdump"),
+    ("bpftool", "bpftool"),
+    ("setpriv", "util-linux"),
 ];
 
 /// The bpf-linker release that fits the installed toolchains (see PLATFORM.md).

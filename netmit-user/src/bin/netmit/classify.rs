@@ -6,7 +6,7 @@ use anyhow::Context;
 use netmit_common::{Malformed, Verdict};
 use netmit_user::{
     capture,
-    classify::{Classifier, Program},
+    classify::{ClassifyError, Classifier, Program},
 };
 use serde_json::json;
 
@@ -30,10 +30,16 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     let mut rows = Vec::with_capacity(frames.len());
     let mut summary: BTreeMap<&str, u64> = BTreeMap::new();
     let mut by_rule: BTreeMap<u16, u64> = BTreeMap::new();
+    let mut runts = Vec::new();
     for (i, frame) in frames.iter().enumerate() {
-        let c = classifier
-            .classify(frame)
-            .with_context(|| format!("frame {} ({} bytes)", i + 1, frame.len()))?;
+        let c = match classifier.classify(frame) {
+            Ok(c) => c,
+            Err(ClassifyError::Runt(len)) => {
+                runts.push((i + 1, len));
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("frame {} ({} bytes)", i + 1, frame.len())),
+        };
         *summary.entry(c.verdict.name()).or_default() += 1;
         if let Some(id) = c.rule_id {
             *by_rule.entry(id).or_default() += 1;
@@ -55,7 +61,9 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
             .enumerate()
             .map(|(id, r)| json!({"id": id, "rule": r, "packets": by_rule.get(&(id as u16)).copied().unwrap_or(0)}))
             .collect();
-        return output::print_json(&json!({"packets": packets, "summary": summary, "rules": rules}));
+        let runts: Vec<_> = runts.iter().map(|(n, len)| json!({"index": n, "len": len})).collect();
+        return output::print_json(&json!({"packets": packets, "summary": summary, "rules": rules,
+                                          "skipped_runts": runts}));
     }
     if !args.summary {
         for (n, len, c) in &rows {
@@ -67,7 +75,10 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
             println!("{n:>6} {len:>5}B  {:<13} {:<13} {detail}", c.verdict.name(), xdp_action_name(c.xdp_action));
         }
     }
-    println!("{} frames:", rows.len());
+    for (n, len) in &runts {
+        println!("{n:>6} {len:>5}B  skipped: shorter than an Ethernet header (XDP never sees it)");
+    }
+    println!("{} frames classified, {} skipped:", rows.len(), runts.len());
     for (verdict, n) in &summary {
         println!("  {verdict:<13} {n}");
     }

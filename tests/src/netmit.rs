@@ -1,0 +1,89 @@
+//! Running the `netmit` binary inside a testbed namespace and reading the kernel's own
+//! view of an interface (`ip -j -d link`, bpftool, bpffs), so that tests never judge
+//! netmit by netmit's own output alone.
+
+use std::{path::Path, process::Output};
+
+use serde_json::Value;
+
+use crate::{support::netmit_bin, testbed::{Side, Testbed}};
+
+/// Result of one `netmit` run.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit status was success.
+    pub ok: bool,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Parses stdout as JSON (panics with the output when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+}
+
+fn to_run(out: Output) -> Run {
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `netmit ARGS` in the network namespace of `side`.
+pub fn netmit(tb: &Testbed, side: Side, args: &[&str]) -> Run {
+    let out = tb.cmd(side, netmit_bin(), args).output().expect("spawn netmit");
+    to_run(out)
+}
+
+/// Runs `netmit ARGS` in `side`'s namespace as user `nobody`, without capabilities.
+pub fn netmit_unprivileged(tb: &Testbed, side: Side, args: &[&str]) -> Run {
+    let bin = netmit_bin();
+    let mut full = vec!["--reuid=65534", "--regid=65534", "--clear-groups", "--"];
+    full.push(bin.to_str().expect("utf-8 path"));
+    full.extend_from_slice(args);
+    to_run(tb.cmd(side, "setpriv", &full).output().expect("spawn setpriv"))
+}
+
+/// The kernel's XDP state of `side`'s interface from `ip -j -d link`: (mode, prog id).
+/// Mode is `IFLA_XDP_ATTACHED`: 1 native, 2 generic.
+pub fn kernel_xdp(tb: &Testbed, side: Side) -> Option<(u64, u64)> {
+    let out = tb
+        .run(side, "ip", ["-j", "-d", "link", "show", "dev", tb.ifname(side)])
+        .expect("ip link show");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
+    let xdp = v.get(0)?.get("xdp")?;
+    Some((xdp["mode"].as_u64()?, xdp["prog"]["id"].as_u64()?))
+}
+
+/// Whether the kernel still has a BPF program with this id (`bpftool prog show id`).
+pub fn prog_exists(id: u64) -> bool {
+    std::process::Command::new("bpftool")
+        .args(["prog", "show", "id", &id.to_string()])
+        .output()
+        .expect("bpftool (cargo xtask setup installs it)")
+        .status
+        .success()
+}
+
+/// Waits up to two seconds for a program to be freed (freeing follows an RCU grace
+/// period after the last reference goes).
+pub fn wait_prog_gone(id: u64) -> bool {
+    for _ in 0..40 {
+        if !prog_exists(id) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+/// netmit's pin directory for `side`'s interface.
+pub fn pin_dir(tb: &Testbed, side: Side) -> std::path::PathBuf {
+    Path::new(crate::testbed::NETMIT_PINS).join(tb.ifname(side))
+}
