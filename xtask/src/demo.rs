@@ -8,13 +8,20 @@ use std::{ffi::OsString, process::ExitCode};
 
 use anyhow::Result;
 
-use crate::{cargo, exit_code, run_streaming, setup};
+use crate::{cargo, exit_code, run_streaming, setup, target_dir};
 
-/// Runs setup, then `cargo run --release -p tests --bin netmit-demo -- <args>`, returning its
-/// exit code.
+/// Runs setup, builds the release `netmit` binary the demo drives, then
+/// `cargo run --release -p tests --bin netmit-demo -- <args>`, returning its exit code.
 pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
     setup::run()?;
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", "netmit-user", "--bin", "netmit"]);
+    let status = run_streaming(&mut build)?;
+    if !status.success() {
+        return Ok(exit_code(status));
+    }
     let mut cmd = cargo();
+    cmd.env("NETMIT_BIN", target_dir().join("release/netmit"));
     cmd.args([
         "run",
         "--release",

@@ -135,7 +135,10 @@ fn print_human(r: &Value) {
         for rule in rules {
             println!(
                 "  {:>4} {:>12} {:>10}  {}",
-                rule["id"], rule["packets"], fmt_rate(&rule["pps"]), rule["rule"].as_str().unwrap_or("")
+                rule["id"].as_u64().unwrap_or(0),
+                rule["packets"].as_u64().unwrap_or(0),
+                fmt_rate(&rule["pps"]),
+                rule["rule"].as_str().unwrap_or("")
             );
         }
     }
@@ -148,7 +151,10 @@ fn print_human(r: &Value) {
                 }
                 println!(
                     "    {:<13} {:>12} pkts {:>14} bytes {:>10} pps",
-                    name, c["packets"], c["bytes"], fmt_rate(&c["pps"])
+                    name,
+                    c["packets"].as_u64().unwrap_or(0),
+                    c["bytes"].as_u64().unwrap_or(0),
+                    fmt_rate(&c["pps"])
                 );
             }
         }
