@@ -21,10 +21,11 @@ use aya_ebpf::{
 use netmit_common::{
     Action, Config, Counter, DST_CHILD, DST_NODE_SLOTS, DST_NODES_PAGE, DST_PAGES_PER_GEN,
     DST_POOL_SLOTS, DST_ROOT_V4_PAGE, DST_ROOT_V6_PAGE, GENERATIONS, MAX_QUEUES, MAX_RULES,
-    MAX_XSKS, NO_RULE, PORT_NONE, PORT_PAGES, PORTS_PER_PAGE, PacketProto, RULE_WORDS, lowest_bit, QueueStats, RuleAction, RuleSet, RuleSpec,
+    MAX_XSKS, NO_RULE, PORT_PAGES, PORTS_PER_PAGE, QueueStats, RULE_WORDS, RuleAction, RuleSet,
+    RuleSpec, lowest_bit,
     VERDICT_MAGIC, VERDICT_SLOTS, VLAN_SLOTS, Verdict, VerdictRecord, lookup,
 };
-use parse::{Dst, parse};
+use parse::{FAMILY_V4, FAMILY_V6, NO_VLAN, parse};
 
 /// Set by the loader (rodata, so the verifier removes the dead branch when it is 0): write
 /// a [`VerdictRecord`] into the frame's metadata for BPF_PROG_TEST_RUN callers.
@@ -70,7 +71,7 @@ pub fn netmit_steer(ctx: XdpContext) -> u32 {
 
     let (verdict, rule_id, malformed) = match parse(&ctx) {
         Err(why) => (Verdict::Malformed, NO_RULE, why as u8),
-        Ok(pkt) => match best_rule(&pkt) {
+        Ok(pkt) => match best_rule(&ctx, &pkt) {
             None => (Verdict::Unmatched, NO_RULE, 0),
             Some(rule) => {
                 let verdict = match Action::from_u8(rule.action) {
@@ -111,7 +112,7 @@ pub fn netmit_steer(ctx: XdpContext) -> u32 {
 /// them a word at a time and stops at the first non-zero word: its lowest bit is the
 /// best-ranked rule. Words past the installed rules are never read.
 #[inline(always)]
-fn best_rule(pkt: &parse::Packet) -> Option<RuleAction> {
+fn best_rule(ctx: &XdpContext, pkt: &parse::Packet) -> Option<RuleAction> {
     let cfg = NETMIT_CONFIG.get(0)?;
     let g = (cfg.active & 1) as usize;
     let gen_cfg = &cfg.gens[g];
@@ -120,34 +121,30 @@ fn best_rule(pkt: &parse::Packet) -> Option<RuleAction> {
     }
     let lookups = gen_cfg.lookups;
 
-    let proto: &RuleSet = match pkt.proto {
-        PacketProto::Udp => &gen_cfg.proto[0],
-        PacketProto::Tcp => &gen_cfg.proto[1],
-        PacketProto::Other => &gen_cfg.proto[2],
-    };
+    let proto: &RuleSet = &gen_cfg.proto[(pkt.proto as usize) % 3];
 
     let port: &RuleSet = if lookups & lookup::PORT != 0 {
-        let slot = match pkt.dport {
-            Some(port) => port as usize,
-            None => PORT_NONE,
-        };
+        let slot = pkt.port_slot as usize;
         let page = NETMIT_PORTS.get((g * PORT_PAGES + slot / PORTS_PER_PAGE) as u32)?;
         &page[slot % PORTS_PER_PAGE]
     } else {
         &gen_cfg.all
     };
 
-    let vlan: &RuleSet = match pkt.vlan {
-        Some(vid) if lookups & lookup::VLAN != 0 => {
-            let slot = g * VLAN_SLOTS + (vid as usize & (VLAN_SLOTS - 1));
-            NETMIT_VLANS.get(slot as u32)?
-        }
-        _ => &gen_cfg.untagged,
+    let vlan: &RuleSet = if pkt.vlan != NO_VLAN && lookups & lookup::VLAN != 0 {
+        let slot = g * VLAN_SLOTS + (pkt.vlan as usize & (VLAN_SLOTS - 1));
+        NETMIT_VLANS.get(slot as u32)?
+    } else {
+        &gen_cfg.untagged
     };
 
-    let dst: &RuleSet = match pkt.dst {
-        Dst::V4(addr) if lookups & lookup::DST4 != 0 => dst_rules(g, DST_ROOT_V4_PAGE, &addr)?,
-        Dst::V6(addr) if lookups & lookup::DST6 != 0 => dst_rules(g, DST_ROOT_V6_PAGE, &addr)?,
+    let dst: &RuleSet = match pkt.family {
+        FAMILY_V4 if lookups & lookup::DST4 != 0 => {
+            dst_rules(g, DST_ROOT_V4_PAGE, parse::address::<4>(ctx, pkt.dst_off)?)?
+        }
+        FAMILY_V6 if lookups & lookup::DST6 != 0 => {
+            dst_rules(g, DST_ROOT_V6_PAGE, parse::address::<16>(ctx, pkt.dst_off)?)?
+        }
         // No rule constrains this family (or the frame is not IP): only the rules without
         // a destination can match.
         _ => &gen_cfg.any_dst,
@@ -172,7 +169,9 @@ fn best_rule(pkt: &parse::Packet) -> Option<RuleAction> {
 /// Walks the destination trie of generation `g` (root at page `root`) for `addr` and
 /// returns the rules whose prefix contains it.
 #[inline(always)]
-fn dst_rules<const N: usize>(g: usize, root: usize, addr: &[u8; N]) -> Option<&'static RuleSet> {
+fn dst_rules<const N: usize>(g: usize, root: usize, addr: *const [u8; N]) -> Option<&'static RuleSet> {
+    // SAFETY: `parse::address` checked that the N bytes lie inside the frame.
+    let addr = unsafe { &*addr };
     let base = g * DST_PAGES_PER_GEN;
     let mut entry = NETMIT_DSTTRIE.get((base + root + addr[0] as usize) as u32)?[addr[1] as usize];
     let mut i = 2;

@@ -4,7 +4,7 @@
 //! `docs/steering.md`; `tests/src/reference.rs` implements the same page independently.
 
 use aya_ebpf::programs::XdpContext;
-use netmit_common::{MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, Malformed, PacketProto};
+use netmit_common::{MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, Malformed, PORT_NONE, PacketProto};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -23,23 +23,33 @@ const IPV6_DSTOPTS: u8 = 60;
 /// mask never changes a real offset.
 const OFF_MASK: usize = 0x3fff;
 
-/// Destination address of a packet.
+/// [`Packet::vlan`] of an untagged frame.
+pub const NO_VLAN: u32 = 0x1_0000;
+/// [`Packet::family`] values.
+pub const FAMILY_NONE: u32 = 0;
+pub const FAMILY_V4: u32 = 4;
+pub const FAMILY_V6: u32 = 6;
+
+/// What the rule tables need to know about a packet, as plain integers with sentinel
+/// values rather than `Option`s and enums: fewer registers, fewer spills.
 #[derive(Clone, Copy)]
-pub enum Dst {
-    /// Not an IP packet.
-    None,
-    /// IPv4 address bytes in network order.
-    V4([u8; 4]),
-    /// IPv6 address bytes.
-    V6([u8; 16]),
+pub struct Packet {
+    /// [`PacketProto`] as an index.
+    pub proto: u32,
+    /// Destination port, or [`PORT_NONE`] when the packet has none.
+    pub port_slot: u32,
+    /// Outer VID, or [`NO_VLAN`].
+    pub vlan: u32,
+    /// `FAMILY_*`.
+    pub family: u32,
+    /// Offset of the destination address in the frame (read in place by the trie walk).
+    pub dst_off: u32,
 }
 
-/// What the rule tables need to know about a packet.
-pub struct Packet {
-    pub proto: PacketProto,
-    pub dport: Option<u16>,
-    pub vlan: Option<u16>,
-    pub dst: Dst,
+/// Returns a pointer to the destination address bytes, checked against the frame.
+#[inline(always)]
+pub fn address<const N: usize>(ctx: &XdpContext, off: u32) -> Option<*const [u8; N]> {
+    bytes::<N>(ctx, off as usize)
 }
 
 /// `data` and `data_end` loaded afresh. Plain loads let LLVM reuse an earlier
@@ -86,14 +96,14 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Malformed> {
     let frame_len = end - start;
     let mut ethertype = be16(ctx, 12).ok_or(Malformed::Ethernet)?;
     let mut l3 = ETH_HLEN;
-    let mut vlan = None;
+    let mut vlan = NO_VLAN;
     let mut tags = 0;
     while tags < MAX_VLAN_TAGS && (ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD) {
         let tag = bytes::<4>(ctx, l3).ok_or(Malformed::Vlan)?;
         // SAFETY: bounds checked by `bytes`.
         let tag = unsafe { *tag };
         if tags == 0 {
-            vlan = Some(u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff);
+            vlan = (u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff) as u32;
         }
         ethertype = u16::from_be_bytes([tag[2], tag[3]]);
         l3 += 4;
@@ -105,7 +115,13 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Malformed> {
     match ethertype {
         ETH_P_IP => parse_ipv4(ctx, l3, frame_len, vlan),
         ETH_P_IPV6 => parse_ipv6(ctx, l3, frame_len, vlan),
-        _ => Ok(Packet { proto: PacketProto::Other, dport: None, vlan, dst: Dst::None }),
+        _ => Ok(Packet {
+            proto: PacketProto::Other as u32,
+            port_slot: PORT_NONE as u32,
+            vlan,
+            family: FAMILY_NONE,
+            dst_off: 0,
+        }),
     }
 }
 
@@ -114,7 +130,7 @@ fn parse_ipv4(
     ctx: &XdpContext,
     l3: usize,
     frame_len: usize,
-    vlan: Option<u16>,
+    vlan: u32,
 ) -> Result<Packet, Malformed> {
     let hdr = bytes::<20>(ctx, l3).ok_or(Malformed::Ipv4)?;
     // SAFETY: bounds checked by `bytes`.
@@ -127,7 +143,7 @@ fn parse_ipv4(
     if ihl < 20 || tot_len < ihl || l3 + tot_len > frame_len {
         return Err(Malformed::Ipv4);
     }
-    let dst = Dst::V4([hdr[16], hdr[17], hdr[18], hdr[19]]);
+    let dst = (FAMILY_V4, (l3 + 16) as u32);
     let proto_num = hdr[9];
     let frag_off = u16::from_be_bytes([hdr[6], hdr[7]]) & 0x1fff;
     let l3_end = l3 + tot_len;
@@ -140,7 +156,7 @@ fn parse_ipv6(
     ctx: &XdpContext,
     l3: usize,
     frame_len: usize,
-    vlan: Option<u16>,
+    vlan: u32,
 ) -> Result<Packet, Malformed> {
     let hdr = bytes::<40>(ctx, l3).ok_or(Malformed::Ipv6)?;
     // SAFETY: bounds checked by `bytes`.
@@ -153,9 +169,7 @@ fn parse_ipv6(
     if l3_end > frame_len {
         return Err(Malformed::Ipv6);
     }
-    let mut dst_bytes = [0u8; 16];
-    dst_bytes.copy_from_slice(&hdr[24..40]);
-    let dst = Dst::V6(dst_bytes);
+    let dst = (FAMILY_V6, (l3 + 24) as u32);
     let mut next = hdr[6];
     let mut off = l3 + 40;
     let mut later_fragment = false;
@@ -207,22 +221,22 @@ fn finish(
     later_fragment: bool,
     l4: usize,
     l3_end: usize,
-    vlan: Option<u16>,
-    dst: Dst,
+    vlan: u32,
+    dst: (u32, u32),
 ) -> Result<Packet, Malformed> {
     let proto = match proto_num {
         IPPROTO_UDP => PacketProto::Udp,
         IPPROTO_TCP => PacketProto::Tcp,
         _ => PacketProto::Other,
     };
-    let dport = match proto {
-        PacketProto::Other => None,
-        _ if later_fragment => None,
+    let port_slot = match proto {
+        PacketProto::Other => PORT_NONE as u32,
+        _ if later_fragment => PORT_NONE as u32,
         PacketProto::Udp => {
             if l4 + 8 > l3_end {
                 return Err(Malformed::L4);
             }
-            Some(be16(ctx, l4 + 2).ok_or(Malformed::L4)?)
+            be16(ctx, l4 + 2).ok_or(Malformed::L4)? as u32
         }
         PacketProto::Tcp => {
             if l4 + 20 > l3_end {
@@ -232,8 +246,8 @@ fn finish(
             if doff < 20 || l4 + doff > l3_end {
                 return Err(Malformed::L4);
             }
-            Some(be16(ctx, l4 + 2).ok_or(Malformed::L4)?)
+            be16(ctx, l4 + 2).ok_or(Malformed::L4)? as u32
         }
     };
-    Ok(Packet { proto, dport, vlan, dst })
+    Ok(Packet { proto: proto as u32, port_slot, vlan, family: dst.0, dst_off: dst.1 })
 }
