@@ -12,3 +12,4 @@ pub mod capture;
 pub mod classify;
 pub mod ebpf;
 pub mod steer;
+pub mod tune;
