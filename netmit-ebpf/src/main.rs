@@ -22,8 +22,7 @@ use netmit_common::{
     Action, Config, Counter, DST_CHILD, DST_NODE_SLOTS, DST_NODES_PAGE, DST_PAGES_PER_GEN,
     DST_POOL_SLOTS, DST_ROOT_V4_PAGE, DST_ROOT_V6_PAGE, GENERATIONS, MAX_QUEUES, MAX_RULES,
     MAX_XSKS, NO_RULE, PORT_PAGES, PORTS_PER_PAGE, QueueStats, RULE_WORDS, RuleAction, RuleSet,
-    RuleSpec, lowest_bit,
-    VERDICT_MAGIC, VERDICT_SLOTS, VLAN_SLOTS, Verdict, VerdictRecord, lookup,
+    RuleSpec, VERDICT_MAGIC, VERDICT_SLOTS, VLAN_SLOTS, Verdict, VerdictRecord, lookup, lowest_bit,
 };
 use parse::{FAMILY_V4, FAMILY_V6, NO_VLAN, parse};
 
@@ -169,7 +168,11 @@ fn best_rule(ctx: &XdpContext, pkt: &parse::Packet) -> Option<RuleAction> {
 /// Walks the destination trie of generation `g` (root at page `root`) for `addr` and
 /// returns the rules whose prefix contains it.
 #[inline(always)]
-fn dst_rules<const N: usize>(g: usize, root: usize, addr: *const [u8; N]) -> Option<&'static RuleSet> {
+fn dst_rules<const N: usize>(
+    g: usize,
+    root: usize,
+    addr: *const [u8; N],
+) -> Option<&'static RuleSet> {
     // SAFETY: `parse::address` checked that the N bytes lie inside the frame.
     let addr = unsafe { &*addr };
     let base = g * DST_PAGES_PER_GEN;
@@ -192,7 +195,11 @@ fn dst_rules<const N: usize>(g: usize, root: usize, addr: *const [u8; N]) -> Opt
 
 #[inline(always)]
 fn count(queue: u32, verdict: Verdict, rule_id: u16, len: u64) {
-    let slot = if (queue as usize) < MAX_QUEUES { queue } else { (MAX_QUEUES - 1) as u32 };
+    let slot = if (queue as usize) < MAX_QUEUES {
+        queue
+    } else {
+        (MAX_QUEUES - 1) as u32
+    };
     if let Some(stats) = NETMIT_QSTATS.get_ptr_mut(slot) {
         // SAFETY: per-CPU value, only this CPU writes it while the program runs.
         // LLVM knows `verdict < 6` and would drop a plain mask; the verifier does not know

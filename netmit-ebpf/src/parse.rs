@@ -206,7 +206,10 @@ fn parse_ipv6(
         }
     }
     if !later_fragment
-        && matches!(next, IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS | IPV6_FRAGMENT)
+        && matches!(
+            next,
+            IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS | IPV6_FRAGMENT
+        )
     {
         return Err(Malformed::Ipv6Ext);
     }
@@ -249,5 +252,11 @@ fn finish(
             be16(ctx, l4 + 2).ok_or(Malformed::L4)? as u32
         }
     };
-    Ok(Packet { proto: proto as u32, port_slot, vlan, family: dst.0, dst_off: dst.1 })
+    Ok(Packet {
+        proto: proto as u32,
+        port_slot,
+        vlan,
+        family: dst.0,
+        dst_off: dst.1,
+    })
 }

@@ -1,7 +1,11 @@
 //! Reading frames from pcap and pcapng files (the `pcap-file` crate: pure Rust, reads
 //! both formats). Only Ethernet captures are accepted, since that is what XDP sees.
 
-use std::{fs::File, io::{BufReader, Read}, path::Path};
+use std::{
+    fs::File,
+    io::{BufReader, Read},
+    path::Path,
+};
 
 use pcap_file::{
     DataLink,
@@ -43,8 +47,14 @@ pub enum CaptureError {
 /// Reads every frame of a pcap or pcapng file.
 pub fn read_frames(path: &Path) -> Result<Vec<Vec<u8>>, CaptureError> {
     let p = path.display().to_string();
-    let io = |source| CaptureError::Io { path: p.clone(), source };
-    let fmt = |e: pcap_file::PcapError| CaptureError::Format { path: p.clone(), reason: e.to_string() };
+    let io = |source| CaptureError::Io {
+        path: p.clone(),
+        source,
+    };
+    let fmt = |e: pcap_file::PcapError| CaptureError::Format {
+        path: p.clone(),
+        reason: e.to_string(),
+    };
     let mut file = BufReader::new(File::open(path).map_err(io)?);
     let mut magic = [0u8; 4];
     file.read_exact(&mut magic).map_err(io)?;
@@ -88,6 +98,9 @@ pub fn read_frames(path: &Path) -> Result<Vec<Vec<u8>>, CaptureError> {
 fn check_link(path: &str, link: Option<DataLink>) -> Result<(), CaptureError> {
     match link {
         Some(DataLink::ETHERNET) | None => Ok(()),
-        Some(link) => Err(CaptureError::LinkType { path: path.to_string(), link }),
+        Some(link) => Err(CaptureError::LinkType {
+            path: path.to_string(),
+            link,
+        }),
     }
 }

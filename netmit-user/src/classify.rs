@@ -93,8 +93,14 @@ impl Classifier {
             .program_mut(name)
             .expect("the object defines both programs")
             .try_into()
-            .map_err(|source| ClassifyError::Program { what: "program type", source })?;
-        prog.load().map_err(|source| ClassifyError::Program { what: "loading", source })?;
+            .map_err(|source| ClassifyError::Program {
+                what: "program type",
+                source,
+            })?;
+        prog.load().map_err(|source| ClassifyError::Program {
+            what: "loading",
+            source,
+        })?;
         let mut tables = SteerTables::from_ebpf(&mut ebpf, None)?;
         tables.add_rules(rules)?;
         // Keep the maps alive: the loaded program holds references to them, and dropping
@@ -120,8 +126,15 @@ impl Classifier {
         let mut out = vec![0u8; frame.len() + META + 256];
         let result = self
             .program()
-            .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() })
-            .map_err(|source| ClassifyError::Program { what: "BPF_PROG_TEST_RUN", source })?;
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
+            .map_err(|source| ClassifyError::Program {
+                what: "BPF_PROG_TEST_RUN",
+                source,
+            })?;
         if !self.traced || (result.data_size_out as usize) < frame.len() + META {
             return Err(ClassifyError::NoRecord(frame.len()));
         }
@@ -149,7 +162,10 @@ impl Classifier {
                 repeat,
                 ..Default::default()
             })
-            .map_err(|source| ClassifyError::Program { what: "BPF_PROG_TEST_RUN", source })?;
+            .map_err(|source| ClassifyError::Program {
+                what: "BPF_PROG_TEST_RUN",
+                source,
+            })?;
         Ok(result.duration)
     }
 }

@@ -6,7 +6,10 @@ use std::{path::Path, process::Output};
 
 use serde_json::Value;
 
-use crate::{support::netmit_bin, testbed::{Side, Testbed}};
+use crate::{
+    support::netmit_bin,
+    testbed::{Side, Testbed},
+};
 
 /// Result of one `netmit` run.
 #[derive(Debug)]
@@ -37,7 +40,10 @@ fn to_run(out: Output) -> Run {
 
 /// Runs `netmit ARGS` in the network namespace of `side`.
 pub fn netmit(tb: &Testbed, side: Side, args: &[&str]) -> Run {
-    let out = tb.cmd(side, netmit_bin(), args).output().expect("spawn netmit");
+    let out = tb
+        .cmd(side, netmit_bin(), args)
+        .output()
+        .expect("spawn netmit");
     to_run(out)
 }
 
@@ -47,14 +53,22 @@ pub fn netmit_unprivileged(tb: &Testbed, side: Side, args: &[&str]) -> Run {
     let mut full = vec!["--reuid=65534", "--regid=65534", "--clear-groups", "--"];
     full.push(bin.to_str().expect("utf-8 path"));
     full.extend_from_slice(args);
-    to_run(tb.cmd(side, "setpriv", &full).output().expect("spawn setpriv"))
+    to_run(
+        tb.cmd(side, "setpriv", &full)
+            .output()
+            .expect("spawn setpriv"),
+    )
 }
 
 /// The kernel's XDP state of `side`'s interface from `ip -j -d link`: (mode, prog id).
 /// Mode is `IFLA_XDP_ATTACHED`: 1 native, 2 generic.
 pub fn kernel_xdp(tb: &Testbed, side: Side) -> Option<(u64, u64)> {
     let out = tb
-        .run(side, "ip", ["-j", "-d", "link", "show", "dev", tb.ifname(side)])
+        .run(
+            side,
+            "ip",
+            ["-j", "-d", "link", "show", "dev", tb.ifname(side)],
+        )
         .expect("ip link show");
     let v: Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
     let xdp = v.get(0)?.get("xdp")?;

@@ -9,7 +9,9 @@ pub fn require_root(test: &str) -> bool {
     if unsafe { libc::geteuid() } == 0 {
         true
     } else {
-        eprintln!("SKIP {test}: needs root (BPF programs, network namespaces); run `sudo cargo xtask test`");
+        eprintln!(
+            "SKIP {test}: needs root (BPF programs, network namespaces); run `sudo cargo xtask test`"
+        );
         false
     }
 }
@@ -24,6 +26,10 @@ pub fn netmit_bin() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let bin = target.join("debug/netmit");
-    assert!(bin.exists(), "{} missing: run `cargo build` (or `cargo xtask test`) first", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build` (or `cargo xtask test`) first",
+        bin.display()
+    );
     bin
 }

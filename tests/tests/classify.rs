@@ -7,11 +7,16 @@ use pcap_file::{
     DataLink,
     pcapng::{
         PcapNgWriter,
-        blocks::{enhanced_packet::EnhancedPacketBlock, interface_description::InterfaceDescriptionBlock},
+        blocks::{
+            enhanced_packet::EnhancedPacketBlock, interface_description::InterfaceDescriptionBlock,
+        },
     },
 };
 use rand::{SeedableRng, rngs::StdRng};
-use tests::{packet, reference, support::{netmit_bin, require_root}};
+use tests::{
+    packet, reference,
+    support::{netmit_bin, require_root},
+};
 
 fn write_pcapng(path: &Path, frames: &[Vec<u8>]) {
     let mut w = PcapNgWriter::new(BufWriter::new(File::create(path).unwrap())).unwrap();
@@ -40,7 +45,11 @@ fn check(path: &Path, frames: &[Vec<u8>], rules: &[reference::RefRule]) {
         cmd.args(["--steer", &r.to_rule_string()]);
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let packets = v["packets"].as_array().unwrap();
     let runts = v["skipped_runts"].as_array().unwrap();
@@ -48,7 +57,10 @@ fn check(path: &Path, frames: &[Vec<u8>], rules: &[reference::RefRule]) {
     for r in runts {
         let i = r["index"].as_u64().unwrap() as usize - 1;
         assert!(frames[i].len() < 14);
-        assert_eq!(reference::classify(&frames[i], rules, false).verdict.name(), "malformed");
+        assert_eq!(
+            reference::classify(&frames[i], rules, false).verdict.name(),
+            "malformed"
+        );
     }
     let mut mismatches = 0;
     for p in packets {
@@ -57,11 +69,28 @@ fn check(path: &Path, frames: &[Vec<u8>], rules: &[reference::RefRule]) {
         let rule = p["rule"].as_u64().map(|r| r as usize);
         if p["verdict"] != want.verdict.name() || rule != want.rule {
             mismatches += 1;
-            eprintln!("frame {i}: classify {} {:?}, reference {} {:?}", p["verdict"], rule, want.verdict.name(), want.rule);
+            eprintln!(
+                "frame {i}: classify {} {:?}, reference {} {:?}",
+                p["verdict"],
+                rule,
+                want.verdict.name(),
+                want.rule
+            );
         }
     }
-    assert_eq!(mismatches, 0, "{} ({} frames)", path.display(), frames.len());
-    let summary: u64 = v["summary"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(
+        mismatches,
+        0,
+        "{} ({} frames)",
+        path.display(),
+        frames.len()
+    );
+    let summary: u64 = v["summary"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
     assert_eq!(summary as usize, packets.len());
 }
 
@@ -94,10 +123,17 @@ fn classify_rejects_non_ethernet_and_garbage() {
     std::fs::create_dir_all(&dir).unwrap();
     let garbage = dir.join("garbage.pcap");
     std::fs::write(&garbage, b"this is not a capture file").unwrap();
-    let out = std::process::Command::new(netmit_bin()).args(["classify", "--pcap"]).arg(&garbage).output().unwrap();
+    let out = std::process::Command::new(netmit_bin())
+        .args(["classify", "--pcap"])
+        .arg(&garbage)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid pcap"));
-    let missing = std::process::Command::new(netmit_bin()).args(["classify", "--pcap", "/nonexistent/x.pcap"]).output().unwrap();
+    let missing = std::process::Command::new(netmit_bin())
+        .args(["classify", "--pcap", "/nonexistent/x.pcap"])
+        .output()
+        .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/x.pcap"));
     std::fs::remove_dir_all(&dir).unwrap();

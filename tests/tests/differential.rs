@@ -26,7 +26,11 @@ fn xdp_program_agrees_with_reference_classifier() {
         let ref_rules = reference::random_rules(&mut rng, n_rules);
         let rules: Vec<Rule> = ref_rules
             .iter()
-            .map(|r| r.to_rule_string().parse().unwrap_or_else(|e| panic!("{}: {e}", r.to_rule_string())))
+            .map(|r| {
+                r.to_rule_string()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{}: {e}", r.to_rule_string()))
+            })
             .collect();
         let classifier = Classifier::new(Program::Steer, &rules).expect("load steering program");
         let mut mismatches = Vec::new();
@@ -64,8 +68,18 @@ fn xdp_program_agrees_with_reference_classifier() {
             "{} of {} frames disagree with {n_rules} rules; first ones:\n{}\nrules:\n{}",
             mismatches.len(),
             frames.len(),
-            mismatches.iter().take(8).cloned().collect::<Vec<_>>().join("\n"),
-            rules.iter().enumerate().map(|(i, r)| format!("  {i}: {r}")).collect::<Vec<_>>().join("\n"),
+            mismatches
+                .iter()
+                .take(8)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n"),
+            rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| format!("  {i}: {r}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
         );
     }
     println!("compared {compared} frames; verdicts seen: {verdicts_seen:?}");

@@ -24,8 +24,11 @@ const OTHER_PORT: u16 = 7000;
 /// Binds a UDP socket in `side`'s namespace (a socket stays in the namespace it was
 /// created in, whichever thread uses it later).
 fn udp_socket(tb: &Testbed, side: Side, addr: SocketAddr) -> UdpSocket {
-    let s = tb.in_ns(side, move || UdpSocket::bind(addr)).expect("bind udp");
-    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let s = tb
+        .in_ns(side, move || UdpSocket::bind(addr))
+        .expect("bind udp");
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     // The tests read only after sending: make room for every datagram so that none is
     // lost to a full socket buffer (root may exceed rmem_max with SO_RCVBUFFORCE).
     let size: libc::c_int = 16 << 20;
@@ -45,10 +48,15 @@ fn udp_socket(tb: &Testbed, side: Side, addr: SocketAddr) -> UdpSocket {
 
 /// Sends `n` datagrams from `side` to `to`.
 fn send_udp(tb: &Testbed, side: Side, to: SocketAddr, n: usize) {
-    let bind: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().unwrap();
-    let s = tb.in_ns(side, move || UdpSocket::bind(bind)).expect("bind sender");
+    let bind: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+        .parse()
+        .unwrap();
+    let s = tb
+        .in_ns(side, move || UdpSocket::bind(bind))
+        .expect("bind sender");
     for i in 0..n {
-        s.send_to(format!("datagram {i}").as_bytes(), to).expect("send");
+        s.send_to(format!("datagram {i}").as_bytes(), to)
+            .expect("send");
         if i % 64 == 63 {
             // Stay below the receiver's socket buffer so that no datagram is lost there.
             std::thread::sleep(Duration::from_millis(2));
@@ -67,7 +75,11 @@ fn drain(s: &UdpSocket) -> usize {
 }
 
 fn status(tb: &Testbed) -> Value {
-    let run = netmit(tb, Side::A, &["status", tb.if_a(), "--json", "--interval", "0"]);
+    let run = netmit(
+        tb,
+        Side::A,
+        &["status", tb.if_a(), "--json", "--interval", "0"],
+    );
     assert!(run.ok, "status failed: {}", run.stderr);
     run.json()["interfaces"][0].clone()
 }
@@ -130,7 +142,11 @@ fn steering_on_veth(mode: &str, kernel_mode: u64) {
     assert_eq!(attach["mode"], mode);
     assert_eq!(attach["rule_ids"], serde_json::json!([0, 1, 2]));
     let prog_id = attach["prog_id"].as_u64().unwrap();
-    assert_eq!(kernel_xdp(&tb, Side::A), Some((kernel_mode, prog_id)), "kernel's view after attach");
+    assert_eq!(
+        kernel_xdp(&tb, Side::A),
+        Some((kernel_mode, prog_id)),
+        "kernel's view after attach"
+    );
     assert!(pin_dir(&tb, Side::A).join("link").exists());
 
     // Receivers in A, counters of B before sending.
@@ -138,11 +154,18 @@ fn steering_on_veth(mode: &str, kernel_mode: u64) {
     let drop_rx6 = udp_socket(&tb, Side::A, SocketAddr::new(tb.ip6_a().into(), DROP_PORT));
     let xsk_rx = udp_socket(&tb, Side::A, SocketAddr::new(a.into(), XSK_PORT));
     let other_rx = udp_socket(&tb, Side::A, SocketAddr::new(a.into(), OTHER_PORT));
-    let listener = tb.in_ns(Side::A, move || TcpListener::bind((a, TCP_PORT))).unwrap();
+    let listener = tb
+        .in_ns(Side::A, move || TcpListener::bind((a, TCP_PORT)))
+        .unwrap();
     let udp_out_before = tb.snmp_counter(Side::B, "Udp", "OutDatagrams").unwrap();
 
     send_udp(&tb, Side::B, SocketAddr::new(a.into(), DROP_PORT), 500);
-    send_udp(&tb, Side::B, SocketAddr::new(tb.ip6_a().into(), DROP_PORT), 100);
+    send_udp(
+        &tb,
+        Side::B,
+        SocketAddr::new(tb.ip6_a().into(), DROP_PORT),
+        100,
+    );
     send_udp(&tb, Side::B, SocketAddr::new(a.into(), XSK_PORT), 400);
     send_udp(&tb, Side::B, SocketAddr::new(a.into(), OTHER_PORT), 300);
     // (IPv6 datagrams are counted in snmp6, not here.)
@@ -158,7 +181,9 @@ fn steering_on_veth(mode: &str, kernel_mode: u64) {
         conn.write_all(&buf).unwrap();
     });
     let mut client = tb
-        .in_ns(Side::B, move || TcpStream::connect_timeout(&SocketAddr::new(a.into(), TCP_PORT), Duration::from_secs(2)))
+        .in_ns(Side::B, move || {
+            TcpStream::connect_timeout(&SocketAddr::new(a.into(), TCP_PORT), Duration::from_secs(2))
+        })
         .expect("tcp connect through the steering program");
     client.write_all(b"hello through xdp").unwrap();
     client.shutdown(std::net::Shutdown::Write).unwrap();
@@ -169,12 +194,23 @@ fn steering_on_veth(mode: &str, kernel_mode: u64) {
     drop(client);
 
     assert!(tb.ping(Side::B, a, 3), "ping (no rule) must still flow");
-    assert!(tb.ping(Side::B, tb.ip6_a(), 3), "ping6 (no rule) must still flow");
+    assert!(
+        tb.ping(Side::B, tb.ip6_a(), 3),
+        "ping6 (no rule) must still flow"
+    );
 
     assert_eq!(drain(&drop_rx), 0, "dropped datagrams must not arrive");
-    assert_eq!(drain(&drop_rx6), 0, "dropped IPv6 datagrams must not arrive");
+    assert_eq!(
+        drain(&drop_rx6),
+        0,
+        "dropped IPv6 datagrams must not arrive"
+    );
     assert_eq!(drain(&xsk_rx), 400, "xsk fallback goes to the kernel");
-    assert_eq!(drain(&other_rx), 300, "unmatched traffic goes to the kernel");
+    assert_eq!(
+        drain(&other_rx),
+        300,
+        "unmatched traffic goes to the kernel"
+    );
 
     let s = status(&tb);
     assert_eq!(s["mode"], mode);
@@ -191,29 +227,60 @@ fn steering_on_veth(mode: &str, kernel_mode: u64) {
         "TCP segments counted by rule 2 must equal B's OutSegs"
     );
     let s = status(&tb);
-    assert_eq!(verdict_packets(&s, "xsk_fallback"), 400 + rule_packets(&s, 2));
+    assert_eq!(
+        verdict_packets(&s, "xsk_fallback"),
+        400 + rule_packets(&s, 2)
+    );
     assert_eq!(verdict_packets(&s, "xsk"), 0);
-    assert!(verdict_packets(&s, "unmatched") >= 300 + 6, "UDP to 7000 and pings");
+    assert!(
+        verdict_packets(&s, "unmatched") >= 300 + 6,
+        "UDP to 7000 and pings"
+    );
     assert_eq!(verdict_packets(&s, "malformed"), 0);
 
     // Live rule change: drop port 7000 first, then delete the rule again by its text.
-    let add = netmit(&tb, Side::A, &["steer", "add", tb.if_a(), &format!("proto=udp,dport={OTHER_PORT},action=drop,prio=1")]);
+    let add = netmit(
+        &tb,
+        Side::A,
+        &[
+            "steer",
+            "add",
+            tb.if_a(),
+            &format!("proto=udp,dport={OTHER_PORT},action=drop,prio=1"),
+        ],
+    );
     assert!(add.ok, "{}", add.stderr);
     send_udp(&tb, Side::B, SocketAddr::new(a.into(), OTHER_PORT), 50);
     assert_eq!(drain(&other_rx), 0, "the new drop rule applies at once");
     let list = netmit(&tb, Side::A, &["steer", "list", tb.if_a(), "--json"]).json();
     assert_eq!(list["rules"][0]["id"], 3, "prio 1 ranks first");
     assert_eq!(list["rules"][0]["packets"], 50);
-    let del = netmit(&tb, Side::A, &["steer", "del", tb.if_a(), &format!("proto=udp,dport={OTHER_PORT},action=drop,prio=1")]);
+    let del = netmit(
+        &tb,
+        Side::A,
+        &[
+            "steer",
+            "del",
+            tb.if_a(),
+            &format!("proto=udp,dport={OTHER_PORT},action=drop,prio=1"),
+        ],
+    );
     assert!(del.ok, "{}", del.stderr);
     send_udp(&tb, Side::B, SocketAddr::new(a.into(), OTHER_PORT), 50);
-    assert_eq!(drain(&other_rx), 50, "deleting the rule lets traffic through again");
+    assert_eq!(
+        drain(&other_rx),
+        50,
+        "deleting the rule lets traffic through again"
+    );
 
     // Detach, then check the kernel: no XDP program, the program freed, no pins.
     let detach = netmit(&tb, Side::A, &["detach", tb.if_a()]);
     assert!(detach.ok, "detach failed: {}", detach.stderr);
     assert_eq!(kernel_xdp(&tb, Side::A), None, "ip -d link still shows XDP");
-    assert!(wait_prog_gone(prog_id), "program {prog_id} still loaded after detach");
+    assert!(
+        wait_prog_gone(prog_id),
+        "program {prog_id} still loaded after detach"
+    );
     assert!(!pin_dir(&tb, Side::A).exists(), "pins left behind");
     send_udp(&tb, Side::B, SocketAddr::new(a.into(), DROP_PORT), 20);
     assert_eq!(drain(&drop_rx), 20, "after detach nothing is dropped");

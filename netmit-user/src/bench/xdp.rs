@@ -5,13 +5,16 @@
 //! Rounds alternate baseline and steering measurements and the median of each is used, so
 //! frequency changes and noise from other processes hit both sides alike.
 
-use std::{net::{Ipv4Addr, Ipv6Addr}, time::Duration};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
 
 use serde::Serialize;
 
 use super::frames;
 use crate::{
-    classify::{ClassifyError, Classifier, Program},
+    classify::{Classifier, ClassifyError, Program},
     steer::Rule,
 };
 
@@ -28,7 +31,11 @@ pub struct XdpBenchOptions {
 
 impl Default for XdpBenchOptions {
     fn default() -> Self {
-        Self { repeat: 1_000_000, rounds: 5, rule_counts: vec![0, 16, 256] }
+        Self {
+            repeat: 1_000_000,
+            rounds: 5,
+            rule_counts: vec![0, 16, 256],
+        }
     }
 }
 
@@ -71,12 +78,41 @@ pub fn typical_rules(n: usize) -> Vec<Rule> {
     for i in 0..n {
         let text = match i % 8 {
             0 => format!("proto=udp,dport={},action=xsk,prio={}", 10000 + i, 100 + i),
-            1 => format!("proto=tcp,dport={}-{},action=pass,prio={}", 20000 + i * 10, 20000 + i * 10 + 5, 100 + i),
-            2 => format!("proto=udp,dport={},dst=198.18.{}.0/24,action=xsk,prio={}", 30000 + i, i % 256, 100 + i),
-            3 => format!("proto=tcp,dport={},dst=2001:db8:{:x}::/48,action=xsk,prio={}", 31000 + i, i, 100 + i),
-            4 => format!("vlan={},proto=udp,action=xsk,prio={}", 100 + i % 3000, 100 + i),
-            5 => format!("proto=udp,dport={}-{},action=drop,prio={}", 40000 + i * 4, 40000 + i * 4 + 3, 100 + i),
-            6 => format!("dst=198.19.{}.{}/32,action=drop,prio={}", i / 256, i % 256, 100 + i),
+            1 => format!(
+                "proto=tcp,dport={}-{},action=pass,prio={}",
+                20000 + i * 10,
+                20000 + i * 10 + 5,
+                100 + i
+            ),
+            2 => format!(
+                "proto=udp,dport={},dst=198.18.{}.0/24,action=xsk,prio={}",
+                30000 + i,
+                i % 256,
+                100 + i
+            ),
+            3 => format!(
+                "proto=tcp,dport={},dst=2001:db8:{:x}::/48,action=xsk,prio={}",
+                31000 + i,
+                i,
+                100 + i
+            ),
+            4 => format!(
+                "vlan={},proto=udp,action=xsk,prio={}",
+                100 + i % 3000,
+                100 + i
+            ),
+            5 => format!(
+                "proto=udp,dport={}-{},action=drop,prio={}",
+                40000 + i * 4,
+                40000 + i * 4 + 3,
+                100 + i
+            ),
+            6 => format!(
+                "dst=198.19.{}.{}/32,action=drop,prio={}",
+                i / 256,
+                i % 256,
+                100 + i
+            ),
             _ => format!("proto=tcp,dport={},action=xsk,prio={}", 50000 + i, 100 + i),
         };
         rules.push(text.parse().expect("well-formed benchmark rule"));
@@ -99,9 +135,23 @@ pub fn typical_rules(n: usize) -> Vec<Rule> {
 /// The typical frames: UDP and TCP over IPv4, UDP over IPv6 (64-byte-class payloads).
 pub fn typical_frames() -> Vec<(&'static str, Vec<u8>)> {
     vec![
-        ("udp4", frames::ipv4(17, Ipv4Addr::new(198, 18, 0, 10), 9000, 18)),
-        ("tcp4", frames::ipv4(6, Ipv4Addr::new(198, 18, 0, 10), 80, 6)),
-        ("udp6", frames::ipv6(17, "2001:db8::10".parse::<Ipv6Addr>().expect("literal"), 53, 18)),
+        (
+            "udp4",
+            frames::ipv4(17, Ipv4Addr::new(198, 18, 0, 10), 9000, 18),
+        ),
+        (
+            "tcp4",
+            frames::ipv4(6, Ipv4Addr::new(198, 18, 0, 10), 80, 6),
+        ),
+        (
+            "udp6",
+            frames::ipv6(
+                17,
+                "2001:db8::10".parse::<Ipv6Addr>().expect("literal"),
+                53,
+                18,
+            ),
+        ),
     ]
 }
 

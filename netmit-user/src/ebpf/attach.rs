@@ -164,8 +164,13 @@ pub fn attach(iface: &str, opts: &AttachOptions) -> Result<Attachment, AttachErr
     }
     let layout = PinLayout::for_iface(iface);
     if layout.is_attached() {
-        let prog_id = kernel::pinned_link_info(&layout.link()).map(|l| l.prog_id).unwrap_or(0);
-        return Err(AttachError::AlreadyAttached { iface: iface.into(), prog_id });
+        let prog_id = kernel::pinned_link_info(&layout.link())
+            .map(|l| l.prog_id)
+            .unwrap_or(0);
+        return Err(AttachError::AlreadyAttached {
+            iface: iface.into(),
+            prog_id,
+        });
     }
     if opts.rules.len() > netmit_common::MAX_RULES {
         return Err(AttachError::TooManyRules(opts.rules.len()));
@@ -187,10 +192,14 @@ pub fn attach(iface: &str, opts: &AttachOptions) -> Result<Attachment, AttachErr
         .program_mut(names::PROG_STEER)
         .expect("the object defines the steering program")
         .try_into()
-        .map_err(|source| AttachError::Program { what: "program type".into(), source })?;
-    program
-        .load()
-        .map_err(|source| AttachError::Program { what: "loading the XDP program".into(), source })?;
+        .map_err(|source| AttachError::Program {
+            what: "program type".into(),
+            source,
+        })?;
+    program.load().map_err(|source| AttachError::Program {
+        what: "loading the XDP program".into(),
+        source,
+    })?;
 
     // Checks are done; from here on, changes are rolled back on error.
     let replaced = match foreign {
@@ -220,7 +229,15 @@ pub fn attach(iface: &str, opts: &AttachOptions) -> Result<Attachment, AttachErr
         let _ = fs::remove_dir_all(layout.dir());
     }
     let (mode, prog_id, rule_ids, native_error) = result?;
-    Ok(Attachment { iface: iface.into(), ifindex, mode, prog_id, rule_ids, replaced, native_error })
+    Ok(Attachment {
+        iface: iface.into(),
+        ifindex,
+        mode,
+        prog_id,
+        rule_ids,
+        replaced,
+        native_error,
+    })
 }
 
 type Attached = (AttachMode, u32, Vec<u16>, Option<String>);
@@ -239,7 +256,10 @@ fn attach_pinned(
         .program_mut(names::PROG_STEER)
         .expect("loaded above")
         .try_into()
-        .map_err(|source| AttachError::Program { what: "program type".into(), source })?;
+        .map_err(|source| AttachError::Program {
+            what: "program type".into(),
+            source,
+        })?;
     let attempts: &[(XdpMode, AttachMode, &str)] = match opts.mode {
         ModeRequest::Auto => &[
             (XdpMode::Driver, AttachMode::Native, "native"),
@@ -253,10 +273,12 @@ fn attach_pinned(
     for &(xdp_mode, mode, mode_name) in attempts {
         match program.attach_to_if_index(ifindex, xdp_mode) {
             Ok(link_id) => {
-                let link = program.take_link(link_id).map_err(|source| AttachError::Program {
-                    what: "taking the link".into(),
-                    source,
-                })?;
+                let link = program
+                    .take_link(link_id)
+                    .map_err(|source| AttachError::Program {
+                        what: "taking the link".into(),
+                        source,
+                    })?;
                 let fd_link: FdLink = link.try_into().map_err(|e| AttachError::Mode {
                     iface: iface.into(),
                     mode: mode_name,
@@ -270,7 +292,10 @@ fn attach_pinned(
                 tables.set_attachment(ifindex, mode)?;
                 let prog_id = program
                     .info()
-                    .map_err(|source| AttachError::Program { what: "program info".into(), source })?
+                    .map_err(|source| AttachError::Program {
+                        what: "program info".into(),
+                        source,
+                    })?
                     .id();
                 return Ok((mode, prog_id, rule_ids, native_error));
             }
@@ -284,7 +309,11 @@ fn attach_pinned(
         }
     }
     let (mode, reason) = last.expect("at least one attempt");
-    Err(AttachError::Mode { iface: iface.into(), mode, reason })
+    Err(AttachError::Mode {
+        iface: iface.into(),
+        mode,
+        reason,
+    })
 }
 
 fn remove_foreign(ifindex: u32, attached: XdpAttached) -> Result<(), AttachError> {
@@ -308,7 +337,9 @@ pub fn detach(iface: &str) -> Result<Option<u32>, AttachError> {
     if !layout.is_attached() {
         let note = match kernel::ifindex(iface) {
             Err(_) if !layout.dir().exists() => {
-                return Err(AttachError::Kernel(KernelError::NoSuchInterface(iface.into())));
+                return Err(AttachError::Kernel(KernelError::NoSuchInterface(
+                    iface.into(),
+                )));
             }
             Ok(ifindex) => match kernel::xdp_state(ifindex).ok().flatten() {
                 Some(s) => format!(
@@ -323,13 +354,18 @@ pub fn detach(iface: &str) -> Result<Option<u32>, AttachError> {
             // Leftover of an interrupted attach: tidy it, but still report "not attached".
             let _ = fs::remove_dir_all(layout.dir());
         }
-        return Err(AttachError::NotAttached { iface: iface.into(), note });
+        return Err(AttachError::NotAttached {
+            iface: iface.into(),
+            note,
+        });
     }
     if !kernel::has_bpf_privileges() {
         return Err(AttachError::NotPermitted("netmit detach"));
     }
     let link = kernel::obj_get(&layout.link())?;
-    let prog_id = kernel::pinned_link_info(&layout.link()).ok().map(|l| l.prog_id);
+    let prog_id = kernel::pinned_link_info(&layout.link())
+        .ok()
+        .map(|l| l.prog_id);
     // A link whose interface disappeared is already defunct; detaching it is a no-op.
     match kernel::detach_link_fd(&link) {
         Ok(()) => {}

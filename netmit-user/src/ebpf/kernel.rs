@@ -5,7 +5,11 @@
 //! family is generated from the kernel's YNL spec; that is the same view `ip -d link`
 //! prints, and it sees programs attached both through netlink and through bpf_link.
 
-use std::{ffi::CString, io, os::fd::{AsRawFd, FromRawFd, OwnedFd}};
+use std::{
+    ffi::CString,
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+};
 
 use netlink_bindings::rt_link::{self, Ifinfomsg};
 use netlink_socket2::NetlinkSocket;
@@ -73,13 +77,24 @@ pub fn ifindex(iface: &str) -> Result<u32, KernelError> {
 
 /// Reads `IFLA_XDP` of an interface.
 pub fn xdp_state(ifindex: u32) -> Result<Option<XdpState>, KernelError> {
-    let err = |source: io::Error| KernelError::Netlink { what: "getlink", ifindex, source };
+    let err = |source: io::Error| KernelError::Netlink {
+        what: "getlink",
+        ifindex,
+        source,
+    };
     let mut sock = NetlinkSocket::new();
-    let header = Ifinfomsg { ifi_index: ifindex as i32, ..Ifinfomsg::new() };
+    let header = Ifinfomsg {
+        ifi_index: ifindex as i32,
+        ..Ifinfomsg::new()
+    };
     let request = rt_link::Request::new().op_getlink_do(&header);
     let mut replies = sock.request(&request).map_err(err)?;
-    let (_, attrs) = replies.recv_one().map_err(|e| err(e.as_io_error().kind().into()))?;
-    let Ok(xdp) = attrs.get_xdp() else { return Ok(None) };
+    let (_, attrs) = replies
+        .recv_one()
+        .map_err(|e| err(e.as_io_error().kind().into()))?;
+    let Ok(xdp) = attrs.get_xdp() else {
+        return Ok(None);
+    };
     let attached = match xdp.get_attached().unwrap_or(0) {
         1 => XdpAttached::Driver,
         2 => XdpAttached::Generic,
@@ -104,12 +119,27 @@ pub fn netlink_detach(ifindex: u32, attached: XdpAttached) -> Result<(), KernelE
         XdpAttached::Driver => XDP_FLAGS_DRV_MODE,
         _ => 0,
     };
-    let err = |source: io::Error| KernelError::Netlink { what: "setlink xdp off", ifindex, source };
+    let err = |source: io::Error| KernelError::Netlink {
+        what: "setlink xdp off",
+        ifindex,
+        source,
+    };
     let mut sock = NetlinkSocket::new();
-    let header = Ifinfomsg { ifi_index: ifindex as i32, ..Ifinfomsg::new() };
+    let header = Ifinfomsg {
+        ifi_index: ifindex as i32,
+        ..Ifinfomsg::new()
+    };
     let mut request = rt_link::Request::new().op_setlink_do(&header);
-    request.encode().nested_xdp().push_fd(-1).push_flags(flags).end_nested();
-    sock.request(&request).map_err(err)?.recv_ack().map_err(|e| err(e.as_io_error().kind().into()))?;
+    request
+        .encode()
+        .nested_xdp()
+        .push_fd(-1)
+        .push_flags(flags)
+        .end_nested();
+    sock.request(&request)
+        .map_err(err)?
+        .recv_ack()
+        .map_err(|e| err(e.as_io_error().kind().into()))?;
     Ok(())
 }
 
@@ -121,11 +151,18 @@ const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
 const BPF_LINK_DETACH: libc::c_long = 34;
 const BPF_LINK_TYPE_XDP: u32 = 6;
 
-fn sys_bpf(cmd: libc::c_long, attr: &mut [u64; 16], name: &'static str) -> Result<i64, KernelError> {
+fn sys_bpf(
+    cmd: libc::c_long,
+    attr: &mut [u64; 16],
+    name: &'static str,
+) -> Result<i64, KernelError> {
     // SAFETY: `attr` is a zero-initialised, 128-byte `union bpf_attr` for `cmd`.
     let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), 128usize) };
     if ret < 0 {
-        Err(KernelError::Bpf { cmd: name, source: io::Error::last_os_error() })
+        Err(KernelError::Bpf {
+            cmd: name,
+            source: io::Error::last_os_error(),
+        })
     } else {
         Ok(ret)
     }
@@ -156,14 +193,21 @@ fn link_info(fd: &OwnedFd) -> Result<LinkInfo, KernelError> {
     attr[1] = info.as_mut_ptr() as u64;
     sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr, "OBJ_GET_INFO_BY_FD")?;
     // struct bpf_link_info: type, id, prog_id, then an 8-aligned union (xdp.ifindex first).
-    Ok(LinkInfo { link_type: info[0], id: info[1], prog_id: info[2], ifindex: info[4] })
+    Ok(LinkInfo {
+        link_type: info[0],
+        id: info[1],
+        prog_id: info[2],
+        ifindex: info[4],
+    })
 }
 
 /// Opens a pinned BPF object.
 pub fn obj_get(path: &std::path::Path) -> Result<OwnedFd, KernelError> {
     use std::os::unix::ffi::OsStrExt;
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| KernelError::Bpf { cmd: "OBJ_GET", source: io::ErrorKind::InvalidInput.into() })?;
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| KernelError::Bpf {
+        cmd: "OBJ_GET",
+        source: io::ErrorKind::InvalidInput.into(),
+    })?;
     let mut attr = [0u64; 16];
     attr[0] = c.as_ptr() as u64;
     sys_bpf(BPF_OBJ_GET, &mut attr, "OBJ_GET").map(owned)
@@ -205,7 +249,11 @@ pub fn xdp_link_of(ifindex: u32) -> Result<Option<LinkInfo>, KernelError> {
 pub fn detach_link_id(id: u32) -> Result<(), KernelError> {
     let mut attr = [0u64; 16];
     attr[0] = id as u64;
-    let fd = owned(sys_bpf(BPF_LINK_GET_FD_BY_ID, &mut attr, "LINK_GET_FD_BY_ID")?);
+    let fd = owned(sys_bpf(
+        BPF_LINK_GET_FD_BY_ID,
+        &mut attr,
+        "LINK_GET_FD_BY_ID",
+    )?);
     detach_link_fd(&fd)
 }
 
@@ -230,7 +278,9 @@ pub fn has_bpf_privileges() -> bool {
     const CAP_NET_ADMIN: u32 = 12;
     const CAP_SYS_ADMIN: u32 = 21;
     const CAP_BPF: u32 = 39;
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
     let Some(eff) = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))

@@ -51,7 +51,9 @@ impl PinLayout {
 
     /// The layout for `iface` under another root (tests).
     pub fn under(root: &Path, iface: &str) -> Self {
-        Self { dir: root.join(iface) }
+        Self {
+            dir: root.join(iface),
+        }
     }
 
     /// The interface's directory.
@@ -110,6 +112,9 @@ mod tests {
     fn layout_paths() {
         let p = PinLayout::for_iface("veth0");
         assert_eq!(p.link(), Path::new("/sys/fs/bpf/netmit/veth0/link"));
-        assert_eq!(p.map("NETMIT_RULES"), Path::new("/sys/fs/bpf/netmit/veth0/NETMIT_RULES"));
+        assert_eq!(
+            p.map("NETMIT_RULES"),
+            Path::new("/sys/fs/bpf/netmit/veth0/NETMIT_RULES")
+        );
     }
 }

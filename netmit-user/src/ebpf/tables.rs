@@ -105,10 +105,13 @@ impl SteerTables {
     /// directory must exist).
     pub fn from_ebpf(ebpf: &mut Ebpf, pin_to: Option<&PinLayout>) -> Result<Self, TableError> {
         Self::build(|name| {
-            let map =
-                ebpf.take_map(name).ok_or(TableError::MissingMap { name, path: "object".into() })?;
+            let map = ebpf.take_map(name).ok_or(TableError::MissingMap {
+                name,
+                path: "object".into(),
+            })?;
             if let Some(layout) = pin_to {
-                map.pin(layout.map(name)).map_err(|source| TableError::Pin { name, source })?;
+                map.pin(layout.map(name))
+                    .map_err(|source| TableError::Pin { name, source })?;
             }
             Ok(map)
         })
@@ -126,7 +129,9 @@ impl SteerTables {
         })
     }
 
-    fn build(mut open: impl FnMut(&'static str) -> Result<Map, TableError>) -> Result<Self, TableError> {
+    fn build(
+        mut open: impl FnMut(&'static str) -> Result<Map, TableError>,
+    ) -> Result<Self, TableError> {
         macro_rules! typed {
             ($name:expr) => {{
                 let name: &'static str = $name;
@@ -153,11 +158,17 @@ impl SteerTables {
     }
 
     /// Records interface index and attach mode for `status`.
-    pub fn set_attachment(&mut self, ifindex: u32, mode: netmit_common::AttachMode) -> Result<(), TableError> {
+    pub fn set_attachment(
+        &mut self,
+        ifindex: u32,
+        mode: netmit_common::AttachMode,
+    ) -> Result<(), TableError> {
         let mut cfg = self.config()?;
         cfg.ifindex = ifindex;
         cfg.attach_mode = mode as u32;
-        self.config.set(0, cfg, 0).map_err(map_err(names::MAP_CONFIG))
+        self.config
+            .set(0, cfg, 0)
+            .map_err(map_err(names::MAP_CONFIG))
     }
 
     /// The installed rules, by id.
@@ -166,7 +177,11 @@ impl SteerTables {
         for id in 0..MAX_RULES as u32 {
             let spec = self.rules.get(&id, 0).map_err(map_err(names::MAP_RULES))?;
             if let Some(rule) = Rule::from_spec(&spec) {
-                out.push(InstalledRule { id: id as u16, seq: spec.seq, rule });
+                out.push(InstalledRule {
+                    id: id as u16,
+                    seq: spec.seq,
+                    rule,
+                });
             }
         }
         Ok(out)
@@ -184,7 +199,11 @@ impl SteerTables {
             let id = (0..MAX_RULES as u16)
                 .find(|id| !rules.iter().any(|r| r.id == *id))
                 .ok_or(TableError::Full)?;
-            rules.push(InstalledRule { id, seq: cfg.next_seq, rule: rule.clone() });
+            rules.push(InstalledRule {
+                id,
+                seq: cfg.next_seq,
+                rule: rule.clone(),
+            });
             cfg.next_seq += 1;
             ids.push(id);
         }
@@ -192,23 +211,35 @@ impl SteerTables {
         // A reused id starts with fresh hit counters.
         let cpus = nr_cpus().map_err(|(_, e)| TableError::Cpus(e))?;
         for r in rules.iter().filter(|r| ids.contains(&r.id)) {
-            let zero = PerCpuValues::try_from(vec![Counter::default(); cpus]).map_err(TableError::Cpus)?;
-            self.rhits.set(r.id as u32, zero, 0).map_err(map_err(names::MAP_RULE_HITS))?;
-            self.rules.set(r.id as u32, r.rule.to_spec(r.seq), 0).map_err(map_err(names::MAP_RULES))?;
+            let zero =
+                PerCpuValues::try_from(vec![Counter::default(); cpus]).map_err(TableError::Cpus)?;
+            self.rhits
+                .set(r.id as u32, zero, 0)
+                .map_err(map_err(names::MAP_RULE_HITS))?;
+            self.rules
+                .set(r.id as u32, r.rule.to_spec(r.seq), 0)
+                .map_err(map_err(names::MAP_RULES))?;
         }
         let mut latest = self.config()?;
         latest.next_seq = cfg.next_seq;
-        self.config.set(0, latest, 0).map_err(map_err(names::MAP_CONFIG))?;
+        self.config
+            .set(0, latest, 0)
+            .map_err(map_err(names::MAP_CONFIG))?;
         Ok(ids)
     }
 
     /// Deletes a rule by id.
     pub fn delete_rule(&mut self, id: u16) -> Result<Rule, TableError> {
         let mut rules = self.rules()?;
-        let pos = rules.iter().position(|r| r.id == id).ok_or(TableError::NoSuchRule(id))?;
+        let pos = rules
+            .iter()
+            .position(|r| r.id == id)
+            .ok_or(TableError::NoSuchRule(id))?;
         let removed = rules.remove(pos);
         self.install(&rules)?;
-        self.rules.set(id as u32, RuleSpec::default(), 0).map_err(map_err(names::MAP_RULES))?;
+        self.rules
+            .set(id as u32, RuleSpec::default(), 0)
+            .map_err(map_err(names::MAP_RULES))?;
         Ok(removed.rule)
     }
 
@@ -224,41 +255,64 @@ impl SteerTables {
 
         for (rank, action) in compiled.actions.iter().enumerate() {
             let idx = (next * MAX_RULES + rank) as u32;
-            self.actions.set(idx, action, 0).map_err(map_err(names::MAP_ACTIONS))?;
+            self.actions
+                .set(idx, action, 0)
+                .map_err(map_err(names::MAP_ACTIONS))?;
         }
         for (page, sets) in compiled.ports.chunks(PORTS_PER_PAGE).enumerate() {
             let mut value = [RuleSet::EMPTY; PORTS_PER_PAGE];
             value[..sets.len()].copy_from_slice(sets);
             let idx = (next * PORT_PAGES + page) as u32;
-            self.ports.set(idx, value, 0).map_err(map_err(names::MAP_PORTS))?;
+            self.ports
+                .set(idx, value, 0)
+                .map_err(map_err(names::MAP_PORTS))?;
         }
         for (vid, set) in compiled.vlans.iter().enumerate() {
             let idx = (next * VLAN_SLOTS + vid) as u32;
-            self.vlans.set(idx, set, 0).map_err(map_err(names::MAP_VLANS))?;
+            self.vlans
+                .set(idx, set, 0)
+                .map_err(map_err(names::MAP_VLANS))?;
         }
         self.write_dst(next, &compiled.dst)?;
 
         // Publish: first the new generation's small tables, then the switch.
         cfg.gens[next] = compiled.config;
-        self.config.set(0, cfg, 0).map_err(map_err(names::MAP_CONFIG))?;
+        self.config
+            .set(0, cfg, 0)
+            .map_err(map_err(names::MAP_CONFIG))?;
         cfg.active = next as u32;
-        self.config.set(0, cfg, 0).map_err(map_err(names::MAP_CONFIG))
+        self.config
+            .set(0, cfg, 0)
+            .map_err(map_err(names::MAP_CONFIG))
     }
 
     fn write_dst(&mut self, generation: usize, trie: &DstTrie) -> Result<(), TableError> {
         let base = generation * DST_PAGES_PER_GEN;
-        let roots = [(DST_ROOT_V4_PAGE, &trie.root_v4), (DST_ROOT_V6_PAGE, &trie.root_v6)];
+        let roots = [
+            (DST_ROOT_V4_PAGE, &trie.root_v4),
+            (DST_ROOT_V6_PAGE, &trie.root_v6),
+        ];
         let root_pages = roots.into_iter().flat_map(|(first, root)| {
-            root.chunks(DST_NODE_SLOTS).enumerate().map(move |(i, page)| (first + i, page))
+            root.chunks(DST_NODE_SLOTS)
+                .enumerate()
+                .map(move |(i, page)| (first + i, page))
         });
-        let node_pages = trie.nodes.iter().enumerate().map(|(i, n)| (DST_NODES_PAGE + i, &n[..]));
+        let node_pages = trie
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (DST_NODES_PAGE + i, &n[..]));
         for (page, entries) in root_pages.chain(node_pages) {
             let value: [u32; DST_NODE_SLOTS] = entries.try_into().expect("whole pages");
-            self.dst_trie.set((base + page) as u32, value, 0).map_err(map_err(names::MAP_DST_TRIE))?;
+            self.dst_trie
+                .set((base + page) as u32, value, 0)
+                .map_err(map_err(names::MAP_DST_TRIE))?;
         }
         for (i, set) in trie.pool.iter().enumerate() {
             let idx = (generation * DST_POOL_SLOTS + i) as u32;
-            self.dst_sets.set(idx, set, 0).map_err(map_err(names::MAP_DST_SETS))?;
+            self.dst_sets
+                .set(idx, set, 0)
+                .map_err(map_err(names::MAP_DST_SETS))?;
         }
         Ok(())
     }
@@ -276,17 +330,26 @@ impl SteerTables {
                 }
             }
             if sum.verdicts.iter().any(|c| c.packets != 0) {
-                out.push(QueueCounters { queue: queue as u32, stats: sum });
+                out.push(QueueCounters {
+                    queue: queue as u32,
+                    stats: sum,
+                });
             }
         }
         Ok(out)
     }
 
     /// Hit counters by rule id, summed over CPUs, for the given ids.
-    pub fn rule_hits(&self, ids: impl IntoIterator<Item = u16>) -> Result<BTreeMap<u16, Counter>, TableError> {
+    pub fn rule_hits(
+        &self,
+        ids: impl IntoIterator<Item = u16>,
+    ) -> Result<BTreeMap<u16, Counter>, TableError> {
         let mut out = BTreeMap::new();
         for id in ids {
-            let values = self.rhits.get(&(id as u32), 0).map_err(map_err(names::MAP_RULE_HITS))?;
+            let values = self
+                .rhits
+                .get(&(id as u32), 0)
+                .map_err(map_err(names::MAP_RULE_HITS))?;
             let mut sum = Counter::default();
             for c in values.iter() {
                 sum.packets += c.packets;

@@ -7,9 +7,8 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use netmit_common::{
-    DST_CHILD, DST_MAX_NODES, DST_NODE_SLOTS, DST_POOL_SLOTS, DST_ROOT_SLOTS, GenConfig,
-    MAX_RULES, PORT_NONE, PORT_SLOTS, PacketProto, RuleAction, RuleProto, RuleSet, VLAN_SLOTS,
-    lookup,
+    DST_CHILD, DST_MAX_NODES, DST_NODE_SLOTS, DST_POOL_SLOTS, DST_ROOT_SLOTS, GenConfig, MAX_RULES,
+    PORT_NONE, PORT_SLOTS, PacketProto, RuleAction, RuleProto, RuleSet, VLAN_SLOTS, lookup,
 };
 
 use super::rule::Rule;
@@ -154,7 +153,10 @@ impl TrieBuilder {
 }
 
 fn build_dst(ranked: &[&InstalledRule], any_dst: RuleSet) -> Result<DstTrie, CompileError> {
-    let mut b = TrieBuilder { trie: DstTrie::default(), pool_index: HashMap::new() };
+    let mut b = TrieBuilder {
+        trie: DstTrie::default(),
+        pool_index: HashMap::new(),
+    };
     for v4 in [true, false] {
         let prefixes: Vec<DstPrefix> = ranked
             .iter()
@@ -170,7 +172,11 @@ fn build_dst(ranked: &[&InstalledRule], any_dst: RuleSet) -> Result<DstTrie, Com
                     IpAddr::V6(a) if !v4 => a.octets(),
                     _ => return None,
                 };
-                Some(DstPrefix { rank, addr, len: p.len })
+                Some(DstPrefix {
+                    rank,
+                    addr,
+                    len: p.len,
+                })
             })
             .collect();
         if prefixes.is_empty() {
@@ -213,12 +219,19 @@ pub fn compile(rules: &[InstalledRule]) -> Result<Compiled, CompileError> {
         return Err(CompileError::TooManyRules);
     }
     let ranked = ranked(rules);
-    let mut config = GenConfig { rule_count: ranked.len() as u32, ..Default::default() };
+    let mut config = GenConfig {
+        rule_count: ranked.len() as u32,
+        ..Default::default()
+    };
     let mut actions = Vec::with_capacity(ranked.len());
 
     for (rank, r) in ranked.iter().enumerate() {
         let rule = &r.rule;
-        actions.push(RuleAction { rule_id: r.id, action: rule.action as u8, _pad: 0 });
+        actions.push(RuleAction {
+            rule_id: r.id,
+            action: rule.action as u8,
+            _pad: 0,
+        });
         config.all.insert(rank);
         let protos: &[usize] = match rule.proto {
             RuleProto::Any => &[0, 1, 2],
@@ -282,7 +295,13 @@ pub fn compile(rules: &[InstalledRule]) -> Result<Compiled, CompileError> {
     };
 
     let dst = build_dst(&ranked, config.any_dst)?;
-    Ok(Compiled { config, actions, ports, vlans, dst })
+    Ok(Compiled {
+        config,
+        actions,
+        ports,
+        vlans,
+        dst,
+    })
 }
 
 impl Compiled {
@@ -337,7 +356,9 @@ pub fn matches(rule: &Rule, pkt: &PacketFields) -> bool {
         RuleProto::Tcp => pkt.proto == PacketProto::Tcp,
     };
     let port_ok = !rule.has_port_constraint() || pkt.dport.is_some_and(|p| rule.dport.contains(&p));
-    let dst_ok = rule.dst.is_none_or(|p| pkt.dst.is_some_and(|ip| p.contains(ip)));
+    let dst_ok = rule
+        .dst
+        .is_none_or(|p| pkt.dst.is_some_and(|ip| p.contains(ip)));
     let vlan_ok = rule.vlan.is_none_or(|v| pkt.vlan == Some(v));
     proto_ok && port_ok && dst_ok && vlan_ok
 }
@@ -350,19 +371,29 @@ mod tests {
         texts
             .iter()
             .enumerate()
-            .map(|(i, t)| InstalledRule { id: i as u16, seq: i as u32, rule: t.parse().unwrap() })
+            .map(|(i, t)| InstalledRule {
+                id: i as u16,
+                seq: i as u32,
+                rule: t.parse().unwrap(),
+            })
             .collect()
     }
 
     fn linear(rules: &[InstalledRule], pkt: &PacketFields) -> Option<u16> {
-        ranked(rules).into_iter().find(|r| matches(&r.rule, pkt)).map(|r| r.id)
+        ranked(rules)
+            .into_iter()
+            .find(|r| matches(&r.rule, pkt))
+            .map(|r| r.id)
     }
 
     /// A small deterministic generator, so this test needs no extra crates.
     struct Lcg(u64);
     impl Lcg {
         fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             self.0 >> 33
         }
         fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
@@ -374,11 +405,25 @@ mod tests {
     fn lookup_agrees_with_linear_scan() {
         let mut g = Lcg(42);
         let protos = ["", "proto=udp,", "proto=tcp,", "proto=any,"];
-        let ports = ["", "dport=53,", "dport=9000-9010,", "dport=1-1024,", "dport=0-65535,"];
+        let ports = [
+            "",
+            "dport=53,",
+            "dport=9000-9010,",
+            "dport=1-1024,",
+            "dport=0-65535,",
+        ];
         let dsts = [
-            "", "dst=198.18.0.0/15,", "dst=198.18.1.0/24,", "dst=198.18.1.7,",
-            "dst=2001:db8::/32,", "dst=2001:db8:1::/48,", "dst=0.0.0.0/0,",
-            "dst=2001:db8:1::5/128,", "dst=198.18.1.0/25,", "dst=198.16.0.0/12,", "dst=::/0,",
+            "",
+            "dst=198.18.0.0/15,",
+            "dst=198.18.1.0/24,",
+            "dst=198.18.1.7,",
+            "dst=2001:db8::/32,",
+            "dst=2001:db8:1::/48,",
+            "dst=0.0.0.0/0,",
+            "dst=2001:db8:1::5/128,",
+            "dst=198.18.1.0/25,",
+            "dst=198.16.0.0/12,",
+            "dst=::/0,",
         ];
         let vlans = ["", "vlan=10,", "vlan=20,"];
         let actions = ["action=xsk", "action=pass", "action=drop"];
@@ -387,8 +432,12 @@ mod tests {
                 .map(|_| {
                     format!(
                         "{}{}{}{}{},prio={}",
-                        g.pick(&protos), g.pick(&ports), g.pick(&dsts), g.pick(&vlans),
-                        g.pick(&actions), g.next() % 4
+                        g.pick(&protos),
+                        g.pick(&ports),
+                        g.pick(&dsts),
+                        g.pick(&vlans),
+                        g.pick(&actions),
+                        g.next() % 4
                     )
                 })
                 .collect();
@@ -412,7 +461,9 @@ mod tests {
                     vlan: *g.pick(&[None, Some(10), Some(20), Some(30)]),
                     dst: *g.pick(&addrs),
                 };
-                let got = compiled.lookup(&pkt).map(|rank| compiled.actions[rank].rule_id);
+                let got = compiled
+                    .lookup(&pkt)
+                    .map(|rank| compiled.actions[rank].rule_id);
                 assert_eq!(got, linear(&rules, &pkt), "{n} rules, {pkt:?}");
             }
         }
@@ -429,7 +480,10 @@ mod tests {
             dst: None,
         };
         assert_eq!(c.actions[c.lookup(&udp53).unwrap()].rule_id, 2);
-        let udp54 = PacketFields { dport: Some(54), ..udp53 };
+        let udp54 = PacketFields {
+            dport: Some(54),
+            ..udp53
+        };
         assert_eq!(c.actions[c.lookup(&udp54).unwrap()].rule_id, 0);
     }
 
@@ -452,7 +506,9 @@ mod trie_tests {
             .map(|i| InstalledRule {
                 id: i,
                 seq: i as u32,
-                rule: format!("dst={:x}:{:x}::1/128", 0x2000 + i, i).parse().unwrap(),
+                rule: format!("dst={:x}:{:x}::1/128", 0x2000 + i, i)
+                    .parse()
+                    .unwrap(),
             })
             .collect();
         let c = compile(&rules).unwrap();

@@ -200,11 +200,15 @@ impl Rule {
             family::NONE => None,
             family::V4 => {
                 let a = Ipv4Addr::new(spec.dst[0], spec.dst[1], spec.dst[2], spec.dst[3]);
-                Some(Prefix { addr: a.into(), len: spec.dst_prefix_len })
+                Some(Prefix {
+                    addr: a.into(),
+                    len: spec.dst_prefix_len,
+                })
             }
-            family::V6 => {
-                Some(Prefix { addr: Ipv6Addr::from(spec.dst).into(), len: spec.dst_prefix_len })
-            }
+            family::V6 => Some(Prefix {
+                addr: Ipv6Addr::from(spec.dst).into(),
+                len: spec.dst_prefix_len,
+            }),
             _ => return None,
         };
         Some(Rule {
@@ -273,8 +277,9 @@ impl FromStr for Rule {
         let mut rule = Rule::default();
         let mut seen: Vec<&'static str> = Vec::new();
         for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (key, value) =
-                item.split_once('=').ok_or_else(|| RuleError::NotKeyValue(item.to_string()))?;
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| RuleError::NotKeyValue(item.to_string()))?;
             let (key, value) = (key.trim(), value.trim());
             let key: &'static str = match key {
                 "proto" => "proto",
@@ -289,7 +294,11 @@ impl FromStr for Rule {
                 return Err(RuleError::Duplicate(key));
             }
             seen.push(key);
-            let bad = |allowed| RuleError::BadValue { key, value: value.to_string(), allowed };
+            let bad = |allowed| RuleError::BadValue {
+                key,
+                value: value.to_string(),
+                allowed,
+            };
             match key {
                 "proto" => {
                     rule.proto = match value {
@@ -366,14 +375,38 @@ mod tests {
     fn errors_name_the_key() {
         let e = "proto=icmp".parse::<Rule>().unwrap_err();
         assert!(e.to_string().contains("`proto`") && e.to_string().contains("udp, tcp, any"));
-        assert_eq!("port=1".parse::<Rule>().unwrap_err(), RuleError::UnknownKey("port".into()));
-        assert!(matches!("dport=10-5".parse::<Rule>(), Err(RuleError::BadValue { key: "dport", .. })));
-        assert!(matches!("dport=70000".parse::<Rule>(), Err(RuleError::BadValue { .. })));
-        assert!(matches!("vlan=4096".parse::<Rule>(), Err(RuleError::BadValue { key: "vlan", .. })));
-        assert!(matches!("dst=198.18.0.1/15".parse::<Rule>(), Err(RuleError::BadValue { key: "dst", .. })));
-        assert!(matches!("dst=1.2.3.4/33".parse::<Rule>(), Err(RuleError::BadValue { key: "dst", .. })));
-        assert_eq!("prio=1,prio=2".parse::<Rule>().unwrap_err(), RuleError::Duplicate("prio"));
-        assert!(matches!("udp".parse::<Rule>(), Err(RuleError::NotKeyValue(_))));
+        assert_eq!(
+            "port=1".parse::<Rule>().unwrap_err(),
+            RuleError::UnknownKey("port".into())
+        );
+        assert!(matches!(
+            "dport=10-5".parse::<Rule>(),
+            Err(RuleError::BadValue { key: "dport", .. })
+        ));
+        assert!(matches!(
+            "dport=70000".parse::<Rule>(),
+            Err(RuleError::BadValue { .. })
+        ));
+        assert!(matches!(
+            "vlan=4096".parse::<Rule>(),
+            Err(RuleError::BadValue { key: "vlan", .. })
+        ));
+        assert!(matches!(
+            "dst=198.18.0.1/15".parse::<Rule>(),
+            Err(RuleError::BadValue { key: "dst", .. })
+        ));
+        assert!(matches!(
+            "dst=1.2.3.4/33".parse::<Rule>(),
+            Err(RuleError::BadValue { key: "dst", .. })
+        ));
+        assert_eq!(
+            "prio=1,prio=2".parse::<Rule>().unwrap_err(),
+            RuleError::Duplicate("prio")
+        );
+        assert!(matches!(
+            "udp".parse::<Rule>(),
+            Err(RuleError::NotKeyValue(_))
+        ));
     }
 
     #[test]

@@ -24,8 +24,21 @@ fn step(text: &str) {
 
 /// Runs `netmit ARGS` in namespace A, echoing the command line and streaming its output.
 fn netmit(tb: &Testbed, args: &[&str]) -> anyhow::Result<()> {
-    println!("$ netmit {}", args.iter().map(|a| if a.contains(',') { format!("'{a}'") } else { a.to_string() }).collect::<Vec<_>>().join(" "));
-    let status = tb.cmd(Side::A, netmit_bin(), args).status().context("running netmit")?;
+    println!(
+        "$ netmit {}",
+        args.iter()
+            .map(|a| if a.contains(',') {
+                format!("'{a}'")
+            } else {
+                a.to_string()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let status = tb
+        .cmd(Side::A, netmit_bin(), args)
+        .status()
+        .context("running netmit")?;
     if !status.success() {
         bail!("netmit {} failed ({status})", args.join(" "));
     }
@@ -52,7 +65,12 @@ fn run() -> anyhow::Result<()> {
     let tb = Testbed::new()?;
     println!(
         "server namespace {} ({} {}), client namespace {} ({} {})",
-        tb.ns_a(), tb.if_a(), tb.ip_a(), tb.ns_b(), tb.if_b(), tb.ip_b()
+        tb.ns_a(),
+        tb.if_a(),
+        tb.ip_a(),
+        tb.ns_b(),
+        tb.if_b(),
+        tb.ip_b()
     );
     let iface = tb.if_a().to_string();
 
@@ -60,19 +78,29 @@ fn run() -> anyhow::Result<()> {
     netmit(
         &tb,
         &[
-            "attach", &iface,
-            "--steer", "proto=udp,dport=9000,action=drop",
-            "--steer", "proto=udp,dport=9100-9199,action=xsk",
-            "--steer", "proto=tcp,dport=80,action=pass,prio=10",
+            "attach",
+            &iface,
+            "--steer",
+            "proto=udp,dport=9000,action=drop",
+            "--steer",
+            "proto=udp,dport=9100-9199,action=xsk",
+            "--steer",
+            "proto=tcp,dport=80,action=pass,prio=10",
         ],
     )?;
     netmit(&tb, &["steer", "list", &iface])?;
 
-    step("Client sends UDP to ports 9000 (dropped), 9150 (AF_XDP, no socket yet: kernel) and 7000 (no rule)");
+    step(
+        "Client sends UDP to ports 9000 (dropped), 9150 (AF_XDP, no socket yet: kernel) and 7000 (no rule)",
+    );
     let server = tb.ip_a();
     let stop = AtomicBool::new(false);
-    let sender = tb.in_ns(Side::B, || UdpSocket::bind("0.0.0.0:0")).context("client socket")?;
-    let rx = tb.in_ns(Side::A, move || UdpSocket::bind((server, 7000))).context("server socket")?;
+    let sender = tb
+        .in_ns(Side::B, || UdpSocket::bind("0.0.0.0:0"))
+        .context("client socket")?;
+    let rx = tb
+        .in_ns(Side::A, move || UdpSocket::bind((server, 7000)))
+        .context("server socket")?;
     std::thread::scope(|s| -> anyhow::Result<()> {
         s.spawn(|| {
             let start = Instant::now();
@@ -100,29 +128,63 @@ fn run() -> anyhow::Result<()> {
         stop.store(true, Ordering::Relaxed);
         result
     })?;
-    println!("ping through the program (no rule matches ICMP): {}", if tb.ping(Side::B, server, 2) { "ok" } else { "FAILED" });
+    println!(
+        "ping through the program (no rule matches ICMP): {}",
+        if tb.ping(Side::B, server, 2) {
+            "ok"
+        } else {
+            "FAILED"
+        }
+    );
 
     step("Dry run: the same rules on a capture, through the real program (BPF_PROG_TEST_RUN)");
     let dir = std::env::temp_dir().join(format!("netmit-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let pcap = dir.join("sample.pcap");
     let frames = vec![
-        PacketBuilder::new().ipv4(tb.ip_b(), server).udp(5000, 9000).payload(b"drop me".to_vec()).build(),
-        PacketBuilder::new().vlan(10).ipv4(tb.ip_b(), server).udp(5000, 9150).build(),
-        PacketBuilder::new().ipv6(tb.ip6_b(), tb.ip6_a()).udp(5000, 9100).build(),
-        PacketBuilder::new().ipv4(tb.ip_b(), server).tcp(40000, 80).build(),
-        PacketBuilder::new().ipv4(tb.ip_b(), server).ipv4_fragment(185, false).udp(5000, 9000).build(),
-        PacketBuilder::new().ipv4(tb.ip_b(), server).udp(5000, 9000).truncate(30).build(),
+        PacketBuilder::new()
+            .ipv4(tb.ip_b(), server)
+            .udp(5000, 9000)
+            .payload(b"drop me".to_vec())
+            .build(),
+        PacketBuilder::new()
+            .vlan(10)
+            .ipv4(tb.ip_b(), server)
+            .udp(5000, 9150)
+            .build(),
+        PacketBuilder::new()
+            .ipv6(tb.ip6_b(), tb.ip6_a())
+            .udp(5000, 9100)
+            .build(),
+        PacketBuilder::new()
+            .ipv4(tb.ip_b(), server)
+            .tcp(40000, 80)
+            .build(),
+        PacketBuilder::new()
+            .ipv4(tb.ip_b(), server)
+            .ipv4_fragment(185, false)
+            .udp(5000, 9000)
+            .build(),
+        PacketBuilder::new()
+            .ipv4(tb.ip_b(), server)
+            .udp(5000, 9000)
+            .truncate(30)
+            .build(),
     ];
     packet::write_pcap(&pcap, &frames)?;
     let pcap_arg = pcap.display().to_string();
     let classify = netmit(
         &tb,
         &[
-            "classify", "--pcap", &pcap_arg,
-            "--steer", "proto=udp,dport=9000,action=drop",
-            "--steer", "proto=udp,dport=9100-9199,action=xsk",
-            "--steer", "proto=tcp,dport=80,action=pass,prio=10",
+            "classify",
+            "--pcap",
+            &pcap_arg,
+            "--steer",
+            "proto=udp,dport=9000,action=drop",
+            "--steer",
+            "proto=udp,dport=9100-9199,action=xsk",
+            "--steer",
+            "proto=tcp,dport=80,action=pass,prio=10",
         ],
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -132,7 +194,14 @@ fn run() -> anyhow::Result<()> {
     netmit(&tb, &["detach", &iface])?;
     let link = tb.run(Side::A, "ip", ["-d", "link", "show", "dev", &iface])?;
     let text = String::from_utf8_lossy(&link.stdout);
-    println!("ip -d link show {iface}: {}", if text.contains("prog/xdp") { "XDP program still attached!" } else { "no XDP program" });
+    println!(
+        "ip -d link show {iface}: {}",
+        if text.contains("prog/xdp") {
+            "XDP program still attached!"
+        } else {
+            "no XDP program"
+        }
+    );
 
     step("Removing the testbed");
     drop(tb);

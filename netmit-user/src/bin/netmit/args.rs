@@ -43,9 +43,120 @@ pub enum Command {
     /// Every frame runs through the steering program with BPF_PROG_TEST_RUN (nothing is
     /// attached); prints each frame's verdict and matching rule, then a summary.
     Classify(ClassifyArgs),
+    /// Probe what this kernel (and an interface) support, by trying, and the fallbacks.
+    Check {
+        /// Interface to probe as well (read-only probes).
+        iface: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read and change interrupt-mitigation settings; every change is journaled.
+    ///
+    /// Per-NAPI settings (netdev netlink), NIC coalescing (ethtool netlink) and busy-poll
+    /// sysctls. The original of every setting netmit changes is written to
+    /// /run/netmit/journal.json first; `netmit tune restore` puts them all back.
+    #[command(subcommand)]
+    Tune(TuneCommand),
     /// Benchmarks, reported as ratios to a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TuneCommand {
+    /// Every knob of an interface (per NAPI, device-wide, coalescing, sysctls), marked
+    /// supported or not, with IRQ lines and an irqbalance warning.
+    Show {
+        /// Interface.
+        iface: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change settings (validated in full before anything changes).
+    ///
+    /// Example: netmit tune set eth1 --defer-hard-irqs 100 --gro-flush-timeout 200us
+    Set(TuneSetArgs),
+    /// Apply a named bundle: latency, balanced, throughput or suspend.
+    Profile {
+        /// Interface.
+        iface: String,
+        /// Profile name.
+        #[arg(value_enum)]
+        profile: ProfileName,
+    },
+    /// Put back every original setting netmit changed (of one interface, if given).
+    Restore {
+        /// Interface (default: all).
+        iface: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProfileName {
+    /// No deferral, coalescing at one frame: lowest latency.
+    Latency,
+    /// Light software interrupt coalescing (defer 10, gro-flush 20us).
+    Balanced,
+    /// Heavy software and NIC coalescing (defer 100, gro-flush 200us).
+    Throughput,
+    /// IRQ suspension for busy-polling applications (suspend 20ms).
+    Suspend,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneSetArgs {
+    /// Interface.
+    pub iface: String,
+    /// Change only this NAPI instance (default: every NAPI of the interface).
+    #[arg(long, value_name = "ID")]
+    pub napi: Option<u32>,
+    /// Empty polls before hard IRQs are re-enabled (per NAPI).
+    #[arg(long, value_name = "N")]
+    pub defer_hard_irqs: Option<u64>,
+    /// NAPI watchdog timeout that replaces the IRQ while deferring, e.g. 200us.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub gro_flush_timeout: Option<Duration>,
+    /// IRQ suspension timeout for busy-polling applications, e.g. 20ms.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub irq_suspend_timeout: Option<Duration>,
+    /// NAPI processing in a kernel thread.
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub threaded: Option<bool>,
+    /// NIC coalescing: microseconds before an RX interrupt.
+    #[arg(long, value_name = "N")]
+    pub rx_usecs: Option<u32>,
+    /// NIC coalescing: frames before an RX interrupt.
+    #[arg(long, value_name = "N")]
+    pub rx_frames: Option<u32>,
+    /// NIC coalescing: microseconds before a TX interrupt.
+    #[arg(long, value_name = "N")]
+    pub tx_usecs: Option<u32>,
+    /// NIC coalescing: frames before a TX interrupt.
+    #[arg(long, value_name = "N")]
+    pub tx_frames: Option<u32>,
+    /// NIC adaptive RX coalescing (DIM).
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub adaptive_rx: Option<bool>,
+    /// NIC adaptive TX coalescing (DIM).
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub adaptive_tx: Option<bool>,
+    /// Any other coalescing parameter by its ethtool -C name, e.g. rx-usecs-irq=8.
+    #[arg(long = "coalesce", value_name = "NAME=N")]
+    pub coalesce: Vec<String>,
+    /// A system sysctl, e.g. net.core.busy_poll=50.
+    #[arg(long = "sysctl", value_name = "NAME=N")]
+    pub sysctls: Vec<String>,
+}
+
+/// Parses `on`/`off` (also 1/0, true/false).
+pub fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "1" | "true" => Ok(true),
+        "off" | "0" | "false" => Ok(false),
+        _ => Err(format!("`{s}`: use on or off")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,17 +277,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(|| {
-        format!("`{s}` needs a unit: ns, us, ms or s (e.g. 200us, 1s)")
-    })?;
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(|| format!("`{s}` needs a unit: ns, us, ms or s (e.g. 200us, 1s)"))?;
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a number with a unit"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number with a unit"))?;
     let secs = match unit {
         "ns" => n / 1e9,
         "us" | "µs" => n / 1e6,
         "ms" => n / 1e3,
         "s" => n,
-        _ => return Err(format!("unknown unit `{unit}` in `{s}`: use ns, us, ms or s")),
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{s}`: use ns, us, ms or s"
+            ));
+        }
     };
     Ok(Duration::from_secs_f64(secs))
 }
@@ -202,7 +319,10 @@ mod tests {
         let err = Cli::try_parse_from(["netmit", "attach", "eth1", "--steer", "proto=icmp"])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("proto") && err.contains("udp, tcp, any"), "{err}");
+        assert!(
+            err.contains("proto") && err.contains("udp, tcp, any"),
+            "{err}"
+        );
     }
 
     impl Cli {

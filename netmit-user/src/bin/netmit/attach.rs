@@ -4,7 +4,10 @@ use anyhow::Context;
 use netmit_user::ebpf::{self, AttachOptions, ModeRequest};
 use serde_json::json;
 
-use crate::{args::{AttachArgs, Mode}, output};
+use crate::{
+    args::{AttachArgs, Mode},
+    output,
+};
 
 pub fn run(args: AttachArgs) -> anyhow::Result<()> {
     let opts = AttachOptions {
@@ -16,8 +19,8 @@ pub fn run(args: AttachArgs) -> anyhow::Result<()> {
         rules: args.rules.clone(),
         force: args.force,
     };
-    let a = ebpf::attach(&args.iface, &opts)
-        .with_context(|| format!("attaching to {}", args.iface))?;
+    let a =
+        ebpf::attach(&args.iface, &opts).with_context(|| format!("attaching to {}", args.iface))?;
     let mode = output::mode_name(a.mode as u32);
     if args.json {
         return output::print_json(&json!({

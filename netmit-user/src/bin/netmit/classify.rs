@@ -6,7 +6,7 @@ use anyhow::Context;
 use netmit_common::{Malformed, Verdict};
 use netmit_user::{
     capture,
-    classify::{ClassifyError, Classifier, Program},
+    classify::{Classifier, ClassifyError, Program},
 };
 use serde_json::json;
 
@@ -38,7 +38,9 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
                 runts.push((i + 1, len));
                 continue;
             }
-            Err(e) => return Err(e).with_context(|| format!("frame {} ({} bytes)", i + 1, frame.len())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("frame {} ({} bytes)", i + 1, frame.len()));
+            }
         };
         *summary.entry(c.verdict.name()).or_default() += 1;
         if let Some(id) = c.rule_id {
@@ -61,9 +63,14 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
             .enumerate()
             .map(|(id, r)| json!({"id": id, "rule": r, "packets": by_rule.get(&(id as u16)).copied().unwrap_or(0)}))
             .collect();
-        let runts: Vec<_> = runts.iter().map(|(n, len)| json!({"index": n, "len": len})).collect();
-        return output::print_json(&json!({"packets": packets, "summary": summary, "rules": rules,
-                                          "skipped_runts": runts}));
+        let runts: Vec<_> = runts
+            .iter()
+            .map(|(n, len)| json!({"index": n, "len": len}))
+            .collect();
+        return output::print_json(
+            &json!({"packets": packets, "summary": summary, "rules": rules,
+                                          "skipped_runts": runts}),
+        );
     }
     if !args.summary {
         for (n, len, c) in &rows {
@@ -72,7 +79,11 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
                 (_, Some(id)) => format!("rule {id}: {}", args.rules[id as usize]),
                 (_, None) => String::new(),
             };
-            println!("{n:>6} {len:>5}B  {:<13} {:<13} {detail}", c.verdict.name(), xdp_action_name(c.xdp_action));
+            println!(
+                "{n:>6} {len:>5}B  {:<13} {:<13} {detail}",
+                c.verdict.name(),
+                xdp_action_name(c.xdp_action)
+            );
         }
     }
     for (n, len) in &runts {
@@ -83,7 +94,10 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
         println!("  {verdict:<13} {n}");
     }
     for (id, r) in args.rules.iter().enumerate() {
-        println!("  rule {id:<4} {:>8}  {r}", by_rule.get(&(id as u16)).copied().unwrap_or(0));
+        println!(
+            "  rule {id:<4} {:>8}  {r}",
+            by_rule.get(&(id as u16)).copied().unwrap_or(0)
+        );
     }
     Ok(())
 }

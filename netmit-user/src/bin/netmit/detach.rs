@@ -6,7 +6,8 @@ use netmit_user::ebpf;
 use crate::args::DetachArgs;
 
 pub fn run(args: DetachArgs) -> anyhow::Result<()> {
-    let prog = ebpf::detach(&args.iface).with_context(|| format!("detaching from {}", args.iface))?;
+    let prog =
+        ebpf::detach(&args.iface).with_context(|| format!("detaching from {}", args.iface))?;
     match prog {
         Some(id) => println!("detached program {id} from {}; pins removed", args.iface),
         None => println!("detached from {}; pins removed", args.iface),

@@ -3,11 +3,13 @@
 mod args;
 mod attach;
 mod bench;
+mod check;
 mod classify;
 mod detach;
 mod output;
 mod status;
 mod steer;
+mod tune;
 
 use std::process::ExitCode;
 
@@ -33,5 +35,7 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Status(a) => status::run(a),
         args::Command::Classify(a) => classify::run(a),
         args::Command::Bench(a) => bench::run(a),
+        args::Command::Tune(a) => tune::run(a),
+        args::Command::Check { iface, json } => check::run(iface.as_deref(), json),
     }
 }

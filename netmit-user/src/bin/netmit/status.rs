@@ -19,8 +19,16 @@ struct Sample {
 }
 
 fn sample(tables: &SteerTables, ids: &[u16]) -> anyhow::Result<Sample> {
-    let queues = tables.queue_counters()?.into_iter().map(|q| (q.queue, q.stats)).collect();
-    Ok(Sample { at: Instant::now(), queues, hits: tables.rule_hits(ids.iter().copied())? })
+    let queues = tables
+        .queue_counters()?
+        .into_iter()
+        .map(|q| (q.queue, q.stats))
+        .collect();
+    Ok(Sample {
+        at: Instant::now(),
+        queues,
+        hits: tables.rule_hits(ids.iter().copied())?,
+    })
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<()> {
@@ -125,7 +133,11 @@ fn print_human(r: &Value) {
         r["mode"].as_str().unwrap_or("?"),
         r["prog_id"],
         r["link_id"],
-        if agree { String::new() } else { format!(" (kernel reports program {})", r["kernel_xdp_prog_id"]) }
+        if agree {
+            String::new()
+        } else {
+            format!(" (kernel reports program {})", r["kernel_xdp_prog_id"])
+        }
     );
     let rules = r["rules"].as_array().cloned().unwrap_or_default();
     if rules.is_empty() {

@@ -25,7 +25,9 @@ pub fn run(cmd: SteerCommand) -> anyhow::Result<()> {
         SteerCommand::List { iface, json } => list(&iface, json),
         SteerCommand::Add { iface, rules } => {
             let mut tables = open(&iface)?;
-            let ids = tables.add_rules(&rules).with_context(|| format!("adding rules to {iface}"))?;
+            let ids = tables
+                .add_rules(&rules)
+                .with_context(|| format!("adding rules to {iface}"))?;
             for (id, rule) in ids.iter().zip(&rules) {
                 println!("added rule {id}: {rule}");
             }
@@ -46,7 +48,9 @@ pub fn run(cmd: SteerCommand) -> anyhow::Result<()> {
                     found.id
                 }
             };
-            let removed = tables.delete_rule(id).with_context(|| format!("deleting rule {id} from {iface}"))?;
+            let removed = tables
+                .delete_rule(id)
+                .with_context(|| format!("deleting rule {id} from {iface}"))?;
             println!("deleted rule {id}: {removed}");
             Ok(())
         }
@@ -72,10 +76,16 @@ fn list(iface: &str, as_json: bool) -> anyhow::Result<()> {
         println!("{iface}: no rules (every packet goes to the kernel)");
         return Ok(());
     }
-    println!("{:>4}  {:>12}  {:>14}  rule (best-ranked first)", "id", "packets", "bytes");
+    println!(
+        "{:>4}  {:>12}  {:>14}  rule (best-ranked first)",
+        "id", "packets", "bytes"
+    );
     for r in ranked {
         let h = hits[&r.id];
-        println!("{:>4}  {:>12}  {:>14}  {}", r.id, h.packets, h.bytes, r.rule);
+        println!(
+            "{:>4}  {:>12}  {:>14}  {}",
+            r.id, h.packets, h.bytes, r.rule
+        );
     }
     Ok(())
 }

@@ -1,0 +1,349 @@
+//! `netmit check`: what this kernel and NIC support, found by trying rather than by
+//! reading version numbers, and the fallback netmit uses where something is missing.
+//!
+//! Intrusive probes never touch a real interface: XDP attach modes are tried on a
+//! throwaway tap device inside a private network namespace that vanishes with the probe
+//! thread. Per-interface probes only read (XDP feature flags, NAPI and coalescing
+//! replies) or write a value back unchanged (napi-set).
+
+use std::{ffi::CString, fs, os::fd::FromRawFd, thread};
+
+use aya::programs::{Xdp, XdpMode};
+use serde::Serialize;
+
+use crate::{
+    classify::{Classifier, Program},
+    ebpf::{kernel, load_object, pins},
+    tune::{coalesce, napi},
+};
+use netmit_common::names;
+
+/// The outcome of one probe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Probe {
+    /// What was probed.
+    pub feature: &'static str,
+    /// Whether it works.
+    pub works: bool,
+    /// What the probe found (the error when it failed).
+    pub detail: String,
+    /// What netmit does when it does not work.
+    pub fallback: &'static str,
+}
+
+fn probe(feature: &'static str, result: Result<String, String>, fallback: &'static str) -> Probe {
+    match result {
+        Ok(detail) => Probe {
+            feature,
+            works: true,
+            detail,
+            fallback,
+        },
+        Err(detail) => Probe {
+            feature,
+            works: false,
+            detail,
+            fallback,
+        },
+    }
+}
+
+/// Probes of the kernel as a whole.
+pub fn system() -> Vec<Probe> {
+    let mut out = Vec::new();
+    out.push(probe(
+        "bpffs at /sys/fs/bpf",
+        if pins::bpffs_mounted() {
+            Ok("mounted".into())
+        } else {
+            Err("not mounted".into())
+        },
+        "none: netmit's pins need it (mount -t bpf bpf /sys/fs/bpf)",
+    ));
+    out.push(probe(
+        "BPF program load and BPF_PROG_TEST_RUN",
+        Classifier::new(Program::Pass, &[])
+            .and_then(|c| c.time(&[0u8; 64], 1))
+            .map(|d| format!("an XDP_PASS run took {} ns", d.as_nanos()))
+            .map_err(|e| error_chain(&e)),
+        "none: classify and the benchmarks need it",
+    ));
+    let (native, generic) = xdp_on_scratch_tap();
+    out.push(probe(
+        "XDP native (driver) mode, via bpf_link",
+        native,
+        "attach --mode auto uses generic mode",
+    ));
+    out.push(probe(
+        "XDP generic (skb) mode, via bpf_link",
+        generic,
+        "none: netmit needs XDP",
+    ));
+    out.push(probe(
+        "AF_XDP sockets",
+        af_xdp_socket(),
+        "none for AF_XDP steering; xsk rules fall back to the kernel stack",
+    ));
+    let support = napi::kernel_support();
+    out.push(probe(
+        "netdev netlink napi-get",
+        match &support {
+            Ok(s) if s.napi_get => Ok("napi-get answers".into()),
+            Ok(_) => Err("the netdev family has no napi-get".into()),
+            Err(e) => Err(error_chain(e)),
+        },
+        "NAPI ids and per-NAPI values cannot be listed; device-wide sysfs values are shown",
+    ));
+    for (feature, param, fallback) in [
+        (
+            "napi-set defer-hard-irqs",
+            napi::NapiParam::DeferHardIrqs,
+            "device-wide sysfs napi_defer_hard_irqs",
+        ),
+        (
+            "napi-set gro-flush-timeout",
+            napi::NapiParam::GroFlushTimeout,
+            "device-wide sysfs gro_flush_timeout",
+        ),
+        (
+            "napi-set irq-suspend-timeout (IRQ suspension)",
+            napi::NapiParam::IrqSuspendTimeout,
+            "none: the suspend mode is unavailable; defer mode is used instead",
+        ),
+        (
+            "napi-set threaded",
+            napi::NapiParam::Threaded,
+            "device-wide sysfs threaded",
+        ),
+    ] {
+        out.push(probe(
+            feature,
+            match &support {
+                Ok(s) => match s.set_max.get(&param) {
+                    Some(max) => Ok(format!("accepted, up to {max}")),
+                    None => Err("napi-set does not take it".into()),
+                },
+                Err(e) => Err(error_chain(e)),
+            },
+            fallback,
+        ));
+    }
+    out.push(probe(
+        "napi:napi_poll tracepoint",
+        napi_poll_tracepoint(),
+        "no per-poll statistics; the daemon uses /proc/softirqs and XDP counters",
+    ));
+    out
+}
+
+/// Probes of one interface.
+pub fn iface(name: &str) -> Result<Vec<Probe>, kernel::KernelError> {
+    let ifindex = kernel::ifindex(name)?;
+    let mut out = Vec::new();
+    let features = napi::xdp_features(ifindex);
+    let flag = |bit: u64, what: &str| match &features {
+        Ok(f) if f & bit != 0 => Ok(format!("the driver reports {what}")),
+        Ok(f) => Err(format!(
+            "the driver does not report {what} (xdp-features {f:#x})"
+        )),
+        Err(e) => Err(error_chain(e)),
+    };
+    out.push(probe(
+        "native XDP on this device",
+        flag(1, "basic XDP"),
+        "generic (skb) mode",
+    ));
+    out.push(probe(
+        "XDP_REDIRECT on this device",
+        flag(2, "redirect"),
+        "none: xsk rules fall back to the kernel",
+    ));
+    out.push(probe(
+        "AF_XDP zero-copy on this device",
+        flag(8, "xsk-zerocopy"),
+        "AF_XDP copy mode",
+    ));
+    let napis = napi::list(ifindex);
+    out.push(probe(
+        "NAPI instances",
+        match &napis {
+            Ok(l) if l.is_empty() => {
+                Err("none (a veth has one only with native XDP or GRO on)".into())
+            }
+            Ok(l) => Ok(format!(
+                "{} instance(s): ids {:?}",
+                l.len(),
+                l.iter().map(|n| n.id).collect::<Vec<_>>()
+            )),
+            Err(e) => Err(error_chain(e)),
+        },
+        "device-wide sysfs settings",
+    ));
+    if let Ok(Some(first)) = napis.as_ref().map(|l| l.first().cloned()) {
+        let result = napi::read(first.id, napi::NapiParam::DeferHardIrqs)
+            .and_then(|v| napi::set(first.id, napi::NapiParam::DeferHardIrqs, v).map(|()| v))
+            .map(|v| {
+                format!(
+                    "wrote defer-hard-irqs={v} back to NAPI {} unchanged",
+                    first.id
+                )
+            })
+            .map_err(|e| error_chain(&e));
+        out.push(probe(
+            "napi-set on this device",
+            result,
+            "device-wide sysfs settings",
+        ));
+    }
+    match coalesce::get(ifindex) {
+        Ok(map) => {
+            let supported: Vec<String> = map
+                .iter()
+                .map(|(p, v)| format!("{}={v}", p.name()))
+                .collect();
+            let missing: Vec<&str> = coalesce::CoalesceParam::ALL
+                .iter()
+                .filter(|p| !map.contains_key(p))
+                .map(|p| p.name())
+                .collect();
+            out.push(Probe {
+                feature: "NIC interrupt coalescing",
+                works: !map.is_empty(),
+                detail: format!(
+                    "supported: {}; not supported: {}",
+                    supported.join(" "),
+                    missing.join(" ")
+                ),
+                fallback: "software interrupt coalescing (defer-hard-irqs + gro-flush-timeout)",
+            });
+        }
+        Err(e) => out.push(probe(
+            "NIC interrupt coalescing",
+            Err(error_chain(&e)),
+            "software interrupt coalescing (defer-hard-irqs + gro-flush-timeout)",
+        )),
+    }
+    for p in napi::DeviceParam::ALL {
+        out.push(probe(
+            p.name(),
+            napi::device_read(name, p)
+                .map(|v| format!("device-wide sysfs value {v}"))
+                .map_err(|e| error_chain(&e)),
+            "per-NAPI settings over netlink",
+        ));
+    }
+    Ok(out)
+}
+
+/// Attaches the trivial program in native, then generic mode to a tap created in a
+/// private network namespace on a scratch thread.
+fn xdp_on_scratch_tap() -> (Result<String, String>, Result<String, String>) {
+    let run = || -> Result<(Result<String, String>, Result<String, String>), String> {
+        // SAFETY: unshare on this thread only (threads do not share network namespaces).
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            return Err(format!(
+                "unshare(CLONE_NEWNET): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let _tap = Tap::create("nmprobe0")?;
+        let ifindex = kernel::ifindex("nmprobe0").map_err(|e| e.to_string())?;
+        let mut ebpf = load_object(false).map_err(|e| error_chain(&e))?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(names::PROG_PASS)
+            .ok_or("the object has no pass program")?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+        prog.load().map_err(|e| error_chain(&e))?;
+        let mut attempt = |mode, label: &str| match prog.attach_to_if_index(ifindex, mode) {
+            Ok(id) => {
+                let link = prog.take_link(id).map_err(|e| e.to_string())?;
+                let fd: Result<aya::programs::links::FdLink, _> = link.try_into();
+                match fd {
+                    Ok(_) => Ok(format!("attached {label} to a scratch tap with a bpf_link")),
+                    Err(_) => Err(format!(
+                        "{label} attach worked only through netlink, not bpf_link"
+                    )),
+                }
+            }
+            Err(e) => Err(error_chain(&e)),
+        };
+        Ok((
+            attempt(XdpMode::Driver, "native"),
+            attempt(XdpMode::Skb, "generic"),
+        ))
+    };
+    match thread::spawn(run).join() {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => (Err(e.clone()), Err(e)),
+        Err(_) => (
+            Err("probe thread panicked".into()),
+            Err("probe thread panicked".into()),
+        ),
+    }
+}
+
+/// A non-persistent tap device: it disappears when the descriptor closes.
+struct Tap(std::fs::File);
+
+impl Tap {
+    fn create(name: &str) -> Result<Tap, String> {
+        const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+        let path = CString::new("/dev/net/tun").expect("literal");
+        // SAFETY: plain open of a device node.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(format!(
+                "open /dev/net/tun: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // SAFETY: fd was just opened and is owned here.
+        let file = unsafe { std::fs::File::from_raw_fd(fd) };
+        let mut ifr = [0u8; 40];
+        ifr[..name.len()].copy_from_slice(name.as_bytes());
+        let flags = (libc::IFF_TAP | libc::IFF_NO_PI) as u16;
+        ifr[16..18].copy_from_slice(&flags.to_ne_bytes());
+        // SAFETY: TUNSETIFF takes a struct ifreq (40 bytes) by pointer.
+        if unsafe { libc::ioctl(fd, TUNSETIFF, ifr.as_mut_ptr()) } != 0 {
+            return Err(format!("TUNSETIFF: {}", std::io::Error::last_os_error()));
+        }
+        Ok(Tap(file))
+    }
+}
+
+fn af_xdp_socket() -> Result<String, String> {
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(format!(
+            "socket(AF_XDP): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: closing the descriptor just created.
+    unsafe { libc::close(fd) };
+    Ok("socket(AF_XDP) works".into())
+}
+
+fn napi_poll_tracepoint() -> Result<String, String> {
+    let btf =
+        fs::read("/sys/kernel/btf/vmlinux").map_err(|e| format!("/sys/kernel/btf/vmlinux: {e}"))?;
+    let needle = b"btf_trace_napi_poll\0";
+    if btf.windows(needle.len()).any(|w| w == needle) {
+        Ok("present in the kernel's BTF (raw_tp / tp_btf attach need no tracefs)".into())
+    } else {
+        Err("not in the kernel's BTF".into())
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,313 @@
+//! Turning a request ("these values on this interface") into concrete settings, checked
+//! before anything changes, and the named profiles.
+//!
+//! Validation happens here, in full, before the first write: an unknown interface, a NAPI
+//! id that does not exist or belongs elsewhere, an out-of-range value or a coalescing
+//! parameter the driver lacks all fail with nothing changed.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{
+    coalesce::{self, CoalesceError, CoalesceParam},
+    napi::{self, DeviceParam, NapiError, NapiParam},
+    setting::Setting,
+};
+use crate::ebpf::kernel::{self, KernelError};
+
+/// What to change on one interface.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TuneRequest {
+    /// Limit NAPI changes to this NAPI id (default: every NAPI of the interface).
+    pub napi: Option<u32>,
+    /// Per-NAPI values.
+    pub napi_values: Vec<(NapiParam, u64)>,
+    /// Coalescing values.
+    pub coalesce: Vec<(CoalesceParam, u32)>,
+    /// Coalescing values to apply only where the driver supports them (profiles).
+    pub coalesce_if_supported: Vec<(CoalesceParam, u32)>,
+}
+
+/// Errors found while planning.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// Interface lookup.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// NAPI access.
+    #[error(transparent)]
+    Napi(#[from] NapiError),
+    /// Coalescing access.
+    #[error(transparent)]
+    Coalesce(#[from] CoalesceError),
+    /// The NAPI id is not one of the interface's.
+    #[error(
+        "NAPI {napi_id} does not belong to {iface} (its NAPIs: {known:?}; see `netmit tune show {iface}`)"
+    )]
+    ForeignNapi {
+        /// Interface.
+        iface: String,
+        /// Requested id.
+        napi_id: u32,
+        /// The interface's NAPI ids.
+        known: Vec<u32>,
+    },
+    /// A value out of range.
+    #[error("{value} is out of range for {param} (0..={max})")]
+    OutOfRange {
+        /// Parameter.
+        param: &'static str,
+        /// Value.
+        value: u64,
+        /// Maximum.
+        max: u64,
+    },
+    /// No per-NAPI netlink and no sysfs equivalent for a parameter.
+    #[error(
+        "{param} can only be set per NAPI (netdev netlink napi-set, Linux 6.13+), which this \
+         kernel lacks; there is no device-wide sysfs file for it"
+    )]
+    NoFallback {
+        /// Parameter.
+        param: &'static str,
+    },
+}
+
+/// Resolves a request into the settings to write, in order.
+///
+/// Per-NAPI values go to every NAPI of the interface (or the one named) through
+/// napi-set; on kernels without napi-set they fall back to the device-wide sysfs files.
+pub fn plan(iface: &str, req: &TuneRequest) -> Result<Vec<(Setting, u64)>, PlanError> {
+    let ifindex = kernel::ifindex(iface)?;
+    let mut out = Vec::new();
+
+    for &(param, value) in &req.napi_values {
+        if value > param.max() {
+            return Err(PlanError::OutOfRange {
+                param: param.name(),
+                value,
+                max: param.max(),
+            });
+        }
+    }
+    if !req.napi_values.is_empty() {
+        if napi::napi_netlink_supported() {
+            let napis = napi::list(ifindex)?;
+            let ids: Vec<u32> = napis.iter().map(|n| n.id).collect();
+            let targets = match req.napi {
+                Some(id) if ids.contains(&id) => vec![id],
+                Some(id) => {
+                    // Distinguish "no such NAPI" from "someone else's NAPI".
+                    napi::get(id)?;
+                    return Err(PlanError::ForeignNapi {
+                        iface: iface.into(),
+                        napi_id: id,
+                        known: ids,
+                    });
+                }
+                None if ids.is_empty() => {
+                    return Err(PlanError::Napi(NapiError::NoNapi {
+                        iface: iface.into(),
+                    }));
+                }
+                None => ids,
+            };
+            for id in targets {
+                for &(param, value) in &req.napi_values {
+                    out.push((
+                        Setting::Napi {
+                            iface: iface.into(),
+                            napi_id: id,
+                            param,
+                        },
+                        value,
+                    ));
+                }
+            }
+        } else {
+            for &(param, value) in &req.napi_values {
+                let device = match param {
+                    NapiParam::DeferHardIrqs => DeviceParam::DeferHardIrqs,
+                    NapiParam::GroFlushTimeout => DeviceParam::GroFlushTimeout,
+                    NapiParam::Threaded => DeviceParam::Threaded,
+                    // Turning off what the kernel does not have is a no-op.
+                    NapiParam::IrqSuspendTimeout if value == 0 => continue,
+                    other => {
+                        return Err(PlanError::NoFallback {
+                            param: other.name(),
+                        });
+                    }
+                };
+                // Fail now, not halfway, if the file is not there.
+                napi::device_read(iface, device)?;
+                out.push((
+                    Setting::Device {
+                        iface: iface.into(),
+                        param: device,
+                    },
+                    value,
+                ));
+            }
+        }
+    }
+
+    if !req.coalesce.is_empty() || !req.coalesce_if_supported.is_empty() {
+        let supported = match coalesce::get(ifindex) {
+            Ok(s) => s,
+            // Profiles only use coalescing where it exists.
+            Err(_) if req.coalesce.is_empty() => BTreeMap::new(),
+            Err(e) => return Err(e.into()),
+        };
+        for &(param, value) in &req.coalesce {
+            if !supported.contains_key(&param) {
+                return Err(PlanError::Coalesce(CoalesceError::ParamUnsupported {
+                    ifindex,
+                    iface: format!("{iface} (ifindex {ifindex})"),
+                    param,
+                    supported: supported.keys().map(|p| p.name()).collect(),
+                }));
+            }
+            if param.is_bool() && value > 1 {
+                return Err(PlanError::OutOfRange {
+                    param: param.name(),
+                    value: value.into(),
+                    max: 1,
+                });
+            }
+            out.push((
+                Setting::Coalesce {
+                    iface: iface.into(),
+                    param,
+                },
+                value.into(),
+            ));
+        }
+        for &(param, value) in &req.coalesce_if_supported {
+            if supported.contains_key(&param) {
+                out.push((
+                    Setting::Coalesce {
+                        iface: iface.into(),
+                        param,
+                    },
+                    value.into(),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A named bundle of settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// An interrupt per completion: lowest latency, highest interrupt rate.
+    Latency,
+    /// Light software interrupt coalescing.
+    Balanced,
+    /// Heavy software interrupt coalescing plus NIC coalescing.
+    Throughput,
+    /// IRQ suspension for applications that busy-poll (epoll with prefer_busy_poll, or
+    /// AF_XDP busy polling).
+    Suspend,
+}
+
+impl Profile {
+    /// Every profile.
+    pub const ALL: [Profile; 4] = [
+        Profile::Latency,
+        Profile::Balanced,
+        Profile::Throughput,
+        Profile::Suspend,
+    ];
+
+    /// The profile's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Latency => "latency",
+            Profile::Balanced => "balanced",
+            Profile::Throughput => "throughput",
+            Profile::Suspend => "suspend",
+        }
+    }
+
+    /// The request the profile stands for.
+    pub fn request(self) -> TuneRequest {
+        use CoalesceParam as C;
+        use NapiParam as N;
+        let (napi_values, coalesce_if_supported) = match self {
+            Profile::Latency => (
+                vec![
+                    (N::DeferHardIrqs, 0),
+                    (N::GroFlushTimeout, 0),
+                    (N::IrqSuspendTimeout, 0),
+                ],
+                vec![(C::UseAdaptiveRx, 0), (C::RxUsecs, 0), (C::RxMaxFrames, 1)],
+            ),
+            Profile::Balanced => (
+                vec![
+                    (N::DeferHardIrqs, 10),
+                    (N::GroFlushTimeout, 20_000),
+                    (N::IrqSuspendTimeout, 0),
+                ],
+                vec![(C::UseAdaptiveRx, 1)],
+            ),
+            Profile::Throughput => (
+                vec![
+                    (N::DeferHardIrqs, 100),
+                    (N::GroFlushTimeout, 200_000),
+                    (N::IrqSuspendTimeout, 0),
+                ],
+                vec![
+                    (C::UseAdaptiveRx, 0),
+                    (C::RxUsecs, 100),
+                    (C::RxMaxFrames, 64),
+                ],
+            ),
+            Profile::Suspend => (
+                vec![
+                    (N::DeferHardIrqs, 100),
+                    (N::GroFlushTimeout, 20_000),
+                    (N::IrqSuspendTimeout, 20_000_000),
+                ],
+                vec![],
+            ),
+        };
+        TuneRequest {
+            napi: None,
+            napi_values,
+            coalesce: vec![],
+            coalesce_if_supported,
+        }
+    }
+
+    /// Where the values come from, and when to use the profile.
+    pub fn source(self) -> &'static str {
+        match self {
+            Profile::Latency => {
+                "the kernel defaults (no deferral, no GRO hold-back); NIC coalescing at one \
+                 frame where the driver allows. Lowest latency at low load, one interrupt per \
+                 completion at high load."
+            }
+            Profile::Balanced => {
+                "napi_defer_hard_irqs=10 and gro_flush_timeout=20us, the example in the commit \
+                 that added hard-IRQ deferral (6f8b12d661d0, Linux 5.7); the driver's adaptive \
+                 coalescing (DIM) where it has one."
+            }
+            Profile::Throughput => {
+                "defer-hard-irqs=100 with gro-flush-timeout=200us, the deferral settings of the \
+                 'defer' configurations in the IRQ-suspension series' evaluation (Linux 6.13); \
+                 on a veth here they took NAPI polls per packet from 1 to about 1/52 \
+                 (shared/PLATFORM.md). NIC coalescing at 100us / 64 frames where supported."
+            }
+            Profile::Suspend => {
+                "irq-suspend-timeout=20ms with defer-hard-irqs=100 and a small \
+                 gro-flush-timeout=20us as the safety net, as in the IRQ-suspension series and \
+                 Documentation/networking/napi.rst (Linux 6.13). Only takes effect for an \
+                 application that busy-polls with prefer_busy_poll (epoll EPIOCSPARAMS or AF_XDP)."
+            }
+        }
+    }
+}
