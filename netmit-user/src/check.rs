@@ -68,21 +68,26 @@ pub fn system() -> Vec<Probe> {
             .map_err(|e| error_chain(&e)),
         "none: classify and the benchmarks need it",
     ));
-    let (native, generic) = xdp_on_scratch_tap();
+    let scratch = on_scratch_tap();
     out.push(probe(
         "XDP native (driver) mode, via bpf_link",
-        native,
+        scratch.native,
         "attach --mode auto uses generic mode",
     ));
     out.push(probe(
         "XDP generic (skb) mode, via bpf_link",
-        generic,
+        scratch.generic,
         "none: netmit needs XDP",
     ));
     out.push(probe(
-        "AF_XDP sockets",
-        af_xdp_socket(),
+        "AF_XDP socket bound in copy mode",
+        scratch.xsk_copy,
         "none for AF_XDP steering; xsk rules fall back to the kernel stack",
+    ));
+    out.push(probe(
+        "AF_XDP socket bound in zero-copy mode (scratch tap)",
+        scratch.xsk_zerocopy,
+        "copy mode (zero-copy needs driver support; see the per-device probe)",
     ));
     let support = napi::kernel_support();
     out.push(probe(
@@ -235,10 +240,18 @@ pub fn iface(name: &str) -> Result<Vec<Probe>, kernel::KernelError> {
     Ok(out)
 }
 
-/// Attaches the trivial program in native, then generic mode to a tap created in a
-/// private network namespace on a scratch thread.
-fn xdp_on_scratch_tap() -> (Result<String, String>, Result<String, String>) {
-    let run = || -> Result<(Result<String, String>, Result<String, String>), String> {
+struct Scratch {
+    native: Result<String, String>,
+    generic: Result<String, String>,
+    xsk_copy: Result<String, String>,
+    xsk_zerocopy: Result<String, String>,
+}
+
+/// On a tap created in a private network namespace on a scratch thread: attaches the
+/// trivial program in native, then generic mode, and binds AF_XDP sockets in copy and
+/// zero-copy mode.
+fn on_scratch_tap() -> Scratch {
+    let run = || -> Result<Scratch, String> {
         // SAFETY: unshare on this thread only (threads do not share network namespaces).
         if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
             return Err(format!(
@@ -268,18 +281,130 @@ fn xdp_on_scratch_tap() -> (Result<String, String>, Result<String, String>) {
             }
             Err(e) => Err(error_chain(&e)),
         };
-        Ok((
-            attempt(XdpMode::Driver, "native"),
-            attempt(XdpMode::Skb, "generic"),
-        ))
+        let native = attempt(XdpMode::Driver, "native");
+        let generic = attempt(XdpMode::Skb, "generic");
+        let bound =
+            |r: Result<(), String>| r.map(|()| "bound to queue 0 of a scratch tap".to_string());
+        // Zero-copy first: after a socket on a queue closes, the kernel answers EBUSY to
+        // a new bind on that queue for about a second.
+        let xsk_zerocopy = bound(xsk_bind(ifindex, XDP_ZEROCOPY));
+        let xsk_copy = bound(xsk_bind(ifindex, XDP_COPY));
+        Ok(Scratch {
+            native,
+            generic,
+            xsk_copy,
+            xsk_zerocopy,
+        })
+    };
+    let failed = |e: String| Scratch {
+        native: Err(e.clone()),
+        generic: Err(e.clone()),
+        xsk_copy: Err(e.clone()),
+        xsk_zerocopy: Err(e),
     };
     match thread::spawn(run).join() {
-        Ok(Ok(pair)) => pair,
-        Ok(Err(e)) => (Err(e.clone()), Err(e)),
-        Err(_) => (
-            Err("probe thread panicked".into()),
-            Err("probe thread panicked".into()),
-        ),
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => failed(e),
+        Err(_) => failed("probe thread panicked".into()),
+    }
+}
+
+const SOL_XDP: libc::c_int = 283;
+const XDP_RX_RING: libc::c_int = 2;
+const XDP_UMEM_REG: libc::c_int = 4;
+const XDP_UMEM_FILL_RING: libc::c_int = 5;
+const XDP_UMEM_COMPLETION_RING: libc::c_int = 6;
+const XDP_COPY: u16 = 1 << 1;
+const XDP_ZEROCOPY: u16 = 1 << 2;
+
+/// Registers a small UMEM, sizes the rings and binds an AF_XDP socket to queue 0 of
+/// `ifindex` with `mode` (`XDP_COPY` or `XDP_ZEROCOPY`): the minimum the kernel needs to
+/// accept a bind. Nothing is mapped or received.
+fn xsk_bind(ifindex: u32, mode: u16) -> Result<(), String> {
+    const FRAMES: usize = 64;
+    const FRAME: usize = 4096;
+    #[repr(C)]
+    struct UmemReg {
+        addr: u64,
+        len: u64,
+        chunk_size: u32,
+        headroom: u32,
+        flags: u32,
+        tx_metadata_len: u32,
+    }
+    #[repr(C)]
+    struct SockaddrXdp {
+        family: u16,
+        flags: u16,
+        ifindex: u32,
+        queue_id: u32,
+        shared_umem_fd: u32,
+    }
+    let err = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
+    // SAFETY: socket(2) with constant arguments; `Fd` closes the descriptor.
+    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(err("socket(AF_XDP)"));
+    }
+    let _fd = Fd(fd);
+    let umem = vec![0u8; FRAMES * FRAME + FRAME];
+    let base = (umem.as_ptr() as usize).next_multiple_of(FRAME);
+    let reg = UmemReg {
+        addr: base as u64,
+        len: (FRAMES * FRAME) as u64,
+        chunk_size: FRAME as u32,
+        headroom: 0,
+        flags: 0,
+        tx_metadata_len: 0,
+    };
+    let set = |opt, val: *const libc::c_void, len: usize, what: &str| {
+        // SAFETY: `val` points to `len` readable bytes for the duration of the call.
+        if unsafe { libc::setsockopt(fd, SOL_XDP, opt, val, len as libc::socklen_t) } != 0 {
+            Err(err(what))
+        } else {
+            Ok(())
+        }
+    };
+    let reg_ptr = (&reg as *const UmemReg).cast();
+    set(
+        XDP_UMEM_REG,
+        reg_ptr,
+        std::mem::size_of::<UmemReg>(),
+        "XDP_UMEM_REG",
+    )?;
+    let ring = FRAMES as u32;
+    let ring_ptr = (&ring as *const u32).cast();
+    set(XDP_UMEM_FILL_RING, ring_ptr, 4, "XDP_UMEM_FILL_RING")?;
+    set(
+        XDP_UMEM_COMPLETION_RING,
+        ring_ptr,
+        4,
+        "XDP_UMEM_COMPLETION_RING",
+    )?;
+    set(XDP_RX_RING, ring_ptr, 4, "XDP_RX_RING")?;
+    let addr = SockaddrXdp {
+        family: libc::AF_XDP as u16,
+        flags: mode,
+        ifindex,
+        queue_id: 0,
+        shared_umem_fd: 0,
+    };
+    let len = std::mem::size_of::<SockaddrXdp>() as libc::socklen_t;
+    // SAFETY: bind with a pointer to a sockaddr_xdp of `len` bytes.
+    let rc = unsafe { libc::bind(fd, (&addr as *const SockaddrXdp).cast(), len) };
+    let result = if rc != 0 { Err(err("bind")) } else { Ok(()) };
+    // The socket (closed by `_fd`) pins the UMEM pages while bound; it goes first.
+    drop(_fd);
+    drop(umem);
+    result
+}
+
+struct Fd(libc::c_int);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: closing a descriptor this struct owns.
+        unsafe { libc::close(self.0) };
     }
 }
 
@@ -310,20 +435,6 @@ impl Tap {
         }
         Ok(Tap(file))
     }
-}
-
-fn af_xdp_socket() -> Result<String, String> {
-    // SAFETY: socket(2) with constant arguments.
-    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(format!(
-            "socket(AF_XDP): {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: closing the descriptor just created.
-    unsafe { libc::close(fd) };
-    Ok("socket(AF_XDP) works".into())
 }
 
 fn napi_poll_tracepoint() -> Result<String, String> {

@@ -393,7 +393,7 @@ fn check_probes_kernel_and_device() {
         "BPF program load and BPF_PROG_TEST_RUN",
         "XDP native (driver) mode, via bpf_link",
         "XDP generic (skb) mode, via bpf_link",
-        "AF_XDP sockets",
+        "AF_XDP socket bound in copy mode",
         "netdev netlink napi-get",
         "napi-set irq-suspend-timeout (IRQ suspension)",
         "napi:napi_poll tracepoint",
