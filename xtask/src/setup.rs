@@ -31,8 +31,10 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 
 use crate::{cargo, describe, run_streaming};
 
-/// Commands the tests run, each with the Debian package that provides it. Add an entry here
-/// when a test starts using a new tool; `setup` installs whatever is missing in one go.
+/// Commands the tests and benchmarks run, each with the Debian package that provides it;
+/// an absolute path stands for a file the package installs (a C header, for the libxdp
+/// reference receiver of `bench xsk`). Add an entry here when a test starts using a new
+/// tool; `setup` installs whatever is missing in one go.
 pub const DEB_PACKAGES: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("ethtool", "ethtool"),
@@ -41,6 +43,9 @@ pub const DEB_PACKAGES: &[(&str, &str)] = &[
     ("tcpdump", "tcpdump"),
     ("bpftool", "bpftool"),
     ("setpriv", "util-linux"),
+    ("cc", "gcc"),
+    ("/usr/include/xdp/xsk.h", "libxdp-dev"),
+    ("/usr/include/bpf/bpf.h", "libbpf-dev"),
 ];
 
 /// The bpf-linker release that fits the installed toolchains (see PLATFORM.md).
@@ -391,6 +396,10 @@ fn llvm_major(rustc_vv: &str) -> Result<u32> {
 
 /// Whether `name` is an executable file in `PATH` or one of [`EXTRA_BIN_DIRS`].
 fn find_command(name: &str) -> Option<PathBuf> {
+    if name.starts_with('/') {
+        let p = PathBuf::from(name);
+        return p.is_file().then_some(p);
+    }
     let path = env::var_os("PATH").unwrap_or_default();
     env::split_paths(&path)
         .chain(EXTRA_BIN_DIRS.iter().map(PathBuf::from))
