@@ -6,6 +6,11 @@
 //! frame that no rule tells it to drop: malformed frames go to the kernel.
 //!
 //! `netmit_pass` does nothing but `XDP_PASS`: the baseline of `cargo xtask bench xdp`.
+//!
+//! `netmit_gen` is the traffic generator's program (`netmit gen`): run by user space with
+//! BPF_PROG_TEST_RUN in live-frames mode on a template UDP frame, it writes the next
+//! flow's ports and the matching UDP checksum into the frame and returns `XDP_TX`, which
+//! the kernel turns into a transmission out of the interface named in the run's context.
 #![no_std]
 #![no_main]
 
@@ -24,6 +29,7 @@ use netmit_common::{
     MAX_XSKS, NO_RULE, PORT_PAGES, PORTS_PER_PAGE, QueueStats, RULE_WORDS, RuleAction, RuleSet,
     RuleSpec, VERDICT_MAGIC, VERDICT_SLOTS, VLAN_SLOTS, Verdict, VerdictRecord, lookup, lowest_bit,
 };
+use netmit_common::{TrafficParams, TrafficState, udp_csum_update};
 use parse::{FAMILY_V4, FAMILY_V6, NO_VLAN, parse};
 
 /// Set by the loader (rodata, so the verifier removes the dead branch when it is 0): write
@@ -59,6 +65,75 @@ static NETMIT_XSKS: XskMap = XskMap::with_max_entries(MAX_XSKS, 0);
 #[xdp]
 pub fn netmit_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// Set by the generator's loader (rodata, so the verifier sees constants): which ports
+/// `netmit_gen` writes.
+#[unsafe(no_mangle)]
+static NETMIT_GEN_PARAMS: TrafficParams = TrafficParams {
+    udp_off: 34,
+    flows: 1,
+    dports: 1,
+    csum_seed: 0,
+    sport_base: 0,
+    dport_base: 0,
+    _pad: [0; 4],
+};
+
+/// One entry shared by all CPUs, so that consecutive frames go to consecutive flows even
+/// when the sending thread moves between CPUs. Plain (non-atomic) updates are enough:
+/// one generator runs on one thread, and a test run stays on one CPU.
+#[map]
+static NETMIT_GEN_STATE: Array<TrafficState> = Array::with_max_entries(1, 0);
+
+/// One frame of the traffic generator: next flow's ports, RFC 1624 checksum, `XDP_TX`.
+///
+/// In live-frames mode the kernel recycles pages without restoring their content, so
+/// the frame holds either the template or what an earlier run wrote. Every field written
+/// here is therefore computed from the template's values in [`NETMIT_GEN_PARAMS`], never
+/// from what is in the frame. A frame too short for the UDP header is dropped without
+/// being counted (user space probes live-frames support with such a frame).
+#[xdp]
+pub fn netmit_gen(ctx: XdpContext) -> u32 {
+    // SAFETY: a plain read of a rodata global.
+    let p = unsafe { core::ptr::read_volatile(&NETMIT_GEN_PARAMS) };
+    let (start, end) = parse::bounds(&ctx);
+    let udp = start + if p.udp_off == 54 { 54 } else { 34 };
+    if udp + 8 > end {
+        return xdp_action::XDP_DROP;
+    }
+    let Some(state) = NETMIT_GEN_STATE.get_ptr_mut(0) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: only this generator's one thread runs the program (see the map).
+    let state = unsafe { &mut *state };
+    let flow = if state.flow < p.flows { state.flow } else { 0 };
+    let dport = if state.dport < p.dports {
+        state.dport
+    } else {
+        0
+    };
+    // Flow i always gets destination port index i % dports, without a division.
+    if flow + 1 >= p.flows {
+        state.flow = 0;
+        state.dport = 0;
+    } else {
+        state.flow = flow + 1;
+        state.dport = if dport + 1 >= p.dports { 0 } else { dport + 1 };
+    }
+    state.packets += 1;
+
+    let sport = p.sport_base.wrapping_add(flow as u16);
+    let dport = p.dport_base.wrapping_add(dport as u16);
+    let check = udp_csum_update(p.csum_seed, sport, dport);
+    let h = udp as *mut [u8; 2];
+    // SAFETY: [udp, udp + 8) was checked against `data_end` above.
+    unsafe {
+        core::ptr::write_unaligned(h, sport.to_be_bytes());
+        core::ptr::write_unaligned(h.add(1), dport.to_be_bytes());
+        core::ptr::write_unaligned(h.add(3), check.to_be_bytes());
+    }
+    xdp_action::XDP_TX
 }
 
 #[xdp]

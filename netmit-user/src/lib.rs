@@ -6,13 +6,19 @@
 //! - [`ebpf`]: the embedded eBPF object, its bpffs pins, typed tables, attach/detach;
 //! - [`check`]: probing what the kernel and a NIC support;
 //! - [`tune`]: interrupt-mitigation settings and the restore journal;
+//! - [`xsk`]: AF_XDP sockets (UMEM, rings, batched receive and transmit, XSKMAP registration);
 //! - [`capture`]: reading pcap and pcapng files;
-//! - [`classify`]: running frames through the real program with BPF_PROG_TEST_RUN.
+//! - [`classify`]: running frames through the real program with BPF_PROG_TEST_RUN;
+//! - `r#gen` (`gen` is reserved in Rust 2024): a UDP traffic generator on BPF_PROG_TEST_RUN
+//!   live frames.
 
 pub mod bench;
 pub mod capture;
 pub mod check;
 pub mod classify;
 pub mod ebpf;
+pub mod echo;
+pub mod r#gen;
 pub mod steer;
 pub mod tune;
+pub mod xsk;

@@ -3,6 +3,7 @@
 
 pub mod netmit;
 pub mod packet;
+pub mod recv;
 pub mod reference;
 pub mod support;
 pub mod testbed;

@@ -6,7 +6,9 @@ mod bench;
 mod check;
 mod classify;
 mod detach;
+mod r#gen;
 mod output;
+mod rx;
 mod status;
 mod steer;
 mod tune;
@@ -36,6 +38,8 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Classify(a) => classify::run(a),
         args::Command::Bench(a) => bench::run(a),
         args::Command::Tune(a) => tune::run(a),
+        args::Command::Rx(a) => rx::run(a),
+        args::Command::Gen(a) => r#gen::run(a),
         args::Command::Check { iface, json } => check::run(iface.as_deref(), json),
     }
 }

@@ -1,0 +1,152 @@
+//! Registering a socket in netmit's XSKMAP, so that the steering program redirects the
+//! `action=xsk` packets of its queue to it.
+//!
+//! The map is pinned by `netmit attach` at `/sys/fs/bpf/netmit/IFACE/NETMIT_XSKS` and
+//! keyed by RX queue index ([`crate::ebpf::pins`]).
+//!
+//! # Removal
+//!
+//! An XSKMAP entry cannot be read back from user space (the kernel answers lookups with
+//! `EOPNOTSUPP`), so user space cannot check that an entry still refers to a given socket
+//! before deleting it. The kernel can: when an AF_XDP socket is released, it removes the
+//! socket from every XSKMAP slot that *still* holds it, under the map's lock, and leaves
+//! slots that were overwritten since alone (`xsk_delete_from_maps` in `net/xdp/xsk.c`).
+//! Dropping an [`super::XskSocket`] therefore unregisters it exactly when it should, with
+//! no race against a newer socket registered at the same queue; it issues no delete of
+//! its own. [`super::XskSocket::unregister`] exists for taking a live socket out of the
+//! data path, and deletes the slot unconditionally.
+
+use std::io;
+
+use aya::maps::MapError;
+
+use super::XskError;
+use crate::ebpf::{PinLayout, SteerTables, TableError};
+
+/// Where a socket is registered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Registration {
+    pub layout: PinLayout,
+    pub index: u32,
+}
+
+/// Opens the pinned maps of `iface` and checks that they belong to the interface with
+/// `ifindex` (pins are global, interface names are per network namespace).
+fn open_tables(
+    iface: &str,
+    ifindex: u32,
+    queue: u32,
+) -> Result<(SteerTables, PinLayout), XskError> {
+    let layout = PinLayout::for_iface(iface);
+    if !layout.is_attached() {
+        let note = if crate::ebpf::pins::bpffs_mounted() {
+            String::new()
+        } else {
+            " (no bpffs at /sys/fs/bpf: mount it with `mount -t bpf bpf /sys/fs/bpf`)".into()
+        };
+        return Err(XskError::NotAttached {
+            iface: iface.into(),
+            note,
+        });
+    }
+    let map_err = |source: TableError| XskError::Map {
+        iface: iface.into(),
+        queue,
+        source: Box::new(source),
+    };
+    let tables = SteerTables::from_pins(&layout).map_err(|e| match e {
+        TableError::MissingMap { name, path } => XskError::NotAttached {
+            iface: iface.into(),
+            note: format!(" (its pins are incomplete: {name} missing at {path})"),
+        },
+        e => map_err(e),
+    })?;
+    let pinned = tables.config().map_err(map_err)?.ifindex;
+    if pinned != ifindex {
+        return Err(XskError::NotAttached {
+            iface: iface.into(),
+            note: format!(
+                " (the pins at {} belong to interface index {pinned}, not to this \
+                 namespace's {iface} with index {ifindex})",
+                layout.dir().display()
+            ),
+        });
+    }
+    Ok((tables, layout))
+}
+
+fn syscall_errno(e: &TableError) -> Option<i32> {
+    match e {
+        TableError::Map {
+            source: MapError::SyscallError(s),
+            ..
+        } => s.io_error.raw_os_error(),
+        _ => None,
+    }
+}
+
+/// Maps a failed map write to the error to report.
+fn write_error(iface: &str, queue: u32, step: &str, source: TableError) -> XskError {
+    match syscall_errno(&source) {
+        Some(errno @ (libc::EPERM | libc::EACCES)) => {
+            XskError::os(iface, queue, step, io::Error::from_raw_os_error(errno))
+        }
+        _ => XskError::Map {
+            iface: iface.into(),
+            queue,
+            source: Box::new(source),
+        },
+    }
+}
+
+/// Puts `fd` into the XSKMAP of `iface` at index `queue`.
+pub(crate) fn register(
+    iface: &str,
+    ifindex: u32,
+    queue: u32,
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> Result<Registration, XskError> {
+    let (mut tables, layout) = open_tables(iface, ifindex, queue)?;
+    let xsks = tables.xsks_mut();
+    if queue >= xsks.len() {
+        return Err(XskError::QueueOutOfRange {
+            iface: iface.into(),
+            queue,
+            queues: xsks.len(),
+        });
+    }
+    xsks.set(queue, fd, 0).map_err(|e| {
+        write_error(
+            iface,
+            queue,
+            "XSKMAP update",
+            TableError::Map {
+                name: netmit_common::names::MAP_XSKS,
+                source: e,
+            },
+        )
+    })?;
+    Ok(Registration {
+        layout,
+        index: queue,
+    })
+}
+
+/// Deletes the XSKMAP slot of a registration (unconditionally: see the module docs).
+/// A slot that is already empty is not an error.
+pub(crate) fn unregister(iface: &str, ifindex: u32, reg: &Registration) -> Result<(), XskError> {
+    let (mut tables, _) = open_tables(iface, ifindex, reg.index)?;
+    match tables.xsks_mut().unset(reg.index) {
+        Ok(()) => Ok(()),
+        Err(MapError::SyscallError(s)) if s.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) => Err(write_error(
+            iface,
+            reg.index,
+            "XSKMAP delete",
+            TableError::Map {
+                name: netmit_common::names::MAP_XSKS,
+                source: e,
+            },
+        )),
+    }
+}

@@ -1,0 +1,256 @@
+//! `netmit rx` on a veth testbed: every steered packet is received or counted as dropped,
+//! non-steered traffic still reaches the kernel meanwhile, sockets close cleanly (the
+//! XSK map slot empties, the queue can be reused at once), `--echo` answers a plain
+//! kernel UDP client byte for byte, and bad requests fail clearly.
+
+use std::{
+    net::{SocketAddr, UdpSocket},
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use tests::{
+    netmit::{netmit, netmit_unprivileged},
+    support::{netmit_bin, require_root},
+    testbed::{Side, Testbed},
+};
+
+const XSK_PORT: u16 = 9100;
+const KERNEL_PORT: u16 = 7000;
+
+fn status(tb: &Testbed) -> Value {
+    let run = netmit(
+        tb,
+        Side::A,
+        &["status", tb.if_a(), "--json", "--interval", "0"],
+    );
+    assert!(run.ok, "{}", run.stderr);
+    run.json()["interfaces"][0].clone()
+}
+
+fn verdict(s: &Value, name: &str) -> u64 {
+    s["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["verdicts"][name]["packets"].as_u64().unwrap())
+        .sum()
+}
+
+fn attach(tb: &Testbed) {
+    let run = netmit(
+        tb,
+        Side::A,
+        &[
+            "attach",
+            tb.if_a(),
+            "--mode",
+            "native",
+            "--steer",
+            &format!("proto=udp,dport={XSK_PORT},action=xsk"),
+        ],
+    );
+    assert!(run.ok, "{}", run.stderr);
+}
+
+fn spawn_rx(tb: &Testbed, extra: &[&str]) -> Child {
+    let mut args = vec!["rx", tb.if_a(), "--json"];
+    args.extend_from_slice(extra);
+    tb.cmd(Side::A, netmit_bin(), &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rx")
+}
+
+fn client(tb: &Testbed) -> UdpSocket {
+    let s = tb.in_ns(Side::B, || UdpSocket::bind("0.0.0.0:0")).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    s
+}
+
+/// Sends probes until the program redirects one to a socket (the rx process registered).
+fn wait_registered(tb: &Testbed, sender: &UdpSocket) {
+    let to = SocketAddr::new(tb.ip_a().into(), XSK_PORT);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        sender.send_to(b"probe", to).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        if verdict(&status(tb), "xsk") > 0 {
+            return;
+        }
+    }
+    panic!("netmit rx never registered its socket");
+}
+
+fn finish(child: Child) -> Value {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "rx failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("rx --json")
+}
+
+#[test]
+fn rx_receives_every_steered_packet_or_counts_it() {
+    if !require_root("rx_receives_every_steered_packet_or_counts_it") {
+        return;
+    }
+    let tb = Testbed::new().unwrap();
+    attach(&tb);
+    let kernel_rx = tb
+        .in_ns(Side::A, || UdpSocket::bind((tb.ip_a(), KERNEL_PORT)))
+        .unwrap();
+    kernel_rx
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let rx = spawn_rx(&tb, &["--duration", "4"]);
+    let sender = client(&tb);
+    wait_registered(&tb, &sender);
+    let before = verdict(&status(&tb), "xsk");
+
+    let xsk_to = SocketAddr::new(tb.ip_a().into(), XSK_PORT);
+    let kernel_to = SocketAddr::new(tb.ip_a().into(), KERNEL_PORT);
+    let mut kernel_got = 0;
+    for i in 0..2000 {
+        sender.send_to(&[i as u8; 32], xsk_to).unwrap();
+        if i % 10 == 0 {
+            sender.send_to(b"to the kernel", kernel_to).unwrap();
+        }
+        if i % 100 == 99 {
+            let mut buf = [0u8; 64];
+            while kernel_rx.recv_from(&mut buf).is_ok() {
+                kernel_got += 1;
+                kernel_rx
+                    .set_read_timeout(Some(Duration::from_millis(1)))
+                    .unwrap();
+            }
+        }
+    }
+    assert!(
+        tb.ping(Side::B, tb.ip_a(), 2),
+        "ping must work while rx runs"
+    );
+    let report = finish(rx);
+    let mut buf = [0u8; 64];
+    kernel_rx
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    while kernel_rx.recv_from(&mut buf).is_ok() {
+        kernel_got += 1;
+    }
+    assert_eq!(
+        kernel_got, 200,
+        "non-steered UDP reaches the kernel socket meanwhile"
+    );
+
+    let s = status(&tb);
+    let redirected = verdict(&s, "xsk");
+    assert_eq!(
+        redirected - before,
+        2000,
+        "the program redirected every datagram sent"
+    );
+    let q = &report["queues"][0];
+    let received = q["packets"].as_u64().unwrap();
+    let dropped = q["rx_dropped"].as_u64().unwrap() + q["rx_ring_full"].as_u64().unwrap();
+    assert_eq!(
+        received + dropped,
+        redirected,
+        "sent = received + counted drops: {report}"
+    );
+
+    // The socket is gone from the XSK map: the next datagrams fall back to the kernel.
+    let fallback = verdict(&s, "xsk_fallback");
+    for _ in 0..10 {
+        sender.send_to(b"after rx", xsk_to).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(verdict(&status(&tb), "xsk_fallback"), fallback + 10);
+
+    // A new rx on the same queue works right away (the kernel's EBUSY window is retried).
+    let again = spawn_rx(&tb, &["--duration", "2"]);
+    wait_registered(&tb, &sender);
+    for _ in 0..100 {
+        sender.send_to(b"again", xsk_to).unwrap();
+    }
+    let again = finish(again);
+    assert!(again["packets"].as_u64().unwrap() >= 100, "{again}");
+}
+
+#[test]
+fn rx_echo_answers_a_kernel_udp_client() {
+    if !require_root("rx_echo_answers_a_kernel_udp_client") {
+        return;
+    }
+    let tb = Testbed::new().unwrap();
+    attach(&tb);
+    let rx = spawn_rx(&tb, &["--echo", "--duration", "3"]);
+    let sock = client(&tb);
+    wait_registered(&tb, &sock);
+    // Drain echoes of the probes.
+    let mut buf = [0u8; 2048];
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    while sock.recv_from(&mut buf).is_ok() {}
+    sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let to = SocketAddr::new(tb.ip_a().into(), XSK_PORT);
+    for i in 0..200usize {
+        let payload: Vec<u8> = (0..(1 + i * 7 % 1400))
+            .map(|j| (i * 31 + j) as u8)
+            .collect();
+        sock.send_to(&payload, to).unwrap();
+        let (n, from) = sock.recv_from(&mut buf).expect("echo reply");
+        assert_eq!(
+            from, to,
+            "the reply comes from the server's address and port"
+        );
+        assert_eq!(&buf[..n], &payload[..], "payload {i} echoed byte for byte");
+    }
+    let report = finish(rx);
+    assert!(report["queues"][0]["tx_completed"].as_u64().unwrap() >= 200);
+}
+
+#[test]
+fn rx_errors() {
+    if !require_root("rx_errors") {
+        return;
+    }
+    let tb = Testbed::new().unwrap();
+    let one_line = |args: &[&str], needle: &str| {
+        let r = netmit(&tb, Side::A, args);
+        assert!(!r.ok, "{args:?} succeeded");
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(needle),
+            "{args:?}: `{needle}` not in {}",
+            r.stderr
+        );
+    };
+    one_line(&["rx", tb.if_a(), "--duration", "1"], "not attached");
+    attach(&tb);
+    one_line(
+        &["rx", tb.if_a(), "--queue", "5", "--duration", "1"],
+        "queue",
+    );
+    one_line(
+        &["rx", tb.if_a(), "--mode", "zerocopy", "--duration", "1"],
+        "zero-copy",
+    );
+    one_line(&["rx", "nmnosuch0", "--duration", "1"], "does not exist");
+    let r = netmit_unprivileged(&tb, Side::A, &["rx", tb.if_a(), "--duration", "1"]);
+    assert!(!r.ok && r.stderr.contains("root"), "{}", r.stderr);
+    // Nothing was left registered: steered traffic still falls back to the kernel.
+    let sender = client(&tb);
+    sender
+        .send_to(b"x", SocketAddr::new(tb.ip_a().into(), XSK_PORT))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let s = status(&tb);
+    assert_eq!(verdict(&s, "xsk"), 0);
+    assert_eq!(verdict(&s, "xsk_fallback"), 1);
+}
