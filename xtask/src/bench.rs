@@ -10,10 +10,36 @@ use anyhow::Result;
 
 use crate::{cargo, exit_code, run_streaming, setup};
 
-/// Runs setup, then `cargo run --release -p netmit-user --bin netmit -- bench <name> <args>`,
-/// returning its exit code.
+/// Benchmarks that need a namespace testbed run from the `netmit-bench` binary of the
+/// tests crate (it owns the testbed code), driving the release `netmit` binary.
+const TESTBED_BENCHES: &[&str] = &["xsk"];
+
+/// Runs setup, then `cargo run --release -p netmit-user --bin netmit -- bench <name> <args>`
+/// (or, for testbed benchmarks, `netmit-bench <name>`), returning its exit code.
 pub fn run(name: OsString, args: Vec<OsString>) -> Result<ExitCode> {
     setup::run()?;
+    if TESTBED_BENCHES.iter().any(|b| name == *b) {
+        let mut build = cargo();
+        build.args(["build", "--release", "-p", "netmit-user", "--bin", "netmit"]);
+        let status = run_streaming(&mut build)?;
+        if !status.success() {
+            return Ok(exit_code(status));
+        }
+        let mut cmd = cargo();
+        cmd.env("NETMIT_BIN", crate::target_dir().join("release/netmit"))
+            .args([
+                "run",
+                "--release",
+                "-p",
+                "tests",
+                "--bin",
+                "netmit-bench",
+                "--",
+            ])
+            .arg(name)
+            .args(args);
+        return Ok(exit_code(run_streaming(&mut cmd)?));
+    }
     let mut cmd = cargo();
     cmd.args([
         "run",

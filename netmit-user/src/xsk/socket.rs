@@ -673,9 +673,22 @@ impl XskSocket {
             .socket
             .statistics()
             .map_err(|e| socket_error(&self.iface, self.queue, e))?;
+        Ok(XskStats::from_kernel(&kernel, self.counters()))
+    }
+
+    /// Frames waiting on the RX ring: one read of the ring's producer index, no system
+    /// call. A receiver that spins checks this before calling [`Self::recv_batch`], so
+    /// that an idle ring costs one shared cache line, not the fill ring's too.
+    pub fn rx_pending(&self) -> u32 {
+        self.words.rx.used()
+    }
+
+    /// The socket's own counters, without a system call (cheap enough to read after
+    /// every batch; [`Self::statistics`] adds the kernel's and costs a `getsockopt`).
+    pub fn counters(&self) -> XskCounters {
         let mut counters = self.counters;
         counters.wakeups += self.poll_wakeups.get();
-        Ok(XskStats::from_kernel(&kernel, counters))
+        counters
     }
 }
 

@@ -164,6 +164,11 @@ pub struct RxArgs {
     /// sleeping in poll(2).
     #[arg(long)]
     pub busy_poll: bool,
+    /// Never sleep: check the RX ring in a loop (one core at 100%), as xdpsock does by
+    /// default. Saves the wake-up the kernel otherwise sends for every idle-to-busy
+    /// transition, at the cost of the core.
+    #[arg(long, conflicts_with = "busy_poll")]
+    pub spin: bool,
     /// Frames taken from the RX ring per batch.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,

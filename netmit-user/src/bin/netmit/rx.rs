@@ -103,8 +103,8 @@ pub fn run(args: RxArgs) -> anyhow::Result<()> {
     }
     // SAFETY: installing a handler that only stores to an atomic.
     unsafe {
-        libc::signal(libc::SIGINT, on_signal as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
     let deadline = args
         .duration
@@ -117,14 +117,28 @@ pub fn run(args: RxArgs) -> anyhow::Result<()> {
         for (i, mut sock) in sockets.into_iter().enumerate() {
             let live = Arc::clone(&live[i]);
             let cpu = args.cpu.get(i).copied();
-            let (batch, echo) = (args.batch, args.echo);
+            let (batch, echo, spin) = (args.batch, args.echo, args.spin);
             handles.push(scope.spawn(move || -> anyhow::Result<QueueResult> {
                 if let Some(cpu) = cpu {
                     pin_to_cpu(cpu)?;
                 }
                 let start = Instant::now();
-                while !STOP.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
-                    if !sock.poll(Duration::from_millis(100))? {
+                let mut idle = 0u32;
+                while !STOP.load(Ordering::Relaxed)
+                    && (idle & 0xfff != 0 || deadline.is_none_or(|d| Instant::now() < d))
+                {
+                    if spin {
+                        // Spinning never sleeps. An idle ring is checked through its
+                        // producer index alone; every 4096 idle turns recv_batch runs
+                        // anyway to refill the fill ring and wake the kernel if asked.
+                        if sock.rx_pending() == 0 {
+                            idle = idle.wrapping_add(1);
+                            if idle & 0xfff != 0 {
+                                std::hint::spin_loop();
+                                continue;
+                            }
+                        }
+                    } else if !sock.poll(Duration::from_millis(100))? {
                         continue;
                     }
                     if echo {
@@ -132,7 +146,7 @@ pub fn run(args: RxArgs) -> anyhow::Result<()> {
                     } else {
                         sock.recv_batch(batch, |_| {})?;
                     }
-                    let c = sock.statistics()?.counters;
+                    let c = sock.counters();
                     live.packets.store(c.rx_packets, Ordering::Relaxed);
                     live.bytes.store(c.rx_bytes, Ordering::Relaxed);
                 }
