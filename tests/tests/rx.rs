@@ -254,3 +254,63 @@ fn rx_errors() {
     assert_eq!(verdict(&s, "xsk"), 0);
     assert_eq!(verdict(&s, "xsk_fallback"), 1);
 }
+
+#[test]
+fn generator_to_rx_every_frame_accounted() {
+    if !require_root("generator_to_rx_every_frame_accounted") {
+        return;
+    }
+    let tb = Testbed::new().unwrap();
+    attach(&tb);
+    let rx = spawn_rx(&tb, &["--duration", "4"]);
+    wait_registered(&tb, &client(&tb));
+    let before = verdict(&status(&tb), "xsk");
+    let mac = tb
+        .mac_a()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let ip = tb.ip_a().to_string();
+    let sent = netmit(
+        &tb,
+        Side::B,
+        &[
+            "gen",
+            tb.if_b(),
+            "--dst-mac",
+            &mac,
+            "--dst-ip",
+            &ip,
+            "--dport",
+            &XSK_PORT.to_string(),
+            "--flows",
+            "8",
+            "--size",
+            "64",
+            "--rate",
+            "200000",
+            "--count",
+            "100000",
+            "--json",
+        ],
+    );
+    assert!(sent.ok, "gen failed: {}", sent.stderr);
+    let sent = sent.json();
+    assert_eq!(sent["packets"], 100_000, "{sent}");
+    let report = finish(rx);
+    let redirected = verdict(&status(&tb), "xsk") - before;
+    let q = &report["queues"][0];
+    let received = q["packets"].as_u64().unwrap();
+    let xsk_drops = q["rx_dropped"].as_u64().unwrap() + q["rx_ring_full"].as_u64().unwrap();
+    // Every frame the generator sent reached the program and was redirected...
+    assert_eq!(redirected, 100_000, "status: {}", status(&tb));
+    // ...and each redirected frame was received, or dropped and counted by the socket
+    // (the probes sent by wait_registered are part of `received` too).
+    let probes = before;
+    assert_eq!(
+        received + xsk_drops,
+        redirected + probes,
+        "rx report: {report}"
+    );
+}

@@ -137,6 +137,54 @@ fn run() -> anyhow::Result<()> {
         }
     );
 
+    step(
+        "An AF_XDP socket takes the steered flow: netmit rx in the server, netmit gen in the client",
+    );
+    let mac = tb
+        .mac_a()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let ip = server.to_string();
+    let gen_args = [
+        "gen",
+        tb.if_b(),
+        "--dst-mac",
+        &mac,
+        "--dst-ip",
+        &ip,
+        "--dport",
+        "9150",
+        "--flows",
+        "4",
+        "--size",
+        "64",
+        "--rate",
+        "300000",
+        "--duration",
+        "3",
+    ];
+    println!(
+        "$ netmit {}   (in the client namespace)",
+        gen_args.join(" ")
+    );
+    let generator = tb
+        .cmd(Side::B, netmit_bin(), gen_args)
+        .spawn()
+        .context("starting netmit gen")?;
+    std::thread::sleep(Duration::from_millis(500));
+    let rx_result = netmit(&tb, &["rx", &iface, "--duration", "2"]);
+    let gen_status = generator
+        .wait_with_output()
+        .context("waiting for netmit gen")?
+        .status;
+    rx_result?;
+    if !gen_status.success() {
+        bail!("netmit gen failed ({gen_status})");
+    }
+    netmit(&tb, &["status", &iface, "--interval", "0"])?;
+
     step("Dry run: the same rules on a capture, through the real program (BPF_PROG_TEST_RUN)");
     let dir = std::env::temp_dir().join(format!("netmit-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
