@@ -408,8 +408,9 @@ impl Drop for Fd {
     }
 }
 
-/// A non-persistent tap device: it disappears when the descriptor closes.
-struct Tap(std::fs::File);
+/// A non-persistent tap device: it disappears when the descriptor (held, never read)
+/// closes.
+struct Tap(#[allow(dead_code)] std::fs::File);
 
 impl Tap {
     fn create(name: &str) -> Result<Tap, String> {

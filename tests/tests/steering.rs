@@ -118,7 +118,7 @@ fn eventually(mut f: impl FnMut() -> bool) -> bool {
 
 fn steering_on_veth(mode: &str, kernel_mode: u64) {
     let tb = Testbed::new().expect("testbed");
-    let (a, b) = (tb.ip_a(), tb.ip_b());
+    let a = tb.ip_a();
 
     let attach = netmit(
         &tb,

@@ -1367,6 +1367,25 @@ pub fn irqbalance_running() -> bool {
     })
 }
 
+/// The device's XDP feature flags (netdev dev-get `xdp-features`, Linux 6.3+): bit 0 basic
+/// XDP in the driver, bit 1 redirect, bit 3 AF_XDP zero-copy (`NETDEV_XDP_ACT_*`).
+pub fn xdp_features(ifindex: u32) -> Result<u64, NapiError> {
+    const WHAT: &str = "dev-get";
+    let mut sock = NetlinkSocket::new();
+    let mut req = netdev::Request::new().op_dev_get_do();
+    req.encode().push_ifindex(ifindex);
+    let mut reply = sock.request(&req).map_err(|e| request_error(WHAT, e))?;
+    let attrs = reply
+        .recv_one()
+        .map_err(|e| reply_error(WHAT, e, None, None))?;
+    attrs
+        .get_xdp_features()
+        .map_err(|_| NapiError::NotSupported {
+            what: "xdp-features in dev-get".into(),
+            hint: "the netdev family reports XDP features from Linux 6.3",
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1698,21 +1717,3 @@ PIN:          0          0   Posted-interrupt notification event
     }
 }
 
-/// The device's XDP feature flags (netdev dev-get `xdp-features`, Linux 6.3+): bit 0 basic
-/// XDP in the driver, bit 1 redirect, bit 3 AF_XDP zero-copy (`NETDEV_XDP_ACT_*`).
-pub fn xdp_features(ifindex: u32) -> Result<u64, NapiError> {
-    const WHAT: &str = "dev-get";
-    let mut sock = NetlinkSocket::new();
-    let mut req = netdev::Request::new().op_dev_get_do();
-    req.encode().push_ifindex(ifindex);
-    let mut reply = sock.request(&req).map_err(|e| request_error(WHAT, e))?;
-    let attrs = reply
-        .recv_one()
-        .map_err(|e| reply_error(WHAT, e, None, None))?;
-    attrs
-        .get_xdp_features()
-        .map_err(|_| NapiError::NotSupported {
-            what: "xdp-features in dev-get".into(),
-            hint: "the netdev family reports XDP features from Linux 6.3",
-        })
-}

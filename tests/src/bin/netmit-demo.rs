@@ -110,7 +110,7 @@ fn run() -> anyhow::Result<()> {
                     let _ = sender.send_to(b"netmit demo", SocketAddr::new(server.into(), port));
                 }
                 i += 1;
-                if i % 50 == 0 {
+                if i.is_multiple_of(50) {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }

@@ -87,7 +87,7 @@ pub fn run(args: RxArgs) -> anyhow::Result<()> {
             XskMode::Zerocopy => BindMode::ZeroCopy,
             XskMode::Auto => BindMode::Auto,
         },
-        busy_poll: args.busy_poll.then(|| BusyPoll {
+        busy_poll: args.busy_poll.then_some(BusyPoll {
             usecs: 20,
             budget: 64,
             prefer: true,
@@ -165,7 +165,7 @@ pub fn run(args: RxArgs) -> anyhow::Result<()> {
                 if last.0.elapsed() >= Duration::from_secs(1) {
                     let total: u64 = live.iter().map(|l| l.packets.load(Ordering::Relaxed)).sum();
                     let rate = (total - last.1) as f64 / last.0.elapsed().as_secs_f64();
-                    eprint!("\r{}: {:>10.0} pps  {:>12} packets  ", "rx", rate, total);
+                    eprint!("\rrx: {rate:>10.0} pps  {total:>12} packets  ");
                     let _ = std::io::stderr().flush();
                     last = (Instant::now(), total);
                 }
