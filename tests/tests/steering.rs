@@ -21,31 +21,6 @@ const XSK_PORT: u16 = 9100;
 const TCP_PORT: u16 = 8000;
 const OTHER_PORT: u16 = 7000;
 
-/// Binds a UDP socket in `side`'s namespace (a socket stays in the namespace it was
-/// created in, whichever thread uses it later).
-fn udp_socket(tb: &Testbed, side: Side, addr: SocketAddr) -> UdpSocket {
-    let s = tb
-        .in_ns(side, move || UdpSocket::bind(addr))
-        .expect("bind udp");
-    s.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    // The tests read only after sending: make room for every datagram so that none is
-    // lost to a full socket buffer (root may exceed rmem_max with SO_RCVBUFFORCE).
-    let size: libc::c_int = 16 << 20;
-    // SAFETY: setsockopt on an open socket with a pointer to a c_int.
-    let rc = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&s),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
-    s
-}
-
 /// Sends `n` datagrams from `side` to `to`.
 fn send_udp(tb: &Testbed, side: Side, to: SocketAddr, n: usize) {
     let bind: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
@@ -150,10 +125,10 @@ fn steering_on_veth(mode: &str, kernel_mode: u64) {
     assert!(pin_dir(&tb, Side::A).join("link").exists());
 
     // Receivers in A, counters of B before sending.
-    let drop_rx = udp_socket(&tb, Side::A, SocketAddr::new(a.into(), DROP_PORT));
-    let drop_rx6 = udp_socket(&tb, Side::A, SocketAddr::new(tb.ip6_a().into(), DROP_PORT));
-    let xsk_rx = udp_socket(&tb, Side::A, SocketAddr::new(a.into(), XSK_PORT));
-    let other_rx = udp_socket(&tb, Side::A, SocketAddr::new(a.into(), OTHER_PORT));
+    let drop_rx = tb.udp_socket(Side::A, SocketAddr::new(a.into(), DROP_PORT));
+    let drop_rx6 = tb.udp_socket(Side::A, SocketAddr::new(tb.ip6_a().into(), DROP_PORT));
+    let xsk_rx = tb.udp_socket(Side::A, SocketAddr::new(a.into(), XSK_PORT));
+    let other_rx = tb.udp_socket(Side::A, SocketAddr::new(a.into(), OTHER_PORT));
     let listener = tb
         .in_ns(Side::A, move || TcpListener::bind((a, TCP_PORT)))
         .unwrap();

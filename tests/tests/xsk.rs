@@ -63,28 +63,6 @@ fn verdict_packets(tb: &Testbed, verdict: &str) -> u64 {
         .sum()
 }
 
-fn udp_socket(tb: &Testbed, side: Side, addr: SocketAddr) -> UdpSocket {
-    let s = tb
-        .in_ns(side, move || UdpSocket::bind(addr))
-        .expect("bind udp");
-    s.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    // Tests read after sending: room for every datagram (root may exceed rmem_max).
-    let size: libc::c_int = 16 << 20;
-    // SAFETY: setsockopt on an open socket with a pointer to a c_int.
-    let rc = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&s),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
-    s
-}
-
 /// Sends `n` datagrams `"<tag> <i>"` from `side` to `to`, paced like steering.rs does.
 fn send_udp(tb: &Testbed, side: Side, to: SocketAddr, n: usize, tag: &str) {
     let s = tb
@@ -167,8 +145,8 @@ fn xsk_receives_steered_udp() {
     let tb = Testbed::new().expect("testbed");
     let a = tb.ip_a();
     attach(&tb, &format!("proto=udp,dport={XSK_PORT},action=xsk"));
-    let kernel_rx = udp_socket(&tb, Side::A, SocketAddr::new(a.into(), XSK_PORT));
-    let other_rx = udp_socket(&tb, Side::A, SocketAddr::new(a.into(), OTHER_PORT));
+    let kernel_rx = tb.udp_socket(Side::A, SocketAddr::new(a.into(), XSK_PORT));
+    let other_rx = tb.udp_socket(Side::A, SocketAddr::new(a.into(), OTHER_PORT));
 
     let mut xsk = open(&tb, Side::A, &XskConfig::default(), true).expect("open XSK");
     assert_eq!(xsk.bound_mode(), BindMode::Copy, "veth has no zero-copy");
@@ -502,7 +480,7 @@ fn echo_batch_returns_payloads_byte_for_byte() {
         })
     };
 
-    let client = udp_socket(&tb, Side::B, SocketAddr::new(tb.ip_b().into(), 0));
+    let client = tb.udp_socket(Side::B, SocketAddr::new(tb.ip_b().into(), 0));
     client.connect((a, ECHO_PORT)).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(1)))
@@ -563,7 +541,7 @@ fn send_batch_reaches_a_kernel_socket() {
     const PORT: u16 = 9300;
     let tb = Testbed::new().expect("testbed");
     // Sending needs no steering program: copy-mode TX goes straight to the driver.
-    let rx = udp_socket(&tb, Side::B, SocketAddr::new(tb.ip_b().into(), PORT));
+    let rx = tb.udp_socket(Side::B, SocketAddr::new(tb.ip_b().into(), PORT));
     let in_before = tb.snmp_counter(Side::B, "Udp", "InDatagrams").unwrap();
     let mut xsk = open(&tb, Side::A, &XskConfig::default(), false).expect("open XSK");
     let frames: Vec<Vec<u8>> = (0..N)
