@@ -11,17 +11,21 @@
 //! BPF_PROG_TEST_RUN in live-frames mode on a template UDP frame, it writes the next
 //! flow's ports and the matching UDP checksum into the frame and returns `XDP_TX`, which
 //! the kernel turns into a transmission out of the interface named in the run's context.
+//!
+//! `netmit_napi_poll` is not an XDP program: a raw tracepoint on `napi:napi_poll` that
+//! counts polls, packets, budget-exhausted and empty polls and a work histogram per NAPI
+//! id (see `netmit_user::signals` for why a raw tracepoint and per-CPU counting).
 #![no_std]
 #![no_main]
 
 mod parse;
 
 use aya_ebpf::{
-    bindings::xdp_action,
-    helpers::bpf_xdp_adjust_meta,
-    macros::{map, xdp},
-    maps::{Array, PerCpuArray, XskMap},
-    programs::XdpContext,
+    bindings::{BPF_NOEXIST, xdp_action},
+    helpers::{bpf_probe_read_kernel, bpf_xdp_adjust_meta},
+    macros::{map, raw_tracepoint, xdp},
+    maps::{Array, LruPerCpuHashMap, PerCpuArray, XskMap},
+    programs::{RawTracePointContext, XdpContext},
 };
 use netmit_common::{
     Action, Config, Counter, DST_CHILD, DST_NODE_SLOTS, DST_NODES_PAGE, DST_PAGES_PER_GEN,
@@ -29,7 +33,10 @@ use netmit_common::{
     MAX_XSKS, NO_RULE, PORT_PAGES, PORTS_PER_PAGE, QueueStats, RULE_WORDS, RuleAction, RuleSet,
     RuleSpec, VERDICT_MAGIC, VERDICT_SLOTS, VLAN_SLOTS, Verdict, VerdictRecord, lookup, lowest_bit,
 };
-use netmit_common::{TrafficParams, TrafficState, udp_csum_update};
+use netmit_common::{
+    MAX_NAPIS, NAPI_OFFSET_UNSET, NapiOffsets, NapiPollCounters, TrafficParams, TrafficState,
+    udp_csum_update,
+};
 use parse::{FAMILY_V4, FAMILY_V6, NO_VLAN, parse};
 
 /// Set by the loader (rodata, so the verifier removes the dead branch when it is 0): write
@@ -316,6 +323,104 @@ fn trace(ctx: &XdpContext, verdict: Verdict, rule_id: u16, malformed: u8) {
     };
     // SAFETY: the metadata area [meta, meta + LEN) was checked against `data` above.
     unsafe { core::ptr::write_unaligned(meta as *mut VerdictRecord, record) };
+}
+
+/// Set by the loader (rodata): where `napi_id`, `dev` and `ifindex` live in this kernel's
+/// structs, from its BTF. While unset, `netmit_napi_poll` returns at once (the verifier
+/// sees the values as constants, so it does not verify the branch not taken).
+#[unsafe(no_mangle)]
+static NETMIT_NAPI_OFFSETS: NapiOffsets = NapiOffsets::UNSET;
+
+/// NAPI id -> counters, per CPU. LRU, so that the entries of destroyed NAPIs (ids are
+/// not reused) age out instead of filling the map.
+#[map]
+static NETMIT_NAPIPOLL: LruPerCpuHashMap<u32, NapiPollCounters> =
+    LruPerCpuHashMap::with_max_entries(MAX_NAPIS, 0);
+
+/// Polls that could not be counted (unreadable NAPI id, failed insert).
+#[map]
+static NETMIT_NAPILOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Counts one NAPI poll: `napi:napi_poll` passes `(struct napi_struct *napi, int work,
+/// int budget)`.
+///
+/// It runs on every poll of every NAPI of the machine, so the common path is one
+/// `bpf_probe_read_kernel` of the NAPI id, one map lookup and a few additions into this
+/// CPU's value. The device's ifindex (two more reads) is read only when a NAPI's entry
+/// is created.
+#[raw_tracepoint(tracepoint = "napi_poll")]
+pub fn netmit_napi_poll(ctx: RawTracePointContext) -> i32 {
+    // SAFETY: a plain read of a rodata global.
+    let off = unsafe { core::ptr::read_volatile(&NETMIT_NAPI_OFFSETS) };
+    if off.napi_id == NAPI_OFFSET_UNSET {
+        return 0;
+    }
+    let napi: *const u8 = ctx.arg(0);
+    let work: i32 = ctx.arg(1);
+    let budget: i32 = ctx.arg(2);
+
+    // SAFETY: bpf_probe_read_kernel checks the address and fails instead of faulting;
+    // the offset lies inside struct napi_struct (user space checked it against BTF).
+    let id = match unsafe {
+        bpf_probe_read_kernel(napi.wrapping_add(off.napi_id as usize) as *const u32)
+    } {
+        Ok(id) => id,
+        Err(_) => {
+            count_lost();
+            return 0;
+        }
+    };
+
+    if let Some(c) = NETMIT_NAPIPOLL.get_ptr_mut(id) {
+        // SAFETY: this CPU's value; a raw tracepoint program does not nest on one CPU
+        // (the kernel skips a run that would recurse), so nothing else writes it now.
+        unsafe { (*c).record(work, budget) };
+        return 0;
+    }
+
+    // The first poll of this NAPI (or the first since its entry was evicted).
+    let mut fresh = NapiPollCounters {
+        ifindex: napi_ifindex(napi, &off),
+        ..Default::default()
+    };
+    fresh.record(work, budget);
+    if NETMIT_NAPIPOLL
+        .insert(id, fresh, BPF_NOEXIST as u64)
+        .is_ok()
+    {
+        return 0;
+    }
+    // Another CPU created the entry in the meantime: count into ours.
+    match NETMIT_NAPIPOLL.get_ptr_mut(id) {
+        // SAFETY: as above.
+        Some(c) => unsafe { (*c).record(work, budget) },
+        None => count_lost(),
+    }
+    0
+}
+
+/// `napi->dev->ifindex`, or 0 for a NAPI without a device (the per-CPU backlog) or when a
+/// read fails.
+#[inline(always)]
+fn napi_ifindex(napi: *const u8, off: &NapiOffsets) -> u32 {
+    // SAFETY: probe reads check the address; offsets come from BTF as above.
+    let dev = match unsafe {
+        bpf_probe_read_kernel(napi.wrapping_add(off.napi_dev as usize) as *const u64)
+    } {
+        Ok(dev) if dev != 0 => dev as *const u8,
+        _ => return 0,
+    };
+    // SAFETY: as above.
+    unsafe { bpf_probe_read_kernel(dev.wrapping_add(off.dev_ifindex as usize) as *const u32) }
+        .unwrap_or(0)
+}
+
+#[inline(always)]
+fn count_lost() {
+    if let Some(n) = NETMIT_NAPILOST.get_ptr_mut(0) {
+        // SAFETY: this CPU's value, see `netmit_napi_poll`.
+        unsafe { *n += 1 };
+    }
 }
 
 #[cfg(not(test))]

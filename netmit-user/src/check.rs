@@ -65,7 +65,7 @@ pub fn system() -> Vec<Probe> {
         Classifier::new(Program::Pass, &[])
             .and_then(|c| c.time(&[0u8; 64], 1))
             .map(|d| format!("an XDP_PASS run took {} ns", d.as_nanos()))
-            .map_err(|e| error_chain(&e)),
+            .map_err(|e| crate::error::chain(&e)),
         "none: classify and the benchmarks need it",
     ));
     let scratch = on_scratch_tap();
@@ -95,7 +95,7 @@ pub fn system() -> Vec<Probe> {
         match &support {
             Ok(s) if s.napi_get => Ok("napi-get answers".into()),
             Ok(_) => Err("the netdev family has no napi-get".into()),
-            Err(e) => Err(error_chain(e)),
+            Err(e) => Err(crate::error::chain(e)),
         },
         "NAPI ids and per-NAPI values cannot be listed; device-wide sysfs values are shown",
     ));
@@ -128,7 +128,7 @@ pub fn system() -> Vec<Probe> {
                     Some(max) => Ok(format!("accepted, up to {max}")),
                     None => Err("napi-set does not take it".into()),
                 },
-                Err(e) => Err(error_chain(e)),
+                Err(e) => Err(crate::error::chain(e)),
             },
             fallback,
         ));
@@ -151,7 +151,7 @@ pub fn iface(name: &str) -> Result<Vec<Probe>, kernel::KernelError> {
         Ok(f) => Err(format!(
             "the driver does not report {what} (xdp-features {f:#x})"
         )),
-        Err(e) => Err(error_chain(e)),
+        Err(e) => Err(crate::error::chain(e)),
     };
     out.push(probe(
         "native XDP on this device",
@@ -180,7 +180,7 @@ pub fn iface(name: &str) -> Result<Vec<Probe>, kernel::KernelError> {
                 l.len(),
                 l.iter().map(|n| n.id).collect::<Vec<_>>()
             )),
-            Err(e) => Err(error_chain(e)),
+            Err(e) => Err(crate::error::chain(e)),
         },
         "device-wide sysfs settings",
     ));
@@ -193,7 +193,7 @@ pub fn iface(name: &str) -> Result<Vec<Probe>, kernel::KernelError> {
                     first.id
                 )
             })
-            .map_err(|e| error_chain(&e));
+            .map_err(|e| crate::error::chain(&e));
         out.push(probe(
             "napi-set on this device",
             result,
@@ -224,7 +224,7 @@ pub fn iface(name: &str) -> Result<Vec<Probe>, kernel::KernelError> {
         }
         Err(e) => out.push(probe(
             "NIC interrupt coalescing",
-            Err(error_chain(&e)),
+            Err(crate::error::chain(&e)),
             "software interrupt coalescing (defer-hard-irqs + gro-flush-timeout)",
         )),
     }
@@ -233,7 +233,7 @@ pub fn iface(name: &str) -> Result<Vec<Probe>, kernel::KernelError> {
             p.name(),
             napi::device_read(name, p)
                 .map(|v| format!("device-wide sysfs value {v}"))
-                .map_err(|e| error_chain(&e)),
+                .map_err(|e| crate::error::chain(&e)),
             "per-NAPI settings over netlink",
         ));
     }
@@ -261,13 +261,13 @@ fn on_scratch_tap() -> Scratch {
         }
         let _tap = Tap::create("nmprobe0")?;
         let ifindex = kernel::ifindex("nmprobe0").map_err(|e| e.to_string())?;
-        let mut ebpf = load_object(false).map_err(|e| error_chain(&e))?;
+        let mut ebpf = load_object(false).map_err(|e| crate::error::chain(&e))?;
         let prog: &mut Xdp = ebpf
             .program_mut(names::PROG_PASS)
             .ok_or("the object has no pass program")?
             .try_into()
             .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-        prog.load().map_err(|e| error_chain(&e))?;
+        prog.load().map_err(|e| crate::error::chain(&e))?;
         let mut attempt = |mode, label: &str| match prog.attach_to_if_index(ifindex, mode) {
             Ok(id) => {
                 let link = prog.take_link(id).map_err(|e| e.to_string())?;
@@ -279,7 +279,7 @@ fn on_scratch_tap() -> Scratch {
                     )),
                 }
             }
-            Err(e) => Err(error_chain(&e)),
+            Err(e) => Err(crate::error::chain(&e)),
         };
         let native = attempt(XdpMode::Driver, "native");
         let generic = attempt(XdpMode::Skb, "generic");
@@ -447,15 +447,4 @@ fn napi_poll_tracepoint() -> Result<String, String> {
     } else {
         Err("not in the kernel's BTF".into())
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -6,9 +6,11 @@
 //! - [`ebpf`]: the embedded eBPF object, its bpffs pins, typed tables, attach/detach;
 //! - [`check`]: probing what the kernel and a NIC support;
 //! - [`tune`]: interrupt-mitigation settings and the restore journal;
+//! - [`control`]: the daemon's mode controller, pure policy (samples in, mode switches out);
 //! - [`xsk`]: AF_XDP sockets (UMEM, rings, batched receive and transmit, XSKMAP registration);
 //! - [`capture`]: reading pcap and pcapng files;
 //! - [`classify`]: running frames through the real program with BPF_PROG_TEST_RUN;
+//! - [`signals`]: load signals: per-NAPI poll counters (napi_poll tracepoint), softirq and IRQ counts;
 //! - `r#gen` (`gen` is reserved in Rust 2024): a UDP traffic generator on BPF_PROG_TEST_RUN
 //!   live frames.
 
@@ -16,9 +18,12 @@ pub mod bench;
 pub mod capture;
 pub mod check;
 pub mod classify;
+pub mod control;
 pub mod ebpf;
 pub mod echo;
+pub mod error;
 pub mod r#gen;
+pub mod signals;
 pub mod steer;
 pub mod tune;
 pub mod xsk;

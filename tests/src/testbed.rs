@@ -1174,6 +1174,33 @@ fn ip_of(storage: &libc::sockaddr_storage) -> Option<IpAddr> {
     }
 }
 
+impl Testbed {
+    /// A UDP socket bound to `addr` in `side`'s namespace, with a 300 ms read timeout and
+    /// a 16 MiB receive buffer (`SO_RCVBUFFORCE`, root only): tests that read only after
+    /// sending need room for every datagram, so that none is lost to a full buffer. The
+    /// socket stays in that namespace whichever thread uses it later.
+    pub fn udp_socket(&self, side: Side, addr: std::net::SocketAddr) -> std::net::UdpSocket {
+        let s = self
+            .in_ns(side, move || std::net::UdpSocket::bind(addr))
+            .expect("bind udp");
+        s.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+            .expect("read timeout");
+        let size: libc::c_int = 16 << 20;
+        // SAFETY: setsockopt on an open socket with a pointer to a c_int.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&s),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1585,32 +1612,5 @@ mod tests {
             fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap()
         });
         assert_eq!((inside.trim(), other.trim()), ("1", "0"));
-    }
-}
-
-impl Testbed {
-    /// A UDP socket bound to `addr` in `side`'s namespace, with a 300 ms read timeout and
-    /// a 16 MiB receive buffer (`SO_RCVBUFFORCE`, root only): tests that read only after
-    /// sending need room for every datagram, so that none is lost to a full buffer. The
-    /// socket stays in that namespace whichever thread uses it later.
-    pub fn udp_socket(&self, side: Side, addr: std::net::SocketAddr) -> std::net::UdpSocket {
-        let s = self
-            .in_ns(side, move || std::net::UdpSocket::bind(addr))
-            .expect("bind udp");
-        s.set_read_timeout(Some(std::time::Duration::from_millis(300)))
-            .expect("read timeout");
-        let size: libc::c_int = 16 << 20;
-        // SAFETY: setsockopt on an open socket with a pointer to a c_int.
-        let rc = unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&s),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
-        s
     }
 }

@@ -42,6 +42,7 @@ pub const DEB_PACKAGES: &[(&str, &str)] = &[
     ("nsenter", "util-linux"),
     ("tcpdump", "tcpdump"),
     ("bpftool", "bpftool"),
+    ("perf", "linux-perf"),
     ("setpriv", "util-linux"),
     ("cc", "gcc"),
     ("/usr/include/xdp/xsk.h", "libxdp-dev"),

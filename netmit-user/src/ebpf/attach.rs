@@ -300,7 +300,7 @@ fn attach_pinned(
                 return Ok((mode, prog_id, rule_ids, native_error));
             }
             Err(e) => {
-                let reason = error_chain(&e);
+                let reason = crate::error::chain(&e);
                 if mode == AttachMode::Native {
                     native_error = Some(reason.clone());
                 }
@@ -378,15 +378,4 @@ pub fn detach(iface: &str) -> Result<Option<u32>, AttachError> {
         source,
     })?;
     Ok(prog_id)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

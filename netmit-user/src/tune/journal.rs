@@ -270,9 +270,11 @@ impl Journal {
                     report.restored.push((e.setting, e.original));
                     self.persist()?;
                 }
-                Err(err) => report
-                    .failed
-                    .push((e.setting.clone(), e.original, error_chain(&err))),
+                Err(err) => {
+                    report
+                        .failed
+                        .push((e.setting.clone(), e.original, crate::error::chain(&err)))
+                }
             }
         }
         Ok(report)
@@ -316,17 +318,6 @@ impl Journal {
             .and_then(|d| d.sync_all())
             .map_err(io("syncing", &self.dir))
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

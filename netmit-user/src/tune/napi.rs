@@ -1716,4 +1716,3 @@ PIN:          0          0   Posted-interrupt notification event
         ));
     }
 }
-
