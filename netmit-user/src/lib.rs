@@ -7,6 +7,9 @@
 //! - [`check`]: probing what the kernel and a NIC support;
 //! - [`tune`]: interrupt-mitigation settings and the restore journal;
 //! - [`control`]: the daemon's mode controller, pure policy (samples in, mode switches out);
+//! - [`daemon`]: the adaptive daemon (`netmit daemon`): configuration, sampling, mode
+//!   switches through the journal, signals, shutdown restore, HTTP endpoints;
+//! - [`metrics`]: the daemon's Prometheus metrics (definitions, snapshot collector, encoding);
 //! - [`xsk`]: AF_XDP sockets (UMEM, rings, batched receive and transmit, XSKMAP registration);
 //! - [`capture`]: reading pcap and pcapng files;
 //! - [`classify`]: running frames through the real program with BPF_PROG_TEST_RUN;
@@ -19,10 +22,12 @@ pub mod capture;
 pub mod check;
 pub mod classify;
 pub mod control;
+pub mod daemon;
 pub mod ebpf;
 pub mod echo;
 pub mod error;
 pub mod r#gen;
+pub mod metrics;
 pub mod signals;
 pub mod steer;
 pub mod tune;

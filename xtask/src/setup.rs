@@ -47,6 +47,14 @@ pub const DEB_PACKAGES: &[(&str, &str)] = &[
     ("cc", "gcc"),
     ("/usr/include/xdp/xsk.h", "libxdp-dev"),
     ("/usr/include/bpf/bpf.h", "libbpf-dev"),
+    ("/usr/bin/python3", "python3"),
+    (
+        "/usr/lib/python3/dist-packages/yaml/__init__.py",
+        "python3-yaml",
+    ),
+    ("systemd-analyze", "systemd"),
+    ("promtool", "prometheus"),
+    ("prometheus", "prometheus"),
 ];
 
 /// The bpf-linker release that fits the installed toolchains (see PLATFORM.md).

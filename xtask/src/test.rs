@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::{cargo, exit_code, run_streaming, setup, target_dir};
+use crate::{cargo, exit_code, run_streaming, setup, target_dir, workspace_root};
 
 /// The packages whose tests run (netmit-ebpf has none: it only builds for the BPF target).
 pub const TEST_PACKAGES: &[&str] = &["netmit-common", "netmit-user", "tests"];
@@ -63,7 +63,19 @@ fn run_inner(extra: Vec<OsString>) -> Result<ExitCode> {
     }
     test.args(&extra).env("NETMIT_BIN", &netmit_bin);
     println!("xtask test: NETMIT_BIN={}", netmit_bin.display());
-    let status = run_streaming(&mut test)?;
+    let mut status = run_streaming(&mut test)?;
+
+    // The deployment files (systemd unit, Prometheus config and alert rules with their
+    // unit tests, Grafana dashboard, example config) against promtool, systemd-analyze
+    // and docs/metrics.md.
+    let mut deploy = Command::new("/usr/bin/python3");
+    deploy
+        .arg(workspace_root().join("deploy/check.py"))
+        .env("NETMIT", &netmit_bin);
+    let deploy_status = run_streaming(&mut deploy)?;
+    if status.success() && !deploy_status.success() {
+        status = deploy_status;
+    }
 
     if ci {
         print_netns("after the tests")?;

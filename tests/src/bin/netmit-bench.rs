@@ -42,8 +42,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("xsk") => xsk(&args[1..]),
+        Some("daemon") => daemon(&args[1..]),
         _ => {
-            eprintln!("usage: netmit-bench xsk [--seconds S] [--rounds N] [--json] [--no-check]");
+            eprintln!(
+                "usage: netmit-bench xsk [--seconds S] [--rounds N] [--json] [--no-check]\n       \
+                 netmit-bench daemon [--seconds S] [--json] [--no-check]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -280,4 +284,145 @@ fn xsk(args: &[String]) -> anyhow::Result<()> {
         bail!("a goal was missed (pass --no-check to only report)");
     }
     Ok(())
+}
+
+/// CPU time (user + system, in clock ticks) and resident set size (KiB) of a process.
+fn cpu_and_rss(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')').context("malformed /proc/PID/stat")? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")?;
+    Ok((ticks, rss))
+}
+
+/// `daemon`: the daemon's own cost. For each sampling interval (1 s, 100 ms) the daemon
+/// runs on a veth testbed under generator load (200k pps into a steered port) for
+/// `--seconds`; its CPU time is read from /proc before and after (after a warm-up), and
+/// its peak RSS sampled every 100 ms. Goal (issue 5): below 1% of one core and 30 MiB at
+/// 100 ms.
+fn daemon(args: &[String]) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("needs root: run `sudo cargo xtask bench daemon`");
+    }
+    let secs = flag_value(args, "--seconds", 10.0)?;
+    let as_json = args.iter().any(|a| a == "--json");
+    let check = !args.iter().any(|a| a == "--no-check");
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let mut rows = Vec::new();
+    for interval in ["1s", "100ms"] {
+        let tb = Testbed::new()?;
+        let dir = std::env::temp_dir().join(format!("netmit-bench-daemon-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("netmit.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "interval = \"{interval}\"\nmetrics_address = \"127.0.0.1:9464\"\n\n\
+                 [[interface]]\nname = \"{}\"\nattach = \"native\"\nsteer = [\"proto=udp,dport={XSK_PORT},action=pass\"]\n",
+                tb.if_a()
+            ),
+        )?;
+        let mut child = tb
+            .cmd(Side::A, netmit_bin(), ["daemon", "--config"])
+            .arg(&config)
+            .env("NETMIT_RUN_DIR", dir.join("run"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("starting netmit daemon")?;
+        let pid = child.id();
+        let measure = || -> anyhow::Result<(f64, u64)> {
+            std::thread::scope(|scope| -> anyhow::Result<(f64, u64)> {
+                let total = WARMUP.as_secs_f64() + secs + 1.0;
+                let tb = &tb;
+                let generator = scope.spawn(move || blast_rate(tb, XSK_PORT, 200_000, total));
+                std::thread::sleep(WARMUP);
+                let (t0, _) = cpu_and_rss(pid)?;
+                let start = std::time::Instant::now();
+                let mut peak = 0;
+                while start.elapsed().as_secs_f64() < secs {
+                    std::thread::sleep(Duration::from_millis(100));
+                    peak = peak.max(cpu_and_rss(pid)?.1);
+                }
+                let (t1, _) = cpu_and_rss(pid)?;
+                let cpu = (t1 - t0) as f64 / hz / start.elapsed().as_secs_f64() * 100.0;
+                generator
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("generator panicked"))??;
+                Ok((cpu, peak))
+            })
+        };
+        let result = measure();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        let status = child.wait()?;
+        let _ = std::fs::remove_dir_all(&dir);
+        let (cpu, rss_kib) = result?;
+        if !status.success() {
+            bail!("the daemon did not exit cleanly on SIGTERM ({status})");
+        }
+        if !as_json {
+            eprintln!(
+                "interval {interval}: {cpu:.2}% of one core, peak RSS {:.1} MiB",
+                rss_kib as f64 / 1024.0
+            );
+        }
+        rows.push(json!({"interval": interval, "cpu_percent": cpu, "peak_rss_mib": rss_kib as f64 / 1024.0}));
+    }
+    let at_100ms = &rows[1];
+    let met = at_100ms["cpu_percent"].as_f64().unwrap_or(f64::MAX) < 1.0
+        && at_100ms["peak_rss_mib"].as_f64().unwrap_or(f64::MAX) < 30.0;
+    let report = json!({"seconds": secs, "load_pps": 200_000, "rows": rows,
+                        "goal": {"cpu_percent_below": 1.0, "rss_mib_below": 30.0, "at": "100ms", "met": met}});
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("netmit daemon under 200k pps, {secs} s per interval");
+        for r in &rows {
+            println!(
+                "  interval {:>6}: {:>5.2}% of one core, peak RSS {:>5.1} MiB",
+                r["interval"].as_str().unwrap_or(""),
+                r["cpu_percent"].as_f64().unwrap_or(0.0),
+                r["peak_rss_mib"].as_f64().unwrap_or(0.0)
+            );
+        }
+        println!(
+            "  goal at 100 ms: < 1% of one core and < 30 MiB: {}",
+            if met { "met" } else { "MISSED" }
+        );
+    }
+    if check && !met {
+        bail!("a goal was missed (pass --no-check to only report)");
+    }
+    Ok(())
+}
+
+/// Runs the generator in namespace B at a fixed rate for `secs`.
+fn blast_rate(tb: &Testbed, port: u16, pps: u64, secs: f64) -> anyhow::Result<f64> {
+    let (iface, mac, ip) = (
+        tb.if_b().to_string(),
+        MacAddr(tb.mac_a()),
+        IpAddr::from(tb.ip_a()),
+    );
+    tb.in_ns(Side::B, move || -> anyhow::Result<f64> {
+        pin(GEN_CPU);
+        let mut cfg = GenConfig::new(&iface, mac, ip, PortRange { lo: port, hi: port });
+        cfg.rate = Rate::Pps(pps);
+        cfg.size = 64;
+        cfg.duration = Some(Duration::from_secs_f64(secs));
+        let mut generator = Generator::new(cfg).context("generator")?;
+        Ok(generator
+            .run(&AtomicBool::new(false), |_| {})
+            .context("generator run")?
+            .pps)
+    })
 }

@@ -75,6 +75,28 @@ pub enum Command {
     /// Example: netmit gen veth0 --dst-mac 02:00:00:00:00:02 --dst-ip 198.18.0.1
     /// --dport 9200-9203 --flows 8 --rate 100000 --duration 10
     Gen(GenArgs),
+    /// Run the adaptive daemon: switch each interface's interrupt mode with its load.
+    ///
+    /// Every interval the daemon samples each configured interface (XDP and NAPI poll
+    /// counters, IRQs, softirqs, busy polling), lets the mode controller pick interrupt,
+    /// defer or suspend, and applies that mode's per-NAPI settings through the restore
+    /// journal. It serves Prometheus metrics, /healthz and /status on metrics_address.
+    /// SIGHUP reloads the configuration; SIGTERM/SIGINT restore every original setting and
+    /// detach what the daemon attached. The configuration format is documented in
+    /// `netmit_user::daemon::config`.
+    /// Example: netmit daemon --config /etc/netmit/daemon.toml
+    Daemon(DaemonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Configuration file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Validate the configuration (and that its interfaces exist here), print the
+    /// problems with their line and key, and exit: 0 when valid.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 #[derive(Debug, Args)]

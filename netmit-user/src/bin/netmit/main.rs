@@ -5,6 +5,7 @@ mod attach;
 mod bench;
 mod check;
 mod classify;
+mod daemon;
 mod detach;
 mod r#gen;
 mod output;
@@ -18,8 +19,13 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = args::Cli::parse();
+    // The daemon reports its transitions at info level; commands only warn.
+    let level = match cli.command {
+        args::Command::Daemon(_) => "info",
+        _ => "warn",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -41,5 +47,6 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Rx(a) => rx::run(a),
         args::Command::Gen(a) => r#gen::run(a),
         args::Command::Check { iface, json } => check::run(iface.as_deref(), json),
+        args::Command::Daemon(a) => daemon::run(a),
     }
 }

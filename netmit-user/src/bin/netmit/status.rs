@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, time::Instant};
 use anyhow::{Context, bail};
 use netmit_common::{Counter, Verdict};
 use netmit_user::{
+    daemon::state,
     ebpf::{PinLayout, SteerTables, kernel, pins},
     steer::compile::ranked,
 };
@@ -103,8 +104,15 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
             "interval_secs": secs,
         }));
     }
+    let daemon = daemon_view(args.iface.as_deref());
+    if let Some(modes) = daemon.as_ref().and_then(|d| d["interfaces"].as_array()) {
+        for r in &mut reports {
+            let mode = modes.iter().find(|m| m["device"] == r["iface"]);
+            r["daemon_mode"] = mode.map_or(Value::Null, |m| m["mode"].clone());
+        }
+    }
     if args.json {
-        return output::print_json(&json!({"interfaces": reports}));
+        return output::print_json(&json!({"interfaces": reports, "daemon": daemon}));
     }
     if reports.is_empty() {
         println!("netmit is not attached to any interface in this network namespace");
@@ -112,7 +120,68 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     for r in &reports {
         print_human(r);
     }
+    if let Some(d) = &daemon {
+        print_daemon(d);
+    }
     Ok(())
+}
+
+/// The running daemon's view (state file in the run directory, then `GET /status`), in
+/// short: pid, address, and per managed interface its mode and last transition. `None`
+/// when no daemon runs.
+fn daemon_view(iface: Option<&str>) -> Option<Value> {
+    let st = state::running()?;
+    let base = json!({"pid": st.pid, "address": st.metrics_address});
+    let status = match state::query_status(&st, std::time::Duration::from_millis(500)) {
+        Ok(s) => s,
+        Err(e) => {
+            let mut v = base;
+            v["error"] = json!(format!("{:#}", anyhow::Error::from(e)));
+            return Some(v);
+        }
+    };
+    let interfaces: Vec<Value> = status["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| iface.is_none_or(|want| i["device"] == want))
+        .map(|i| {
+            json!({"device": i["device"], "mode": i["mode"], "mode_since_unix": i["mode_since_unix"],
+                   "last_transition": i["last_transition"], "transitions": i["transitions"]})
+        })
+        .collect();
+    let mut v = base;
+    v["healthy"] = status["healthy"].clone();
+    v["interfaces"] = json!(interfaces);
+    Some(v)
+}
+
+fn print_daemon(d: &Value) {
+    println!(
+        "daemon (pid {}, http://{}):",
+        d["pid"],
+        d["address"].as_str().unwrap_or("?")
+    );
+    if let Some(e) = d["error"].as_str() {
+        println!("  not reachable: {e}");
+        return;
+    }
+    for i in d["interfaces"].as_array().into_iter().flatten() {
+        let last = match &i["last_transition"] {
+            Value::Null => String::new(),
+            t => format!(
+                " (last switch {} -> {}: {})",
+                t["from"].as_str().unwrap_or("?"),
+                t["to"].as_str().unwrap_or("?"),
+                t["reason"].as_str().unwrap_or("")
+            ),
+        };
+        println!(
+            "  {:<15} mode {}{last}",
+            i["device"].as_str().unwrap_or("?"),
+            i["mode"].as_str().unwrap_or("?")
+        );
+    }
 }
 
 fn fmt_rate(v: &Value) -> String {

@@ -1,0 +1,29 @@
+//! `netmit daemon`: the adaptive daemon, or `--check-config` to validate its configuration.
+
+use anyhow::{Context, bail};
+use netmit_user::daemon::{self, DaemonConfig};
+
+use crate::args::DaemonArgs;
+
+pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    if args.check_config {
+        let config = DaemonConfig::load(&args.config)?;
+        config.check_system()?;
+        println!(
+            "{}: valid ({} interface(s), interval {:?}, metrics on {})",
+            args.config.display(),
+            config.interfaces.len(),
+            config.interval,
+            config.metrics_address
+        );
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "the daemon needs root (BPF programs, netlink settings, /run/netmit): run it with sudo"
+        );
+    }
+    daemon::run(&args.config)
+        .with_context(|| format!("netmit daemon --config {}", args.config.display()))
+}

@@ -1,0 +1,153 @@
+//! The daemon's state file, `daemon.json` in the run directory (`/run/netmit`, or
+//! `$NETMIT_RUN_DIR`), next to the restore journal.
+//!
+//! It says that a daemon runs, where its HTTP server listens and which interfaces it
+//! attached XDP to:
+//!
+//! - `netmit status` finds the daemon through it (pid alive, then `GET /status` on the
+//!   address with a short timeout) rather than by probing a fixed port, which would be
+//!   wrong for any daemon started with another `metrics_address`.
+//! - A second daemon refuses to start while the pid in it is a live netmit process.
+//! - After a crash (kill -9) the file stays; the next daemon adopts its list of attached
+//!   interfaces, so that XDP it finds attached is detached on exit as if it had attached it
+//!   itself.
+//!
+//! It is written atomically (temporary file and rename) and removed on a clean exit, so
+//! the run directory is empty after a clean exit (the journal file is removed when empty).
+
+use std::{
+    fs,
+    io::{self, Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::PathBuf,
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::tune::journal;
+
+/// File name in the run directory.
+pub const STATE_FILE: &str = "daemon.json";
+
+/// The content of the state file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DaemonState {
+    /// The daemon's pid.
+    pub pid: u32,
+    /// Where its HTTP server listens (`/metrics`, `/healthz`, `/status`).
+    pub metrics_address: String,
+    /// Its configuration file.
+    pub config: String,
+    /// When it started (seconds since the epoch).
+    pub started_at_unix: f64,
+    /// Interfaces it attached XDP to (detached on its exit).
+    pub attached_by_daemon: Vec<String>,
+}
+
+/// Path of the state file.
+pub fn path() -> PathBuf {
+    journal::run_dir().join(STATE_FILE)
+}
+
+/// The state file's content, if there is a readable one (alive or not).
+pub fn read() -> Option<DaemonState> {
+    serde_json::from_slice(&fs::read(path()).ok()?).ok()
+}
+
+/// Whether `pid` is a running netmit process.
+pub fn is_netmit(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "netmit")
+}
+
+/// The state of a running daemon (the file exists and its pid is a live netmit process).
+pub fn running() -> Option<DaemonState> {
+    read().filter(|s| is_netmit(s.pid) && s.pid != std::process::id())
+}
+
+/// Writes the state file atomically.
+pub fn write(state: &DaemonState) -> io::Result<()> {
+    let path = path();
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("json.tmp.{}", std::process::id()));
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(state).expect("state serialises"))?;
+    f.sync_all()?;
+    fs::rename(&tmp, &path)
+}
+
+/// Removes the state file (if it is this process's).
+pub fn remove() -> io::Result<()> {
+    match read() {
+        Some(s) if s.pid != std::process::id() => Ok(()),
+        _ => match fs::remove_file(path()) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// Errors asking a daemon for its status.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The address in the state file is not an address.
+    #[error("the daemon's address `{0}` is not a socket address")]
+    Address(String),
+    /// Connecting, sending or receiving failed.
+    #[error("asking the daemon at {address} for its status")]
+    Io {
+        /// The address.
+        address: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// The answer was not a 200 with JSON.
+    #[error("the daemon at {address} answered {answer}")]
+    Answer {
+        /// The address.
+        address: String,
+        /// What came back (status line, or the JSON error).
+        answer: String,
+    },
+}
+
+/// `GET /status` from the daemon described by `state`, with `timeout` for connecting and
+/// for the answer. A minimal HTTP/1.0 client: the answer is one small JSON document.
+pub fn query_status(
+    state: &DaemonState,
+    timeout: Duration,
+) -> Result<serde_json::Value, ClientError> {
+    let address = state.metrics_address.clone();
+    let addr: SocketAddr = address
+        .parse()
+        .map_err(|_| ClientError::Address(address.clone()))?;
+    let io = |source| ClientError::Io {
+        address: address.clone(),
+        source,
+    };
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    stream
+        .write_all(b"GET /status HTTP/1.0\r\nHost: netmit\r\nAccept: application/json\r\n\r\n")
+        .map_err(io)?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).map_err(io)?;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.lines().next().unwrap_or("");
+    if status.split_whitespace().nth(1) != Some("200") {
+        return Err(ClientError::Answer {
+            address,
+            answer: status.to_string(),
+        });
+    }
+    serde_json::from_str(body).map_err(|e| ClientError::Answer {
+        address,
+        answer: format!("no JSON ({e})"),
+    })
+}
