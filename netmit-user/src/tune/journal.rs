@@ -28,7 +28,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::setting::{Setting, SettingError};
+use super::{
+    napi::NapiError,
+    setting::{Setting, SettingError},
+};
 
 /// Default journal directory.
 pub const DEFAULT_RUN_DIR: &str = "/run/netmit";
@@ -111,6 +114,11 @@ pub struct RestoreReport {
     pub restored: Vec<(Setting, u64)>,
     /// Settings that could not be put back (their entries stay in the journal).
     pub failed: Vec<(Setting, u64, String)>,
+    /// Per-NAPI settings whose NAPI instance no longer exists: nothing is left to put
+    /// back, so their entries are retired. (A NAPI re-created for the same queue gets a
+    /// new id; the kernel carries the queue's settings over, and the new id's original is
+    /// recorded when netmit changes it.)
+    pub gone: Vec<(Setting, u64)>,
 }
 
 /// The result of [`Journal::apply`].
@@ -252,7 +260,8 @@ impl Journal {
     }
 
     /// Puts back every recorded original (of `iface` only, if given) and removes the
-    /// entries that were restored. Failures are reported and their entries kept.
+    /// entries that were restored, and those of NAPI instances that no longer exist
+    /// ([`RestoreReport::gone`]). Other failures are reported and their entries kept.
     pub fn restore(&mut self, iface: Option<&str>) -> Result<RestoreReport, JournalError> {
         let mut report = RestoreReport::default();
         // Newest first, so that a setting changed through two mechanisms (device-wide,
@@ -268,6 +277,11 @@ impl Journal {
                 Ok(()) => {
                     let e = self.entries.remove(i);
                     report.restored.push((e.setting, e.original));
+                    self.persist()?;
+                }
+                Err(SettingError::Napi(NapiError::NoSuchNapi { .. })) => {
+                    let e = self.entries.remove(i);
+                    report.gone.push((e.setting, e.original));
                     self.persist()?;
                 }
                 Err(err) => {
@@ -362,6 +376,28 @@ mod tests {
             Err(JournalError::Corrupt { .. })
         ));
         assert_eq!(fs::read(dir.join(FILE)).unwrap(), b"{ not json");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn entries_of_vanished_napis_are_retired() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP entries_of_vanished_napis_are_retired: napi-set needs root");
+            return;
+        }
+        let dir = tmpdir("gone");
+        let gone = Setting::Napi {
+            iface: "nmgone0".into(),
+            napi_id: u32::MAX - 7,
+            param: crate::tune::napi::NapiParam::DeferHardIrqs,
+        };
+        let mut j = Journal::open_at(&dir).unwrap();
+        j.record(&gone, 0).unwrap();
+        let report = j.restore(None).unwrap();
+        assert_eq!(report.gone, vec![(gone, 0)]);
+        assert!(report.failed.is_empty() && j.entries().is_empty());
+        drop(j);
         fs::remove_dir_all(&dir).unwrap();
     }
 

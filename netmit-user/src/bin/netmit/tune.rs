@@ -172,7 +172,10 @@ fn restore(iface: Option<&str>) -> anyhow::Result<()> {
     for (setting, value) in &report.restored {
         println!("restored {setting} = {value}");
     }
-    if report.restored.is_empty() && report.failed.is_empty() {
+    for (setting, value) in &report.gone {
+        println!("dropped {setting} = {value}: that NAPI instance no longer exists");
+    }
+    if report.restored.is_empty() && report.failed.is_empty() && report.gone.is_empty() {
         println!(
             "nothing to restore{}",
             iface.map(|i| format!(" for {i}")).unwrap_or_default()
