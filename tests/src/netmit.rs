@@ -101,3 +101,26 @@ pub fn wait_prog_gone(id: u64) -> bool {
 pub fn pin_dir(tb: &Testbed, side: Side) -> std::path::PathBuf {
     Path::new(crate::testbed::NETMIT_PINS).join(tb.ifname(side))
 }
+
+/// A plain HTTP/1.0 GET to `127.0.0.1:port` from inside `side`'s namespace (for the
+/// daemon's /status, /metrics and /healthz): `(status code, body)`, or `None` when the
+/// daemon does not answer.
+pub fn http_get(tb: &Testbed, side: Side, port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let path = path.to_string();
+    tb.in_ns(side, move || {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut s =
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500))
+                .ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).ok()?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let code = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, body.to_string()))
+    })
+}

@@ -20,8 +20,7 @@
 
 use std::{
     fs,
-    io::{Read, Write},
-    net::TcpStream,
+    io::Write,
     path::{Path, PathBuf},
     process::{Command, ExitStatus, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -102,20 +101,7 @@ fn config(tb: &Testbed, interrupt_uses_originals: bool) -> String {
 
 /// One HTTP/1.0 GET inside namespace A: (status code, body).
 fn http_get(tb: &Testbed, port: u16, path: &str) -> Option<(u16, String)> {
-    let path = path.to_string();
-    tb.in_ns(Side::A, move || {
-        let mut s =
-            TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500))
-                .ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).ok()?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let code = head.split_whitespace().nth(1)?.parse().ok()?;
-        Some((code, body.to_string()))
-    })
+    tests::netmit::http_get(tb, Side::A, port, path)
 }
 
 fn status(tb: &Testbed) -> Value {

@@ -13,6 +13,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use tests::{
+    netmit::http_get,
     packet::{self, PacketBuilder},
     support::netmit_bin,
     testbed::{Side, Testbed},
@@ -238,6 +239,8 @@ fn run() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     classify?;
 
+    daemon_story(&tb, &iface)?;
+
     step("Detaching and checking the kernel's view");
     netmit(&tb, &["detach", &iface])?;
     let link = tb.run(Side::A, "ip", ["-d", "link", "show", "dev", &iface])?;
@@ -254,5 +257,154 @@ fn run() -> anyhow::Result<()> {
     step("Removing the testbed");
     drop(tb);
     println!("done: namespaces, veth and pins are gone");
+    Ok(())
+}
+
+/// The adaptive daemon on the same interface: load rises and falls, the daemon moves the
+/// NAPI between interrupt and defer mode, and SIGTERM puts the original settings back.
+fn daemon_story(tb: &Testbed, iface: &str) -> anyhow::Result<()> {
+    const PORT: u16 = 9464;
+    step("The adaptive daemon: load rises and falls; netmit daemon moves the NAPI between modes");
+    let dir = std::env::temp_dir().join(format!("netmit-demo-daemon-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("netmit.toml");
+    // Short hold and dwell times so that the story fits in a demo; the defaults are
+    // documented in deploy/netmit.toml.example.
+    let text = format!(
+        "interval = \"200ms\"\nmetrics_address = \"127.0.0.1:{PORT}\"\n\n[[interface]]\nname = \"{iface}\"\n\
+         attach = \"native\"\n\n[interface.policy]\nmin_dwell_ms = 1000\n\n[interface.policy.defer]\n\
+         enter_after_ms = 600\nexit_after_ms = 1000\nenter_wakeups_per_sec = 1000\n"
+    );
+    std::fs::write(&config, &text)?;
+    println!(
+        "$ cat {}\n{text}$ netmit daemon --config {}",
+        config.display(),
+        config.display()
+    );
+    let mut daemon = tb
+        .cmd(Side::A, netmit_bin(), ["daemon", "--config"])
+        .arg(&config)
+        .env("NETMIT_RUN_DIR", dir.join("run"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting netmit daemon")?;
+    let result = (|| -> anyhow::Result<()> {
+        let start = Instant::now();
+        while http_get(tb, Side::A, PORT, "/healthz").is_none_or(|(code, _)| code != 200) {
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!("the daemon did not become healthy");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mac = tb
+            .mac_a()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        let ip = tb.ip_a().to_string();
+        let mut last_switch = String::new();
+        let t0 = Instant::now();
+        for (load, pps, secs) in [
+            ("low", 2_000u64, 4u64),
+            ("high", 300_000, 6),
+            ("low", 2_000, 7),
+        ] {
+            let (pps_s, secs_s) = (pps.to_string(), secs.to_string());
+            let mut generator = tb
+                .cmd(
+                    Side::B,
+                    netmit_bin(),
+                    [
+                        "gen",
+                        tb.if_b(),
+                        "--dst-mac",
+                        &mac,
+                        "--dst-ip",
+                        &ip,
+                        "--dport",
+                        "7000",
+                        "--size",
+                        "64",
+                        "--rate",
+                        &pps_s,
+                        "--duration",
+                        &secs_s,
+                    ],
+                )
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .context("starting netmit gen")?;
+            let phase = Instant::now();
+            while phase.elapsed() < Duration::from_secs(secs) {
+                std::thread::sleep(Duration::from_millis(500));
+                let Some((200, body)) = http_get(tb, Side::A, PORT, "/status") else {
+                    continue;
+                };
+                let v: serde_json::Value = serde_json::from_str(&body)?;
+                let i = &v["interfaces"][0];
+                let s = &i["sample"];
+                let napi = &i["napis"][0];
+                let num =
+                    |x: &serde_json::Value| x.as_f64().map_or("-".into(), |f| format!("{f:.0}"));
+                println!(
+                    "[{:>5.1}s] load {load:<4} mode {:<9} {:>8} pkt/s {:>7} polls/s {:>5} pkt/poll  defer-hard-irqs {} gro-flush-timeout {} ns",
+                    t0.elapsed().as_secs_f64(),
+                    i["mode"].as_str().unwrap_or("?"),
+                    num(&s["packets_per_sec"]),
+                    num(&s["polls_per_sec"]),
+                    s["packets_per_poll"]
+                        .as_f64()
+                        .map_or("-".into(), |f| format!("{f:.1}")),
+                    napi["defer_hard_irqs"],
+                    napi["gro_flush_timeout_ns"],
+                );
+                let t = &i["last_transition"];
+                let key = t.to_string();
+                if !t.is_null() && key != last_switch {
+                    println!(
+                        "         switch {} -> {}: {}",
+                        t["from"].as_str().unwrap_or("?"),
+                        t["to"].as_str().unwrap_or("?"),
+                        t["reason"].as_str().unwrap_or("")
+                    );
+                    last_switch = key;
+                }
+            }
+            generator.wait()?;
+        }
+        if let Some((200, metrics)) = http_get(tb, Side::A, PORT, "/metrics") {
+            println!(
+                "$ curl -s 127.0.0.1:{PORT}/metrics | grep -E '^netmit_(mode|mode_transitions_total|napi_polls_total)'"
+            );
+            for line in metrics.lines().filter(|l| {
+                l.starts_with("netmit_mode{")
+                    || l.starts_with("netmit_mode_transitions_total{")
+                    || l.starts_with("netmit_napi_polls_total{")
+            }) {
+                println!("{line}");
+            }
+        }
+        Ok(())
+    })();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let status = daemon.wait()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    result?;
+    let ifindex = tb.ifindex_a();
+    let napis = tb.in_ns(Side::A, move || netmit_user::tune::napi::list(ifindex))?;
+    println!(
+        "daemon stopped ({status}); NAPI settings now: {}",
+        napis
+            .iter()
+            .map(|n| format!(
+                "napi {} defer-hard-irqs {:?} gro-flush-timeout {:?} ns",
+                n.id, n.defer_hard_irqs, n.gro_flush_timeout_ns
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
     Ok(())
 }
