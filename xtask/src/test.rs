@@ -57,7 +57,7 @@ fn run_inner(extra: Vec<OsString>) -> Result<ExitCode> {
 
     let netmit_bin = target_dir().join("debug/netmit");
     let mut test = cargo();
-    test.arg("test");
+    test.args(["test", "--no-fail-fast"]);
     for pkg in TEST_PACKAGES {
         test.args(["-p", pkg]);
     }

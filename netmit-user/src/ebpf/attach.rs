@@ -372,10 +372,19 @@ pub fn detach(iface: &str) -> Result<Option<u32>, AttachError> {
         Err(KernelError::Bpf { source, .. }) if source.raw_os_error() == Some(libc::ENOLINK) => {}
         Err(e) => return Err(e.into()),
     }
-    fs::remove_dir_all(layout.dir()).map_err(|source| AttachError::Pins {
-        what: "removing",
-        path: layout.dir().display().to_string(),
-        source,
-    })?;
+    // A daemon watching the interface may tidy the pins of the now detached program at
+    // the same moment (CLI and daemon work side by side): entries that vanish under us
+    // are gone either way.
+    match fs::remove_dir_all(layout.dir()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(AttachError::Pins {
+                what: "removing",
+                path: layout.dir().display().to_string(),
+                source,
+            });
+        }
+    }
     Ok(prog_id)
 }
