@@ -111,6 +111,20 @@ pub mod names {
     pub const MAP_RULE_HITS: &str = "NETMIT_RHITS";
     /// XSKMAP: AF_XDP socket by RX queue.
     pub const MAP_XSKS: &str = "NETMIT_XSKS";
+    /// Every map of the steering program, in a fixed order: what `netmit attach` pins,
+    /// and what the generator and the signal source shrink because they never use it.
+    pub const STEERING_MAPS: [&str; 10] = [
+        MAP_CONFIG,
+        MAP_RULES,
+        MAP_ACTIONS,
+        MAP_PORTS,
+        MAP_VLANS,
+        MAP_DST_TRIE,
+        MAP_DST_SETS,
+        MAP_QUEUE_STATS,
+        MAP_RULE_HITS,
+        MAP_XSKS,
+    ];
     /// Global (rodata) that makes the program write a [`crate::VerdictRecord`] into the
     /// packet metadata; used by `netmit classify`, off in production.
     pub const GLOBAL_TRACE: &str = "NETMIT_TRACE_VERDICT";

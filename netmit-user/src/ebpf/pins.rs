@@ -24,18 +24,7 @@ pub const BPFFS_ROOT: &str = "/sys/fs/bpf/netmit";
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 /// Every map that `attach` pins, in a fixed order.
-pub const PINNED_MAPS: [&str; 10] = [
-    names::MAP_CONFIG,
-    names::MAP_RULES,
-    names::MAP_ACTIONS,
-    names::MAP_PORTS,
-    names::MAP_VLANS,
-    names::MAP_DST_TRIE,
-    names::MAP_DST_SETS,
-    names::MAP_QUEUE_STATS,
-    names::MAP_RULE_HITS,
-    names::MAP_XSKS,
-];
+pub const PINNED_MAPS: [&str; 10] = names::STEERING_MAPS;
 
 /// Pin paths of one interface.
 #[derive(Clone, Debug, PartialEq, Eq)]

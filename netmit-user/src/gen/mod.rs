@@ -429,17 +429,7 @@ fn xdp_md(len: usize, ifindex: u32) -> [u8; 24] {
 
 /// The steering program's tables: never used by the generator, so created with one
 /// entry each instead of megabytes.
-const UNUSED_MAPS: &[&str] = &[
-    names::MAP_RULES,
-    names::MAP_ACTIONS,
-    names::MAP_PORTS,
-    names::MAP_VLANS,
-    names::MAP_DST_TRIE,
-    names::MAP_DST_SETS,
-    names::MAP_QUEUE_STATS,
-    names::MAP_RULE_HITS,
-    names::MAP_XSKS,
-];
+const UNUSED_MAPS: &[&str] = &names::STEERING_MAPS;
 
 impl Generator {
     /// Validates `cfg`, resolves the interface, builds the template frame, loads

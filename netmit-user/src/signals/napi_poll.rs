@@ -28,19 +28,22 @@ use crate::ebpf::EBPF_OBJECT;
 /// Maps of the shared eBPF object that the napi_poll program does not use. Loading the
 /// object creates every map in it; these are created with one entry instead of their
 /// steering-sized defaults (about 13 MiB of kernel memory).
-const UNUSED_MAPS: &[&str] = &[
-    names::MAP_CONFIG,
-    names::MAP_RULES,
-    names::MAP_ACTIONS,
-    names::MAP_PORTS,
-    names::MAP_VLANS,
-    names::MAP_DST_TRIE,
-    names::MAP_DST_SETS,
-    names::MAP_QUEUE_STATS,
-    names::MAP_RULE_HITS,
-    names::MAP_XSKS,
-    names::MAP_GEN_STATE,
-];
+const UNUSED_MAPS: [&str; 11] = {
+    let s = names::STEERING_MAPS;
+    [
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+        s[4],
+        s[5],
+        s[6],
+        s[7],
+        s[8],
+        s[9],
+        names::MAP_GEN_STATE,
+    ]
+};
 
 /// The napi_poll program, loaded and attached; counts until dropped.
 pub struct NapiPollSource {

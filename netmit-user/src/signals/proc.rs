@@ -56,10 +56,7 @@ pub fn parse_softirqs(text: &str) -> Result<Softirqs, SignalsError> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty());
     let (header_no, header) = lines.next().ok_or_else(|| perr(1, "empty file"))?;
-    let cpus: Vec<usize> = header
-        .split_whitespace()
-        .map(|t| t.strip_prefix("CPU").and_then(|n| n.parse().ok()))
-        .collect::<Option<_>>()
+    let cpus = crate::tune::napi::cpu_columns(header)
         .ok_or_else(|| perr(header_no + 1, "header is not a list of CPUn columns"))?;
     if cpus.is_empty() {
         return Err(perr(header_no + 1, "header names no CPU"));

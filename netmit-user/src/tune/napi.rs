@@ -1241,6 +1241,15 @@ pub fn device_write(iface: &str, param: DeviceParam, value: u64) -> Result<(), N
 
 const PROC_INTERRUPTS: &str = "/proc/interrupts";
 
+/// The CPU numbers of a `/proc/interrupts` or `/proc/softirqs` header (`CPU0 CPU1 ...`;
+/// offline CPUs are missing); `None` if a column is not `CPUn`.
+pub(crate) fn cpu_columns(header: &str) -> Option<Vec<usize>> {
+    header
+        .split_whitespace()
+        .map(|t| t.strip_prefix("CPU").and_then(|n| n.parse().ok()))
+        .collect()
+}
+
 /// Parses the text of `/proc/interrupts`: the header names the CPU columns (offline CPUs
 /// are missing from it), numbered rows become [`IrqLine`]s, named rows (NMI, LOC, ERR, …)
 /// are skipped. Rows may have fewer count columns than the header (ERR, MIS).
@@ -1255,10 +1264,7 @@ pub fn parse_interrupts(text: &str) -> Result<Vec<IrqLine>, NapiError> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty());
     let (header_no, header) = lines.next().ok_or_else(|| perr(1, "empty file"))?;
-    let cpus: Vec<usize> = header
-        .split_whitespace()
-        .map(|t| t.strip_prefix("CPU").and_then(|n| n.parse().ok()))
-        .collect::<Option<_>>()
+    let cpus = cpu_columns(header)
         .ok_or_else(|| perr(header_no + 1, "header is not a list of CPUn columns"))?;
     if cpus.is_empty() {
         return Err(perr(header_no + 1, "header names no CPU"));
