@@ -163,6 +163,7 @@ pub fn attach(iface: &str, opts: &AttachOptions) -> Result<Attachment, AttachErr
         return Err(AttachError::NoBpffs);
     }
     let layout = PinLayout::for_iface(iface);
+    let _lock = PinsLock::acquire()?;
     if layout.is_attached() {
         let prog_id = kernel::pinned_link_info(&layout.link())
             .map(|l| l.prog_id)
@@ -334,6 +335,14 @@ fn remove_foreign(ifindex: u32, attached: XdpAttached) -> Result<(), AttachError
 /// [`AttachError::NotAttached`] (changing nothing) when netmit has no pins for `iface`.
 pub fn detach(iface: &str) -> Result<Option<u32>, AttachError> {
     let layout = PinLayout::for_iface(iface);
+    // Without privileges the lock cannot be taken (the root is root's); the checks below
+    // still say what is wrong.
+    let root_exists = std::path::Path::new(super::pins::BPFFS_ROOT).exists();
+    let _lock = if kernel::has_bpf_privileges() && root_exists {
+        Some(PinsLock::acquire()?)
+    } else {
+        None
+    };
     if !layout.is_attached() {
         let note = match kernel::ifindex(iface) {
             Err(_) if !layout.dir().exists() => {
@@ -387,4 +396,29 @@ pub fn detach(iface: &str) -> Result<Option<u32>, AttachError> {
         }
     }
     Ok(prog_id)
+}
+
+/// An exclusive `flock` of netmit's bpffs root, held across an attach or detach, so that
+/// the CLI and a daemon changing the same interface at the same moment take turns
+/// instead of racing on its pins. The kernel drops the lock when the process dies.
+struct PinsLock(#[allow(dead_code)] fs::File);
+
+impl PinsLock {
+    fn acquire() -> Result<Self, AttachError> {
+        let root = std::path::Path::new(super::pins::BPFFS_ROOT);
+        let err = |what: &'static str| {
+            move |source| AttachError::Pins {
+                what,
+                path: root.display().to_string(),
+                source,
+            }
+        };
+        fs::create_dir_all(root).map_err(err("creating"))?;
+        let dir = fs::File::open(root).map_err(err("opening"))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&dir), libc::LOCK_EX) } != 0 {
+            return Err(err("locking")(io::Error::last_os_error()));
+        }
+        Ok(Self(dir))
+    }
 }
