@@ -11,6 +11,8 @@
 //!   switches through the journal, signals, shutdown restore, HTTP endpoints;
 //! - [`metrics`]: the daemon's Prometheus metrics (definitions, snapshot collector, encoding);
 //! - [`xsk`]: AF_XDP sockets (UMEM, rings, batched receive and transmit, XSKMAP registration);
+//! - [`serve`]: a UDP request/response server in each interrupt mode (`netmit serve`):
+//!   epoll, epoll busy polling with IRQ suspension, AF_XDP;
 //! - [`capture`]: reading pcap and pcapng files;
 //! - [`classify`]: running frames through the real program with BPF_PROG_TEST_RUN;
 //! - [`signals`]: load signals: per-NAPI poll counters (napi_poll tracepoint), softirq and IRQ counts;
@@ -28,6 +30,7 @@ pub mod echo;
 pub mod error;
 pub mod r#gen;
 pub mod metrics;
+pub mod serve;
 pub mod signals;
 pub mod steer;
 pub mod tune;

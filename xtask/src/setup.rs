@@ -55,6 +55,7 @@ pub const DEB_PACKAGES: &[(&str, &str)] = &[
     ("systemd-analyze", "systemd"),
     ("promtool", "prometheus"),
     ("prometheus", "prometheus"),
+    ("sockperf", "sockperf"),
 ];
 
 /// The bpf-linker release that fits the installed toolchains (see PLATFORM.md).

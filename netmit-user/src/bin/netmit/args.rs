@@ -56,6 +56,20 @@ pub enum Command {
     /// The interface must be attached (`netmit attach IFACE --steer ...action=xsk`); each
     /// socket registers itself in the attached program's XSK map for its queue.
     Rx(RxArgs),
+    /// Answer UDP requests (a request/response server) in one interrupt mode.
+    ///
+    /// Every request is answered with the same payload (--reply echo) or in sockperf's
+    /// ping-pong protocol (--reply sockperf). Modes: epoll (kernel socket, blocking
+    /// epoll_wait: interrupt-driven), busy-poll (epoll busy polling with
+    /// prefer_busy_poll via EPIOCSPARAMS, Linux 6.9+: the server's thread polls the
+    /// device, and IRQ suspension engages once the NAPI has an irq-suspend-timeout, e.g.
+    /// `netmit tune set IFACE --defer-hard-irqs 100 --gro-flush-timeout 20us
+    /// --irq-suspend-timeout 20ms`), xsk (AF_XDP sockets, one per RX queue; needs
+    /// `netmit attach IFACE --steer 'proto=udp,dport=PORT,action=xsk'`). On exit
+    /// (SIGINT, SIGTERM or --duration) prints requests, replies, bytes and rates, and in
+    /// the kernel modes the rise of BusyPollRxPackets.
+    /// Example: netmit serve eth1 --port 9000 --mode busy-poll --duration 10 --json
+    Serve(ServeArgs),
     /// Read and change interrupt-mitigation settings; every change is journaled.
     ///
     /// Per-NAPI settings (netdev netlink), NIC coalescing (ethtool netlink) and busy-poll
@@ -204,6 +218,93 @@ pub struct RxArgs {
     #[arg(long, value_delimiter = ',', value_name = "CPU,...")]
     pub cpu: Vec<usize>,
     /// Print the final report as JSON (and no live line).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ServeMode {
+    /// Kernel UDP socket, blocking epoll_wait: interrupt-driven.
+    Epoll,
+    /// Kernel UDP socket, epoll busy polling with prefer_busy_poll (IRQ suspension).
+    BusyPoll,
+    /// AF_XDP sockets fed by netmit's steering rules, one per RX queue.
+    Xsk,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReplyArg {
+    /// The reply's payload is the request's, byte for byte.
+    Echo,
+    /// sockperf's ping-pong protocol: answer sockperf's pong requests with the client
+    /// flag cleared, as `sockperf server` does (a plain echo is ignored by sockperf).
+    Sockperf,
+}
+
+/// A CPU list: `2`, `2,3`, `0-3`, `0,2-3`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+/// Parses a CPU list (`2`, `2,3`, `0-3`, `0,2-3`).
+pub fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
+    let mut cpus = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let num = |t: &str| {
+            t.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("`{t}` in `{s}` is not a CPU number"))
+        };
+        match part.split_once('-') {
+            Some((lo, hi)) => {
+                let (lo, hi) = (num(lo)?, num(hi)?);
+                if lo > hi {
+                    return Err(format!("`{part}`: the range runs backwards"));
+                }
+                cpus.extend(lo..=hi);
+            }
+            None => cpus.push(num(part)?),
+        }
+    }
+    Ok(CpuList(cpus))
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Interface (serves on its first IPv4, else global IPv6 address) or IP address.
+    #[arg(value_name = "IFACE|ADDRESS")]
+    pub target: String,
+    /// UDP port to serve.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// How requests are received.
+    #[arg(long, value_enum, default_value_t = ServeMode::Epoll)]
+    pub mode: ServeMode,
+    /// busy-poll mode: how long one epoll_wait (and a socket read) may busy-poll the
+    /// device before sleeping, in microseconds.
+    #[arg(long, value_name = "USECS", default_value_t = 64)]
+    pub busy_poll_usecs: u32,
+    /// busy-poll mode: packets per busy-poll round (above 64 needs CAP_NET_ADMIN).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub busy_poll_budget: u16,
+    /// Server threads, each with its own SO_REUSEPORT socket and epoll instance [default:
+    /// 1]. xsk mode runs one thread per RX queue instead.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Pin the threads to these CPUs, one per thread (xsk: per RX queue) in order, e.g.
+    /// 2, 2,3 or 2-3.
+    #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
+    pub cpu: Option<CpuList>,
+    /// Stop after this long: seconds, or with a unit (500ms) [default: until Ctrl-C].
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub duration: Option<Duration>,
+    /// How requests become replies.
+    #[arg(long, value_enum, default_value_t = ReplyArg::Echo)]
+    pub reply: ReplyArg,
+    /// Datagrams per receive batch (recvmmsg/sendmmsg; frames per ring batch in xsk
+    /// mode), 1 to 1024.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub batch: usize,
+    /// Print the final report as JSON (and no per-second lines).
     #[arg(long)]
     pub json: bool,
 }
@@ -496,6 +597,42 @@ mod tests {
         assert!(
             Cli::try_parse_from(both.iter().chain(&["--count", "1", "--duration", "1"])).is_err()
         );
+    }
+
+    #[test]
+    fn serve_args() {
+        let cli = Cli::try_parse_from([
+            "netmit",
+            "serve",
+            "veth0",
+            "--port",
+            "9000",
+            "--mode",
+            "busy-poll",
+            "--cpu",
+            "0,2-3",
+            "--duration",
+            "2",
+        ])
+        .unwrap();
+        let Command::Serve(s) = cli.command else {
+            panic!("not serve")
+        };
+        assert!(matches!(s.mode, ServeMode::BusyPoll));
+        assert_eq!(
+            (s.busy_poll_usecs, s.busy_poll_budget, s.batch),
+            (64, 64, 64)
+        );
+        assert_eq!(s.cpu, Some(CpuList(vec![0, 2, 3])));
+        assert_eq!(s.threads, None);
+        assert!(matches!(s.reply, ReplyArg::Echo));
+        assert!(
+            Cli::try_parse_from(["netmit", "serve", "veth0"]).is_err(),
+            "--port is required"
+        );
+        assert!(Cli::try_parse_from(["netmit", "serve", "v", "--port", "0"]).is_err());
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("a").is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod detach;
 mod r#gen;
 mod output;
 mod rx;
+mod serve;
 mod status;
 mod steer;
 mod tune;
@@ -46,6 +47,7 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Tune(a) => tune::run(a),
         args::Command::Rx(a) => rx::run(a),
         args::Command::Gen(a) => r#gen::run(a),
+        args::Command::Serve(a) => serve::run(a),
         args::Command::Check { iface, json } => check::run(iface.as_deref(), json),
         args::Command::Daemon(a) => daemon::run(a),
     }

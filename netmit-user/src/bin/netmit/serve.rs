@@ -1,0 +1,165 @@
+//! `netmit serve`: a UDP request/response server in epoll, busy-poll or xsk mode.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use netmit_user::serve::{Mode, ReplyFormat, ServeConfig, ServeReport, ServeSample, Server};
+
+use crate::{
+    args::{ReplyArg, ServeArgs, ServeMode},
+    output,
+};
+
+/// Set by SIGINT/SIGTERM: the threads stop within 100 ms and the report is printed.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn install_stop_handler() -> anyhow::Result<()> {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: sigaction is plain data; the handler only stores to an atomic, which
+        // is async-signal-safe. No SA_RESTART: a thread in epoll_wait returns at once.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            if libc::sigaction(sig, &sa, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error()).context("installing a signal handler");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
+    let mut cfg = ServeConfig::new(&args.target, args.port);
+    cfg.mode = match args.mode {
+        ServeMode::Epoll => Mode::Epoll,
+        ServeMode::BusyPoll => Mode::BusyPoll,
+        ServeMode::Xsk => Mode::Xsk,
+    };
+    if cfg.mode == Mode::Xsk && args.threads.is_some_and(|t| t != 1) {
+        anyhow::bail!(
+            "--threads applies to the epoll and busy-poll modes: xsk mode runs one thread \
+             per RX queue of the interface"
+        );
+    }
+    cfg.threads = args.threads.unwrap_or(1);
+    cfg.busy_poll.usecs = args.busy_poll_usecs;
+    cfg.busy_poll.budget = args.busy_poll_budget;
+    cfg.cpus = args.cpu.clone().map(|c| c.0).unwrap_or_default();
+    cfg.duration = args.duration;
+    cfg.reply = match args.reply {
+        ReplyArg::Echo => ReplyFormat::Echo,
+        ReplyArg::Sockperf => ReplyFormat::Sockperf,
+    };
+    cfg.batch = args.batch;
+    Ok(cfg)
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let server = Server::new(config(&args)?)?;
+    install_stop_handler()?;
+    let json = args.json;
+    if !json {
+        let cfg = server.config();
+        eprintln!(
+            "netmit serve: {} mode on {}{} ({} thread{}, {} replies); Ctrl-C to stop",
+            cfg.mode,
+            server.local_addr(),
+            server
+                .iface()
+                .map(|i| format!(" ({i})"))
+                .unwrap_or_default(),
+            server.threads(),
+            if server.threads() == 1 { "" } else { "s" },
+            cfg.reply,
+        );
+    }
+    let report = server.run(&STOP, |s: &ServeSample| {
+        if !json {
+            println!(
+                "{:>7.2} s  {:>10.0} req/s  {:>10} requests  {:>10} replies",
+                s.at_secs, s.requests_per_sec, s.requests, s.replies
+            );
+        }
+    })?;
+    warn(&report);
+    if json {
+        output::print_json(&serde_json::to_value(&report)?)
+    } else {
+        print_summary(&report);
+        Ok(())
+    }
+}
+
+/// Busy-poll mode that cannot have busy-polled: say why.
+fn warn(r: &ServeReport) {
+    if r.mode != Mode::BusyPoll || r.counters.requests == 0 {
+        return;
+    }
+    let napis: Vec<u32> = r.per_thread.iter().filter_map(|t| t.napi_id).collect();
+    if !napis.is_empty() && napis.iter().all(|&id| id == 0) {
+        eprintln!(
+            "netmit: warning: the requests came through no NAPI instance \
+             (SO_INCOMING_NAPI_ID 0), so epoll had nothing to busy-poll: on a veth attach \
+             native XDP (`netmit attach IFACE --mode native`) or turn GRO on"
+        );
+    } else if r.busy_poll_rx_packets == Some(0) {
+        eprintln!(
+            "netmit: warning: BusyPollRxPackets did not move: every request was taken by \
+             the softirq before epoll_wait busy-polled (try a larger --busy-poll-usecs, or \
+             set defer-hard-irqs and gro-flush-timeout on the NAPI)"
+        );
+    }
+}
+
+fn print_summary(r: &ServeReport) {
+    let c = &r.counters;
+    println!(
+        "{} requests, {} replies ({} unanswered, {} send failures), {} payload bytes in \
+         {:.2} s: {:.0} requests/s",
+        c.requests, c.replies, c.unanswered, c.send_failed, r.bytes, r.seconds, r.requests_per_sec
+    );
+    if let Some(bp) = r.busy_poll {
+        println!(
+            "busy polling: {} us, budget {}, prefer_busy_poll{}",
+            bp.usecs,
+            bp.budget,
+            if bp.socket_options {
+                ", socket options set"
+            } else {
+                " (socket options not set)"
+            }
+        );
+    }
+    if let Some(n) = r.busy_poll_rx_packets {
+        println!("BusyPollRxPackets: +{n}");
+    }
+    for t in &r.per_thread {
+        let mut line = format!(
+            "thread {}{}: {} requests, {} replies",
+            t.thread,
+            t.cpu.map(|c| format!(" (CPU {c})")).unwrap_or_default(),
+            t.counters.requests,
+            t.counters.replies
+        );
+        if let Some(x) = &t.xsk {
+            line += &format!(
+                ", queue {} ({} mode), {} lost, {} wakeups, {} other frames",
+                x.queue, x.bind_mode, x.rx_lost, x.wakeups, t.counters.other_frames
+            );
+        } else {
+            line += &format!(
+                ", {} epoll_wait ({} without events)",
+                t.epoll_waits, t.empty_waits
+            );
+        }
+        if let Some(id) = t.napi_id {
+            line += &format!(", NAPI {id}");
+        }
+        println!("{line}");
+    }
+}
