@@ -205,7 +205,7 @@ pub fn attach(iface: &str, opts: &AttachOptions) -> Result<Attachment, AttachErr
     // Checks are done; from here on, changes are rolled back on error.
     let replaced = match foreign {
         Some(state) => {
-            remove_foreign(ifindex, state.attached)?;
+            remove_foreign(ifindex, state)?;
             Some(state.prog_id)
         }
         None => None,
@@ -317,12 +317,27 @@ fn attach_pinned(
     })
 }
 
-fn remove_foreign(ifindex: u32, attached: XdpAttached) -> Result<(), AttachError> {
-    match kernel::xdp_link_of(ifindex)? {
+fn remove_foreign(ifindex: u32, state: kernel::XdpState) -> Result<(), AttachError> {
+    // Link info carries an ifindex but no network namespace, and ifindexes repeat across
+    // namespaces: the link must also run the program that rtnetlink reports for this very
+    // device, or it may be another namespace's attachment.
+    match kernel::xdp_link_of(ifindex, state.prog_id)? {
         Some(link) => kernel::detach_link_id(link.id)?,
-        None => kernel::netlink_detach(ifindex, attached)?,
+        None => kernel::netlink_detach(ifindex, state.attached)?,
     }
-    Ok(())
+    // Confirm the interface is free before attaching (a removal that did not take
+    // effect would otherwise surface as an EBUSY from bpf_link_create).
+    for _ in 0..40 {
+        if kernel::xdp_state(ifindex)?.is_none() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Err(AttachError::Pins {
+        what: "removing the foreign XDP program from",
+        path: format!("ifindex {ifindex}"),
+        source: io::Error::other("the kernel still reports an XDP program after 2 s"),
+    })
 }
 
 /// Detaches netmit from `iface` and removes its pins.

@@ -218,8 +218,9 @@ pub fn pinned_link_info(path: &std::path::Path) -> Result<LinkInfo, KernelError>
     link_info(&obj_get(path)?)
 }
 
-/// The XDP bpf_link attached to `ifindex`, if any.
-pub fn xdp_link_of(ifindex: u32) -> Result<Option<LinkInfo>, KernelError> {
+/// The XDP bpf_link attached to `ifindex` that runs program `prog_id`, if any. Both must
+/// match: link info has no network namespace, and ifindexes repeat across namespaces.
+pub fn xdp_link_of(ifindex: u32, prog_id: u32) -> Result<Option<LinkInfo>, KernelError> {
     let mut id = 0u32;
     loop {
         let mut attr = [0u64; 16];
@@ -239,7 +240,8 @@ pub fn xdp_link_of(ifindex: u32) -> Result<Option<LinkInfo>, KernelError> {
             Err(_) => continue, // went away meanwhile
         };
         let info = link_info(&fd)?;
-        if info.link_type == BPF_LINK_TYPE_XDP && info.ifindex == ifindex {
+        if info.link_type == BPF_LINK_TYPE_XDP && info.ifindex == ifindex && info.prog_id == prog_id
+        {
             return Ok(Some(info));
         }
     }
