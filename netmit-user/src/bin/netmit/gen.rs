@@ -1,34 +1,8 @@
 //! `netmit gen`: send UDP traffic out of an interface with BPF_PROG_TEST_RUN live frames.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use anyhow::Context;
 use netmit_user::r#gen::{GenConfig, GenReport, GenSample, Generator, MacAddr, Rate, parse_ip};
 
 use crate::{args::GenArgs, output};
-
-/// Set by SIGINT/SIGTERM: the run stops after the current syscall and still reports.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn install_stop_handler() -> anyhow::Result<()> {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: sigaction is plain data; the handler only stores to an atomic, which
-        // is async-signal-safe. No SA_RESTART: an interrupted send is accounted for.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-            libc::sigemptyset(&mut sa.sa_mask);
-            if libc::sigaction(sig, &sa, std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error()).context("installing a signal handler");
-            }
-        }
-    }
-    Ok(())
-}
 
 fn config(args: &GenArgs) -> anyhow::Result<GenConfig> {
     let mut cfg = GenConfig::new(
@@ -62,9 +36,9 @@ fn config(args: &GenArgs) -> anyhow::Result<GenConfig> {
 pub fn run(args: GenArgs) -> anyhow::Result<()> {
     let cfg = config(&args)?;
     let mut generator = Generator::new(cfg)?;
-    install_stop_handler()?;
+    crate::stop::install()?;
     let json = args.json;
-    let report = generator.run(&STOP, |s: &GenSample| {
+    let report = generator.run(&crate::stop::STOP, |s: &GenSample| {
         if !json {
             println!(
                 "{:>7.2} s  {:>12.0} pps  {:>9.1} Mbit/s",

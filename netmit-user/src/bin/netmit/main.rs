@@ -13,6 +13,7 @@ mod rx;
 mod serve;
 mod status;
 mod steer;
+mod stop;
 mod tune;
 
 use std::process::ExitCode;

@@ -4,7 +4,7 @@ use std::{
     io::{IsTerminal, Write},
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -22,13 +22,6 @@ use crate::{
     args::{RxArgs, XskMode},
     output,
 };
-
-/// Set by SIGINT/SIGTERM.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
 
 /// Live counters a receive thread publishes for the rate line.
 #[derive(Default)]
@@ -101,11 +94,7 @@ pub fn run(args: RxArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening an AF_XDP socket on {} queue {q}", args.iface))?;
         sockets.push(s);
     }
-    // SAFETY: installing a handler that only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+    crate::stop::install()?;
     let deadline = args
         .duration
         .map(|s| Instant::now() + Duration::from_secs_f64(s));
@@ -124,7 +113,7 @@ pub fn run(args: RxArgs) -> anyhow::Result<()> {
                 }
                 let start = Instant::now();
                 let mut idle = 0u32;
-                while !STOP.load(Ordering::Relaxed)
+                while !crate::stop::requested()
                     && (idle & 0xfff != 0 || deadline.is_none_or(|d| Instant::now() < d))
                 {
                     if spin {

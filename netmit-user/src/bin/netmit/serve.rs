@@ -1,37 +1,11 @@
 //! `netmit serve`: a UDP request/response server in epoll, busy-poll or xsk mode.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use anyhow::Context;
 use netmit_user::serve::{Mode, ReplyFormat, ServeConfig, ServeReport, ServeSample, Server};
 
 use crate::{
     args::{ReplyArg, ServeArgs, ServeMode},
     output,
 };
-
-/// Set by SIGINT/SIGTERM: the threads stop within 100 ms and the report is printed.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn install_stop_handler() -> anyhow::Result<()> {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: sigaction is plain data; the handler only stores to an atomic, which
-        // is async-signal-safe. No SA_RESTART: a thread in epoll_wait returns at once.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-            libc::sigemptyset(&mut sa.sa_mask);
-            if libc::sigaction(sig, &sa, std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error()).context("installing a signal handler");
-            }
-        }
-    }
-    Ok(())
-}
 
 fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     let mut cfg = ServeConfig::new(&args.target, args.port);
@@ -61,7 +35,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let server = Server::new(config(&args)?)?;
-    install_stop_handler()?;
+    crate::stop::install()?;
     let json = args.json;
     if !json {
         let cfg = server.config();
@@ -78,7 +52,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             cfg.reply,
         );
     }
-    let report = server.run(&STOP, |s: &ServeSample| {
+    let report = server.run(&crate::stop::STOP, |s: &ServeSample| {
         if !json {
             println!(
                 "{:>7.2} s  {:>10.0} req/s  {:>10} requests  {:>10} replies",
