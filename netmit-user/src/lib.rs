@@ -15,6 +15,7 @@
 //!   epoll, epoll busy polling with IRQ suspension, AF_XDP;
 //! - [`capture`]: reading pcap and pcapng files;
 //! - [`classify`]: running frames through the real program with BPF_PROG_TEST_RUN;
+//! - [`testbed`]: throwaway veth testbeds in two fresh network namespaces (tests, benchmarks);
 //! - [`signals`]: load signals: per-NAPI poll counters (napi_poll tracepoint), softirq and IRQ counts;
 //! - `r#gen` (`gen` is reserved in Rust 2024): a UDP traffic generator on BPF_PROG_TEST_RUN
 //!   live frames.
@@ -33,5 +34,6 @@ pub mod metrics;
 pub mod serve;
 pub mod signals;
 pub mod steer;
+pub mod testbed;
 pub mod tune;
 pub mod xsk;

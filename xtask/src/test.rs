@@ -6,7 +6,7 @@
 //!
 //! The integration tests create network namespaces, veths and bpffs pins on the host. A test
 //! that leaks them may pass and still break the next run, so with `CI` set this command also
-//! checks that nothing the tests own (`nmt*` namespaces, `nm*` veths, pins under
+//! checks that nothing the tests own (`nm*` namespaces, `nm*` veths, pins under
 //! /sys/fs/bpf/netmit) is left behind, and fails if something is.
 
 use std::{
@@ -24,8 +24,10 @@ use crate::{cargo, exit_code, run_streaming, setup, target_dir, workspace_root};
 /// The packages whose tests run (netmit-ebpf has none: it only builds for the BPF target).
 pub const TEST_PACKAGES: &[&str] = &["netmit-common", "netmit-user", "tests"];
 
-/// Prefix of the network namespaces the tests create.
-pub const NETNS_PREFIX: &str = "nmt";
+/// Prefix of the network namespaces the tests create: every testbed name starts with
+/// `netmit_user::testbed::NAME_STEM` (`nm<pid>x…`, or `nm<tag><pid>x…` for tagged
+/// testbeds such as `netmit bench modes`' `nmb<pid>x…`).
+pub const NETNS_PREFIX: &str = "nm";
 
 /// Prefix of the veth interfaces the tests create.
 pub const VETH_PREFIX: &str = "nm";
@@ -153,7 +155,7 @@ fn leftovers() -> Result<Vec<String>> {
     Ok(left)
 }
 
-/// Names of the tests' namespaces in `ip netns list` output (lines like `nmt-a (id: 3)`).
+/// Names of the tests' namespaces in `ip netns list` output (lines like `nm4711x3a (id: 3)`).
 fn owned_netns(list: &str) -> Vec<&str> {
     list.lines()
         .filter_map(|l| l.split_whitespace().next())
@@ -202,8 +204,8 @@ mod tests {
 
     #[test]
     fn netns_filter() {
-        let list = "nmt-srv-1234 (id: 1)\nnmt-cli-1234 (id: 0)\nother\nnm-not-ours\nxnmt\n";
-        assert_eq!(owned_netns(list), ["nmt-srv-1234", "nmt-cli-1234"]);
+        let list = "nm4711x3a (id: 1)\nnmb4711x0b (id: 0)\nother\nxnm1\n";
+        assert_eq!(owned_netns(list), ["nm4711x3a", "nmb4711x0b"]);
         assert!(owned_netns("").is_empty());
         assert!(owned_netns("blue\nred (id: 2)\n").is_empty());
     }
