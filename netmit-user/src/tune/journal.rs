@@ -99,6 +99,36 @@ pub struct Entry {
     pub recorded_at: u64,
     /// The process that recorded it.
     pub pid: u32,
+    /// Inode of the network namespace the setting lives in (`/proc/thread-self/ns/net`
+    /// when it was recorded); `None` for system-wide sysctls and for entries written by
+    /// netmit versions that did not record it. Interface names and NAPI ids only mean
+    /// something in their namespace, so a restore run elsewhere leaves the entry alone
+    /// ([`RestoreReport::elsewhere`]) instead of writing another namespace's interface of
+    /// the same name or retiring a NAPI it merely cannot see.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<u64>,
+}
+
+impl Entry {
+    /// Whether this entry is about `setting` as seen from network namespace `netns`.
+    fn is(&self, setting: &Setting, netns: Option<u64>) -> bool {
+        &self.setting == setting && (self.netns.is_none() || self.netns == netns)
+    }
+}
+
+/// The network namespace `setting` lives in, seen from the calling thread: `None` for a
+/// system-wide sysctl (or when the namespace cannot be read).
+fn netns_of(setting: &Setting) -> Option<u64> {
+    match setting {
+        Setting::Sysctl { .. } => None,
+        _ => current_netns(),
+    }
+}
+
+/// Inode of the calling thread's network namespace.
+pub fn current_netns() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/thread-self/ns/net").ok().map(|m| m.ino())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -119,6 +149,9 @@ pub struct RestoreReport {
     /// new id; the kernel carries the queue's settings over, and the new id's original is
     /// recorded when netmit changes it.)
     pub gone: Vec<(Setting, u64)>,
+    /// Settings of another network namespace (with its inode): left in the journal for a
+    /// restore run in that namespace.
+    pub elsewhere: Vec<(Setting, u64, u64)>,
 }
 
 /// The result of [`Journal::apply`].
@@ -195,9 +228,10 @@ impl Journal {
 
     /// The recorded original of `setting`, if netmit changed it.
     pub fn original(&self, setting: &Setting) -> Option<u64> {
+        let netns = netns_of(setting);
         self.entries
             .iter()
-            .find(|e| &e.setting == setting)
+            .find(|e| e.is(setting, netns))
             .map(|e| e.original)
     }
 
@@ -235,6 +269,7 @@ impl Journal {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             pid: std::process::id(),
+            netns: netns_of(setting),
         });
         self.persist()?;
         Ok(original)
@@ -264,6 +299,7 @@ impl Journal {
     /// ([`RestoreReport::gone`]). Other failures are reported and their entries kept.
     pub fn restore(&mut self, iface: Option<&str>) -> Result<RestoreReport, JournalError> {
         let mut report = RestoreReport::default();
+        let here = current_netns();
         // Newest first, so that a setting changed through two mechanisms (device-wide,
         // then per NAPI) ends at the oldest original.
         let mut i = self.entries.len();
@@ -271,6 +307,12 @@ impl Journal {
             i -= 1;
             let e = &self.entries[i];
             if iface.is_some_and(|want| e.setting.iface() != Some(want)) {
+                continue;
+            }
+            if let Some(ns) = e.netns
+                && Some(ns) != here
+            {
+                report.elsewhere.push((e.setting.clone(), e.original, ns));
                 continue;
             }
             match e.setting.write(e.original) {
@@ -397,6 +439,47 @@ mod tests {
         let report = j.restore(None).unwrap();
         assert_eq!(report.gone, vec![(gone, 0)]);
         assert!(report.failed.is_empty() && j.entries().is_empty());
+        drop(j);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Regression: a restore run in another network namespace retired the entries of a
+    /// NAPI it could not see (NAPI ids are global, napi-get is per namespace), so the
+    /// setting was never put back.
+    #[test]
+    fn entries_of_another_namespace_are_kept() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP entries_of_another_namespace_are_kept: unshare needs root");
+            return;
+        }
+        let dir = tmpdir("elsewhere");
+        let napi = Setting::Napi {
+            iface: "nmelse0".into(),
+            napi_id: u32::MAX - 9,
+            param: crate::tune::napi::NapiParam::DeferHardIrqs,
+        };
+        let mut j = Journal::open_at(&dir).unwrap();
+        j.record(&napi, 0).unwrap();
+        let home = current_netns().unwrap();
+        drop(j);
+        // A thread in a fresh network namespace: the entry is not its business.
+        let d = dir.clone();
+        let n = napi.clone();
+        std::thread::spawn(move || {
+            // SAFETY: unshare on this thread only (CLONE_NEWNET affects the caller).
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+            let mut j = Journal::open_at(&d).unwrap();
+            assert_eq!(j.original(&n), None, "another namespace's entry matched");
+            let report = j.restore(None).unwrap();
+            assert_eq!(report.elsewhere, vec![(n, 0, home)]);
+            assert!(report.gone.is_empty() && j.entries().len() == 1);
+        })
+        .join()
+        .unwrap();
+        // Back home, the NAPI does not exist: now the entry is retired.
+        let mut j = Journal::open_at(&dir).unwrap();
+        assert_eq!(j.restore(None).unwrap().gone, vec![(napi, 0)]);
         drop(j);
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -175,7 +175,17 @@ fn restore(iface: Option<&str>) -> anyhow::Result<()> {
     for (setting, value) in &report.gone {
         println!("dropped {setting} = {value}: that NAPI instance no longer exists");
     }
-    if report.restored.is_empty() && report.failed.is_empty() && report.gone.is_empty() {
+    for (setting, value, netns) in &report.elsewhere {
+        println!(
+            "kept {setting} = {value}: it belongs to network namespace {netns} (run \
+             `netmit tune restore` in that namespace)"
+        );
+    }
+    if report.restored.is_empty()
+        && report.failed.is_empty()
+        && report.gone.is_empty()
+        && report.elsewhere.is_empty()
+    {
         println!(
             "nothing to restore{}",
             iface.map(|i| format!(" for {i}")).unwrap_or_default()
