@@ -134,6 +134,18 @@ pub mod names {
     pub const MAP_GEN_STATE: &str = "NETMIT_GEN_STATE";
     /// Global (rodata) [`crate::TrafficParams`] of the generator, set at load time.
     pub const GLOBAL_GEN_PARAMS: &str = "NETMIT_GEN_PARAMS";
+    /// The load client's XDP program (`netmit load`): latency of replies, closed loop.
+    pub const PROG_LOAD: &str = "netmit_load";
+    /// Global (rodata) [`crate::LoadParams`] of the load client, set at load time.
+    pub const GLOBAL_LOAD_PARAMS: &str = "NETMIT_LOAD_PARAMS";
+    /// Per-CPU [`crate::LatencyHist`], one entry: reply latencies.
+    pub const MAP_LOAD_HIST: &str = "NETMIT_LOAD_HIST";
+    /// Per-CPU [`crate::LoadCounters`], one entry.
+    pub const MAP_LOAD_COUNTERS: &str = "NETMIT_LOAD_COUNTERS";
+    /// `u64` per closed-loop slot: the send timestamp of the slot's newest request.
+    pub const MAP_LOAD_SLOTS: &str = "NETMIT_LOAD_SLOTS";
+    /// `u32`, one entry: [`crate::LOAD_CTL_RUN`] or [`crate::LOAD_CTL_DRAIN`].
+    pub const MAP_LOAD_CTL: &str = "NETMIT_LOAD_CTL";
     /// The raw tracepoint program counting NAPI polls (attached to
     /// [`TRACEPOINT_NAPI_POLL`]).
     pub const PROG_NAPI_POLL: &str = "netmit_napi_poll";
@@ -557,8 +569,10 @@ pub struct TrafficParams {
     pub sport_base: u16,
     /// Lowest destination port (host order).
     pub dport_base: u16,
-    /// Padding, zero.
-    pub _pad: [u8; 4],
+    /// 1: write a send stamp ([`STAMP_MAGIC`] is in the template; the program writes
+    /// `bpf_ktime_get_ns()` at UDP payload offset [`STAMP_TS_OFF`] and checksums it with
+    /// [`udp_csum_update_stamped`]); 0: the frames are sent as the template has them.
+    pub stamp: u32,
 }
 
 /// State of `netmit_gen` (one map entry).
@@ -701,6 +715,9 @@ impl NapiPollCounters {
         self.work_hist[napi_work_bucket(w) & (NAPI_WORK_BUCKETS - 1)] += 1;
     }
 }
+
+mod load;
+pub use load::*;
 
 #[cfg(feature = "user")]
 mod pod {

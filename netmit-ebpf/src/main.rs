@@ -12,12 +12,17 @@
 //! flow's ports and the matching UDP checksum into the frame and returns `XDP_TX`, which
 //! the kernel turns into a transmission out of the interface named in the run's context.
 //!
+//! `netmit_load` (in `load.rs`) is the load client's receive side (`netmit load`): it
+//! records the latency of stamped replies and, in a closed loop, turns each reply into
+//! the next request. `netmit_gen` writes that stamp when its parameters ask for it.
+//!
 //! `netmit_napi_poll` is not an XDP program: a raw tracepoint on `napi:napi_poll` that
 //! counts polls, packets, budget-exhausted and empty polls and a work histogram per NAPI
 //! id (see `netmit_user::signals` for why a raw tracepoint and per-CPU counting).
 #![no_std]
 #![no_main]
 
+mod load;
 mod parse;
 
 use aya_ebpf::{
@@ -34,8 +39,8 @@ use netmit_common::{
     RuleSpec, VERDICT_MAGIC, VERDICT_SLOTS, VLAN_SLOTS, Verdict, VerdictRecord, lookup, lowest_bit,
 };
 use netmit_common::{
-    MAX_NAPIS, NAPI_OFFSET_UNSET, NapiOffsets, NapiPollCounters, TrafficParams, TrafficState,
-    udp_csum_update,
+    MAX_NAPIS, NAPI_OFFSET_UNSET, NapiOffsets, NapiPollCounters, STAMP_LEN, TrafficParams,
+    TrafficState, udp_csum_update, udp_csum_update_stamped,
 };
 use parse::{FAMILY_V4, FAMILY_V6, NO_VLAN, parse};
 
@@ -84,7 +89,7 @@ static NETMIT_GEN_PARAMS: TrafficParams = TrafficParams {
     csum_seed: 0,
     sport_base: 0,
     dport_base: 0,
-    _pad: [0; 4],
+    stamp: 0,
 };
 
 /// One entry shared by all CPUs, so that consecutive frames go to consecutive flows even
@@ -106,7 +111,8 @@ pub fn netmit_gen(ctx: XdpContext) -> u32 {
     let p = unsafe { core::ptr::read_volatile(&NETMIT_GEN_PARAMS) };
     let (start, end) = parse::bounds(&ctx);
     let udp = start + if p.udp_off == 54 { 54 } else { 34 };
-    if udp + 8 > end {
+    let need = if p.stamp != 0 { 8 + STAMP_LEN } else { 8 };
+    if udp + need > end {
         return xdp_action::XDP_DROP;
     }
     let Some(state) = NETMIT_GEN_STATE.get_ptr_mut(0) else {
@@ -132,7 +138,15 @@ pub fn netmit_gen(ctx: XdpContext) -> u32 {
 
     let sport = p.sport_base.wrapping_add(flow as u16);
     let dport = p.dport_base.wrapping_add(dport as u16);
-    let check = udp_csum_update(p.csum_seed, sport, dport);
+    // With a send stamp (the load client's requests) the checksum covers its time too.
+    let check = if p.stamp != 0 {
+        match load::write_stamp(&ctx, p.udp_off == 54) {
+            Some(ts) => udp_csum_update_stamped(p.csum_seed, sport, dport, ts),
+            None => return xdp_action::XDP_DROP,
+        }
+    } else {
+        udp_csum_update(p.csum_seed, sport, dport)
+    };
     let h = udp as *mut [u8; 2];
     // SAFETY: [udp, udp + 8) was checked against `data_end` above.
     unsafe {

@@ -19,6 +19,8 @@
 //! - [`signals`]: load signals: per-NAPI poll counters (napi_poll tracepoint), softirq and IRQ counts;
 //! - `r#gen` (`gen` is reserved in Rust 2024): a UDP traffic generator on BPF_PROG_TEST_RUN
 //!   live frames.
+//! - [`load`]: a load client for request/response benchmarks (`netmit load`): stamped
+//!   requests from the generator, reply latency in an XDP program, open or closed loop.
 
 pub mod bench;
 pub mod capture;
@@ -30,6 +32,7 @@ pub mod ebpf;
 pub mod echo;
 pub mod error;
 pub mod r#gen;
+pub mod load;
 pub mod metrics;
 pub mod serve;
 pub mod signals;

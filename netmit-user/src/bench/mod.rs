@@ -3,3 +3,4 @@
 
 pub mod frames;
 pub mod xdp;
+pub mod modes;

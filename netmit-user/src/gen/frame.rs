@@ -7,10 +7,16 @@
 //! needs for that (RFC 1624 incremental update from the template's values, see
 //! [`netmit_common::udp_csum_update`]). The IPv4 header checksum does not cover the
 //! ports, so it never changes.
+//!
+//! A stamped template ([`FrameSpec::stamp`], for the load client) starts its payload with
+//! [`STAMP_MAGIC`] and a send time of zero; the program writes the real send time there
+//! and adds its four 16-bit words to the checksum
+//! ([`netmit_common::udp_csum_update_stamped`]): the zero words of the template contributed
+//! nothing to the template's checksum.
 
 use std::{fmt, net::IpAddr, str::FromStr};
 
-use netmit_common::{TrafficParams, udp_csum_seed};
+use netmit_common::{STAMP_LEN, STAMP_MAGIC, TrafficParams, udp_csum_seed};
 
 use super::GenError;
 
@@ -139,6 +145,9 @@ pub struct FrameSpec {
     pub dport: u16,
     /// Frame length from the Ethernet header on, without FCS.
     pub size: usize,
+    /// Start the payload with a send stamp ([`STAMP_MAGIC`], then a zero send time that
+    /// the program fills in); the payload must hold [`STAMP_LEN`] bytes.
+    pub stamp: bool,
 }
 
 /// A built template.
@@ -148,6 +157,8 @@ pub struct Template {
     pub bytes: Vec<u8>,
     /// Offset of the UDP header.
     pub udp_off: usize,
+    /// Whether the payload starts with a send stamp for the program to fill in.
+    pub stamped: bool,
 }
 
 impl Template {
@@ -169,7 +180,7 @@ impl Template {
             csum_seed: udp_csum_seed(self.udp_check(), sport, dport),
             sport_base: sport,
             dport_base: dport,
-            _pad: [0; 4],
+            stamp: u32::from(self.stamped),
         }
     }
 }
@@ -196,6 +207,12 @@ pub fn build(spec: &FrameSpec) -> Result<Template, GenError> {
     };
     let udp_off = ETH_HLEN + ip_hlen;
     let udp_len = spec.size - udp_off;
+    if spec.stamp && udp_len < UDP_HLEN + STAMP_LEN {
+        return Err(GenError::StampDoesNotFit {
+            size: spec.size,
+            min: udp_off + UDP_HLEN + STAMP_LEN,
+        });
+    }
 
     let mut f = Vec::with_capacity(spec.size);
     f.extend_from_slice(&spec.dst_mac.0);
@@ -226,10 +243,20 @@ pub fn build(spec: &FrameSpec) -> Result<Template, GenError> {
     f.extend_from_slice(&spec.dport.to_be_bytes());
     f.extend_from_slice(&(udp_len as u16).to_be_bytes());
     f.extend_from_slice(&[0, 0]);
-    f.extend(PAYLOAD_PATTERN.iter().cycle().take(udp_len - UDP_HLEN));
+    let mut payload = udp_len - UDP_HLEN;
+    if spec.stamp {
+        f.extend_from_slice(&STAMP_MAGIC.to_be_bytes());
+        f.extend_from_slice(&[0; STAMP_LEN - 4]);
+        payload -= STAMP_LEN;
+    }
+    f.extend(PAYLOAD_PATTERN.iter().cycle().take(payload));
     let check = udp_checksum(spec.src_ip, spec.dst_ip, &f[udp_off..]);
     f[udp_off + 6..udp_off + 8].copy_from_slice(&check.to_be_bytes());
-    Ok(Template { bytes: f, udp_off })
+    Ok(Template {
+        bytes: f,
+        udp_off,
+        stamped: spec.stamp,
+    })
 }
 
 /// One's-complement sum of big-endian 16-bit words (odd length padded with zero).
@@ -296,6 +323,7 @@ mod tests {
             sport: 32768,
             dport: 9200,
             size,
+            stamp: false,
         }
     }
 
@@ -384,6 +412,49 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A stamped template: magic and a zero send time at the payload's start; with the
+    /// program's update (send time and ports from netmit-common) the checksum is right.
+    #[test]
+    fn stamped_template_update_matches_full_checksum() {
+        use netmit_common::{STAMP_TS_OFF, udp_csum_update_stamped};
+        for (src, dst) in [v4(), v6()] {
+            for size in [74, 77, 1500] {
+                let mut sp = spec(src, dst, size);
+                sp.stamp = true;
+                let t = build(&sp).unwrap();
+                let u = t.udp_off;
+                assert!(checksums_ok(&t.bytes));
+                assert_eq!(&t.bytes[u + 8..u + 12], &STAMP_MAGIC.to_be_bytes());
+                assert_eq!(&t.bytes[u + 12..u + 20], &[0; 8]);
+                let p = t.params(16, 1);
+                assert_eq!(p.stamp, 1);
+                for (flow, ts) in [(0u16, 1u64), (5, 0x0123_4567_89ab_cdef), (15, u64::MAX)] {
+                    let sport = p.sport_base + flow;
+                    let mut f = t.bytes.clone();
+                    f[u..u + 2].copy_from_slice(&sport.to_be_bytes());
+                    let at = u + 8 + STAMP_TS_OFF;
+                    f[at..at + 8].copy_from_slice(&ts.to_be_bytes());
+                    let c = udp_csum_update_stamped(p.csum_seed, sport, p.dport_base, ts);
+                    f[u + 6..u + 8].copy_from_slice(&c.to_be_bytes());
+                    assert!(checksums_ok(&f), "{src} size {size} flow {flow} ts {ts:#x}");
+                }
+            }
+        }
+        // IPv6 needs 74 bytes for the stamp (IPv4 54, below the minimum frame anyway).
+        let mut sp = spec(v6().0, v6().1, 73);
+        sp.stamp = true;
+        assert!(matches!(
+            build(&sp),
+            Err(GenError::StampDoesNotFit { size: 73, min: 74 })
+        ));
+        sp.size = 74;
+        assert!(build(&sp).is_ok());
+        assert_eq!(
+            build(&spec(v4().0, v4().1, 64)).unwrap().params(1, 1).stamp,
+            0
+        );
     }
 
     #[test]

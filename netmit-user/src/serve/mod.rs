@@ -162,7 +162,17 @@ pub struct ServeConfig {
     /// Interval of the samples in the report and of the progress callback; zero for
     /// none.
     pub sample_interval: Duration,
+    /// Receive buffer of each kernel socket in bytes (`SO_RCVBUFFORCE` with
+    /// `CAP_NET_ADMIN`, else `SO_RCVBUF`, capped by `net.core.rmem_max`); 0 keeps the
+    /// kernel's default (`net.core.rmem_default`, 208 KiB). The kernel charges each
+    /// datagram's whole buffer (often a 4 KiB page for a 64-byte request), so the
+    /// default holds only ~50 requests: a burst longer than that is dropped however fast
+    /// the server is.
+    pub rcvbuf: usize,
 }
+
+/// The default [`ServeConfig::rcvbuf`]: 4 MiB, ~1,000 page-sized requests.
+pub const DEFAULT_RCVBUF: usize = 4 << 20;
 
 impl ServeConfig {
     /// A configuration with defaults: epoll mode, one thread, echo replies, batches of
@@ -181,6 +191,7 @@ impl ServeConfig {
             batch: 64,
             xsk_bind: BindMode::Auto,
             sample_interval: Duration::from_secs(1),
+            rcvbuf: DEFAULT_RCVBUF,
         }
     }
 
@@ -306,6 +317,9 @@ impl Server {
                 let mut workers = Vec::new();
                 socket_options = bp.is_some();
                 for sock in udp::bind_sockets(target.addr, cfg.port, cfg.threads)? {
+                    if cfg.rcvbuf > 0 {
+                        udp::set_rcvbuf(&sock, cfg.rcvbuf)?;
+                    }
                     let (w, opts) = epoll::KernelWorker::new(sock, cfg.batch, cfg.reply, bp)?;
                     socket_options &= opts;
                     workers.push(Worker::Kernel(w));

@@ -155,6 +155,21 @@ fn bind_one(addr: SocketAddr, reuse_port: bool) -> Result<OwnedFd, ServeError> {
     Ok(sock)
 }
 
+/// Sets the receive buffer to `bytes`: `SO_RCVBUFFORCE` (beyond `net.core.rmem_max`,
+/// needs `CAP_NET_ADMIN`), falling back to `SO_RCVBUF` without the capability.
+pub(crate) fn set_rcvbuf(sock: &OwnedFd, bytes: usize) -> Result<(), ServeError> {
+    let v = i32::try_from(bytes).unwrap_or(i32::MAX);
+    let fd = sock.as_raw_fd();
+    match setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, v) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, v)
+                .map_err(|e| ServeError::io("setsockopt(SO_RCVBUF)", e))
+        }
+        Err(e) => Err(ServeError::io("setsockopt(SO_RCVBUFFORCE)", e)),
+    }
+}
+
 /// `count` UDP sockets bound to `addr` port `port`: one plain socket, or a
 /// `SO_REUSEPORT` group in which the kernel spreads the clients (by a hash of their
 /// address and port) over the sockets, one per server thread.

@@ -89,6 +89,18 @@ pub enum Command {
     /// Example: netmit gen veth0 --dst-mac 02:00:00:00:00:02 --dst-ip 198.18.0.1
     /// --dport 9200-9203 --flows 8 --rate 100000 --duration 10
     Gen(GenArgs),
+    /// Load a UDP request/response server and measure each reply's latency.
+    ///
+    /// Requests carry a send timestamp in their payload (sent with BPF_PROG_TEST_RUN live
+    /// frames, like `gen`); an XDP program attached natively to IFACE for the run takes
+    /// the echoed replies off the wire, records their latency in a histogram and drops
+    /// them (--rate: open loop) or turns each into the flow's next request (--closed: W
+    /// requests always outstanding; lost ones are re-sent after 100 ms). The server must
+    /// echo the payload (`netmit serve`'s default). Prints a line per second and a
+    /// summary with throughput and latency percentiles. On a veth the server's end needs
+    /// GRO on or native XDP.
+    /// Example: netmit load veth0 --server 198.18.0.1:9000 --closed --window 16 --json
+    Load(LoadArgs),
     /// Run the adaptive daemon: switch each interface's interrupt mode with its load.
     ///
     /// Every interval the daemon samples each configured interface (XDP and NAPI poll
@@ -162,6 +174,68 @@ pub struct GenArgs {
     /// Print the report as JSON (with per-second samples).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("pattern").required(true).args(["rate", "closed"])))]
+pub struct LoadArgs {
+    /// Interface to send out of and receive on (in this network namespace).
+    pub iface: String,
+    /// The server's IP address and UDP port (IPv6 as [ADDR]:PORT).
+    #[arg(long, value_name = "IP:PORT")]
+    pub server: std::net::SocketAddr,
+    /// Open loop: requests per second, whatever the replies do.
+    #[arg(long, value_name = "PPS")]
+    pub rate: Option<f64>,
+    /// Closed loop: --window requests outstanding at all times, each reply sends the next.
+    #[arg(long)]
+    pub closed: bool,
+    /// Closed loop: outstanding requests (one flow each).
+    #[arg(long, value_name = "W", default_value_t = 16, conflicts_with = "rate")]
+    pub window: u32,
+    /// UDP payload bytes per request (at least 12 for the stamp; 22 for IPv4's 64-byte
+    /// frames).
+    #[arg(long, value_name = "BYTES", default_value_t = 22)]
+    pub payload: usize,
+    /// Open loop: requests per generator call [default: ~100 us of traffic, at least 16:
+    /// fewer starve the receiver with per-call work, see netmit_user::load::MIN_OPEN_BURST].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub burst: Option<u32>,
+    /// Open loop: flows (source ports from --sport).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 16,
+        conflicts_with = "closed"
+    )]
+    pub flows: u32,
+    /// Source port of the first flow.
+    #[arg(long, value_name = "PORT", default_value_t = 40000)]
+    pub sport: u16,
+    /// Measured time: seconds, or with a unit (500ms).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "5")]
+    pub duration: Duration,
+    /// Time to run before measuring: seconds, or with a unit (0 for none).
+    #[arg(long, value_name = "SECS", value_parser = parse_duration_or_secs, default_value = "1")]
+    pub warmup: Duration,
+    /// Pin the sending thread to this CPU.
+    #[arg(long, value_name = "N")]
+    pub cpu: Option<usize>,
+    /// The server's MAC address [default: from the neighbour table, resolved by ARP/ND].
+    #[arg(long, value_name = "MAC")]
+    pub server_mac: Option<String>,
+    /// Print the report as JSON (with per-second samples and the latency histogram).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses seconds (`2`, `0.5`, `0`) or a duration with a unit (`500ms`).
+pub fn parse_duration_or_secs(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(Duration::from_secs_f64(secs)),
+        Ok(_) => Err(format!("`{s}`: the duration must not be negative")),
+        Err(_) => parse_duration(s),
+    }
 }
 
 /// Parses seconds (`2`, `0.5`) or a duration with a unit (`500ms`).
@@ -304,6 +378,11 @@ pub struct ServeArgs {
     /// mode), 1 to 1024.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub batch: usize,
+    /// Receive buffer per socket in bytes (kernel modes; 0: the kernel's default, 208
+    /// KiB). Each request is charged its whole buffer, often a 4 KiB page, so the
+    /// default holds only ~50 requests.
+    #[arg(long, value_name = "BYTES", default_value_t = netmit_user::serve::DEFAULT_RCVBUF)]
+    pub rcvbuf: usize,
     /// Print the final report as JSON (and no per-second lines).
     #[arg(long)]
     pub json: bool,
@@ -409,6 +488,48 @@ pub fn parse_on_off(s: &str) -> Result<bool, String> {
 pub enum BenchCommand {
     /// Per-packet cost of the steering program (0, 16, 256 rules) vs. an XDP_PASS program.
     Xdp(XdpBenchArgs),
+    /// The kernel vs. user-level networking comparison: one UDP request/response server
+    /// under baseline interrupts, deferral, busy polling, IRQ suspension, AF_XDP and the
+    /// adaptive daemon, at 10/50/90% of the baseline's saturation and at saturation.
+    ///
+    /// Builds a throwaway veth testbed (two network namespaces, threaded NAPI pinned to
+    /// the server's and the client's core), prints a table, writes modes.json and two SVG
+    /// plots to --out, and checks the goals (exit 1 when one is missed, unless
+    /// --no-check). About 4 minutes on 2 cores; --quick about 1.
+    /// Example: netmit bench modes --quick --out /tmp/modes
+    Modes(ModesBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModesBenchArgs {
+    /// Short warm-ups and 1 s windows: a smoke test, not a measurement to quote.
+    #[arg(long)]
+    pub quick: bool,
+    /// Setups to run, comma-separated (baseline, defer, busy-poll, suspend, xsk,
+    /// adaptive); the baseline always runs, first.
+    #[arg(long, value_delimiter = ',', value_name = "SETUP,...")]
+    pub setups: Option<Vec<String>>,
+    /// Length of each measured window [default: 5s, 1s with --quick].
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    pub window: Option<std::time::Duration>,
+    /// The server's CPU [default: the last one].
+    #[arg(long)]
+    pub server_cpu: Option<usize>,
+    /// The client's CPU.
+    #[arg(long, default_value_t = 0)]
+    pub client_cpu: usize,
+    /// Outstanding requests at saturation (closed loop).
+    #[arg(long, default_value_t = 64)]
+    pub closed_window: u32,
+    /// Directory for modes.json, throughput-latency.svg and cpu-load.svg.
+    #[arg(long, default_value = "netmit-bench-modes", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Print the JSON report instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Report only: exit 0 even when a goal is missed.
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 #[derive(Debug, Args)]
@@ -597,6 +718,56 @@ mod tests {
         assert!(
             Cli::try_parse_from(both.iter().chain(&["--count", "1", "--duration", "1"])).is_err()
         );
+    }
+
+    #[test]
+    fn load_args() {
+        let base = ["netmit", "load", "veth0", "--server", "198.18.0.1:9000"];
+        let parse = |rest: &[&str]| Cli::try_parse_from(base.iter().chain(rest));
+        let Command::Load(l) = parse(&["--rate", "20000", "--warmup", "0"])
+            .unwrap()
+            .command
+        else {
+            panic!("not load")
+        };
+        assert_eq!(
+            (l.rate, l.closed, l.payload, l.flows),
+            (Some(20000.0), false, 22, 16)
+        );
+        assert_eq!(
+            (l.duration, l.warmup),
+            (Duration::from_secs(5), Duration::ZERO)
+        );
+        let Command::Load(l) = parse(&["--closed", "--window", "8"]).unwrap().command else {
+            panic!("not load")
+        };
+        assert!(l.closed && l.window == 8 && l.rate.is_none());
+        assert!(parse(&[]).is_err(), "--rate or --closed is required");
+        assert!(parse(&["--rate", "1", "--closed"]).is_err());
+        assert!(
+            parse(&["--rate", "1", "--window", "4"]).is_err(),
+            "--window is for --closed"
+        );
+        assert!(parse(&["--closed", "--flows", "4"]).is_err());
+        assert!(
+            Cli::try_parse_from(["netmit", "load", "v", "--server", "198.18.0.1", "--closed"])
+                .is_err(),
+            "the port is required"
+        );
+        let Command::Load(l) = Cli::try_parse_from([
+            "netmit",
+            "load",
+            "v",
+            "--server",
+            "[2001:db8::1]:9000",
+            "--closed",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not load")
+        };
+        assert!(l.server.is_ipv6());
     }
 
     #[test]

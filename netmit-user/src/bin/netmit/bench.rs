@@ -5,14 +5,128 @@ use netmit_user::bench::xdp::{self, XdpBenchOptions};
 use serde_json::json;
 
 use crate::{
-    args::{BenchCommand, XdpBenchArgs},
+    args::{BenchCommand, ModesBenchArgs, XdpBenchArgs},
     output,
 };
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Xdp(a) => run_xdp(a),
+        BenchCommand::Modes(a) => run_modes(a),
     }
+}
+
+fn run_modes(args: ModesBenchArgs) -> anyhow::Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    use netmit_user::bench::modes::{self, ModesConfig, Setup};
+
+    let mut cfg = if args.quick {
+        ModesConfig::quick()
+    } else {
+        ModesConfig::full()
+    };
+    if let Some(names) = &args.setups {
+        cfg.setups = names
+            .iter()
+            .map(|n| {
+                Setup::from_name(n.trim()).with_context(|| {
+                    format!(
+                        "unknown setup {n:?}: use {}",
+                        Setup::ALL.map(Setup::name).join(", ")
+                    )
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+    }
+    if let Some(w) = args.window {
+        cfg.window = w;
+    }
+    if let Some(c) = args.server_cpu {
+        cfg.server_cpu = c;
+    }
+    cfg.client_cpu = args.client_cpu;
+    cfg.closed_window = args.closed_window;
+    cfg.validate()?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "netmit bench modes needs root (it builds a veth testbed in two network \
+             namespaces and loads BPF programs): run it with sudo"
+        );
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating the output directory {}", args.out.display()))?;
+    crate::stop::install()?;
+
+    let bar = ProgressBar::new(cfg.steps() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let report = modes::run(&cfg, &crate::stop::STOP, |p| {
+        bar.set_position(p.done as u64);
+        bar.set_message(p.what.clone());
+        if let Some(r) = &p.last {
+            bar.println(format!(
+                "{:<10} {:>5}  {:>9.0} replies/s  p50 {:>7.1} us  p99 {:>7.1} us  cpu {:>5.1}%{}",
+                r.setup.name(),
+                r.load.label(),
+                r.achieved_pps,
+                r.p50_us,
+                r.p99_us,
+                r.server_cpu_percent,
+                r.daemon_mode
+                    .as_ref()
+                    .map(|m| format!("  daemon: {m}"))
+                    .unwrap_or_default()
+            ));
+        }
+    });
+    bar.finish_and_clear();
+    let report = report.context("running the mode comparison")?;
+
+    let json = serde_json::to_value(&report)?;
+    let write = |name: &str, body: &[u8]| {
+        let path = args.out.join(name);
+        std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))
+    };
+    write("modes.json", serde_json::to_string_pretty(&json)?.as_bytes())?;
+    write("throughput-latency.svg", report.latency_plot().as_bytes())?;
+    write("cpu-load.svg", report.cpu_plot().as_bytes())?;
+    if args.json {
+        output::print_json(&json)?;
+    } else {
+        println!(
+            "netmit bench modes: {} on Linux {}, server CPU {:?}, client CPU {}, {} s windows{}",
+            report.testbed,
+            report.kernel,
+            report.server_cpus,
+            report.client_cpu,
+            report.window_secs,
+            if report.quick { " (--quick)" } else { "" }
+        );
+        for (setup, what) in &report.setups {
+            println!("  {:<10} {what}", setup.name());
+        }
+        println!(
+            "baseline saturation: {:.0} replies/s; load points are fractions of it\n",
+            report.baseline_saturation_pps
+        );
+        print!("{}", report.table());
+        for note in &report.notes {
+            println!("note: {note}");
+        }
+        println!(
+            "\nwrote {0}/modes.json, {0}/throughput-latency.svg, {0}/cpu-load.svg ({1:.0} s)",
+            args.out.display(),
+            report.elapsed_secs
+        );
+    }
+    if !report.goals_met() && !args.no_check {
+        bail!("a goal of the comparison was missed (see above; --no-check only reports)");
+    }
+    Ok(())
 }
 
 fn run_xdp(args: XdpBenchArgs) -> anyhow::Result<()> {

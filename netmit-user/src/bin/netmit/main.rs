@@ -8,6 +8,7 @@ mod classify;
 mod daemon;
 mod detach;
 mod r#gen;
+mod load;
 mod output;
 mod rx;
 mod serve;
@@ -48,6 +49,7 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Tune(a) => tune::run(a),
         args::Command::Rx(a) => rx::run(a),
         args::Command::Gen(a) => r#gen::run(a),
+        args::Command::Load(a) => load::run(a),
         args::Command::Serve(a) => serve::run(a),
         args::Command::Check { iface, json } => check::run(iface.as_deref(), json),
         args::Command::Daemon(a) => daemon::run(a),

@@ -30,6 +30,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         ReplyArg::Sockperf => ReplyFormat::Sockperf,
     };
     cfg.batch = args.batch;
+    cfg.rcvbuf = args.rcvbuf;
     Ok(cfg)
 }
 

@@ -1,0 +1,172 @@
+//! `netmit bench modes --quick` as a smoke test: the whole comparison runs end to end on
+//! its own veth testbed, every setup answers at every load point, the report, the JSON
+//! and the plots are complete, and nothing is left behind. No timing assertions: the
+//! figures of a 1-second window on a busy CI machine mean nothing; the goals are checked
+//! by `cargo xtask bench modes` and reported in docs/modes.md.
+
+use std::{
+    fs,
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use serde_json::Value;
+use tests::support::{netmit_bin, require_root};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("netmit-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Namespaces whose names the benchmark's testbeds use (`nmb<pid>x…`).
+fn bench_namespaces(pid: u32) -> Vec<String> {
+    let prefix = format!("nmb{pid}x");
+    fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn quick_comparison_runs_every_setup_at_every_load() {
+    if !require_root("quick_comparison_runs_every_setup_at_every_load") {
+        return;
+    }
+    let out = scratch("bench-modes");
+    let started = Instant::now();
+    let proc = Command::new(netmit_bin())
+        .args(["bench", "modes", "--quick", "--no-check", "--json", "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run netmit bench modes");
+    let pid = proc.id();
+    let child = proc.wait_with_output().expect("wait for netmit bench modes");
+    let stderr = String::from_utf8_lossy(&child.stderr);
+    eprintln!("netmit bench modes --quick took {:.0?}", started.elapsed());
+    assert!(
+        child.status.success(),
+        "netmit bench modes --quick failed: {stderr}"
+    );
+    let report: Value = serde_json::from_slice(&child.stdout).expect("JSON on stdout");
+    let on_disk: Value =
+        serde_json::from_slice(&fs::read(out.join("modes.json")).expect("modes.json written"))
+            .expect("modes.json is JSON");
+    assert_eq!(report, on_disk, "stdout and modes.json differ");
+
+    let setups = ["baseline", "defer", "busy-poll", "suspend", "xsk", "adaptive"];
+    let points = report["points"].as_array().expect("points");
+    assert_eq!(points.len(), setups.len() * 4, "6 setups x 4 load points");
+    assert!(report["baseline_saturation_pps"].as_f64().unwrap() > 0.0);
+    for setup in setups {
+        let mine: Vec<&Value> = points.iter().filter(|p| p["setup"] == setup).collect();
+        assert_eq!(mine.len(), 4, "{setup}: {mine:?}");
+        for p in mine {
+            let what = format!("{setup} at {}", p["load"]);
+            // Every setup really served: replies came back, with latencies measured.
+            assert!(p["received"].as_u64().unwrap() > 0, "{what}: no replies: {p}");
+            let (p50, p99) = (p["p50_us"].as_f64().unwrap(), p["p99_us"].as_f64().unwrap());
+            assert!(p50 > 0.0 && p99 >= p50, "{what}: percentiles {p50} / {p99}");
+            let cpu = p["server_cpu_percent"].as_f64().unwrap();
+            assert!((0.0..=100.5).contains(&cpu), "{what}: cpu {cpu}");
+            // The server's NAPI was polled (threaded or busy polling) in kernel setups.
+            if setup != "xsk" {
+                assert!(
+                    p["napi_polls_per_packet"].as_f64().unwrap() > 0.0,
+                    "{what}: no NAPI polls counted: {p}"
+                );
+            }
+            if setup == "adaptive" {
+                assert!(p["daemon_mode"].is_string(), "{what}: daemon mode unknown");
+            }
+        }
+    }
+    let goals = report["goals"].as_array().expect("goals");
+    assert!(goals.len() >= 7, "3 suspend goals and one adaptive goal per load");
+    for plot in ["throughput-latency.svg", "cpu-load.svg"] {
+        let svg = fs::read_to_string(out.join(plot)).expect(plot);
+        assert_eq!(svg.matches("<polyline").count(), setups.len(), "{plot}");
+    }
+    // Nothing left behind: the run's namespaces and the daemon's run directory.
+    assert!(
+        !std::env::temp_dir()
+            .join(format!("netmit-bench-{pid}"))
+            .exists(),
+        "the adaptive setup's daemon directory was left behind"
+    );
+    assert!(
+        bench_namespaces(pid).is_empty(),
+        "leftover namespaces: {:?}",
+        bench_namespaces(pid)
+    );
+    fs::remove_dir_all(&out).unwrap();
+}
+
+/// Ctrl-C in the middle of a run stops it with an error and still removes the testbed,
+/// the steering program and the daemon (whichever setup was running).
+#[test]
+fn interrupted_comparison_leaves_nothing_behind() {
+    if !require_root("interrupted_comparison_leaves_nothing_behind") {
+        return;
+    }
+    let out = scratch("bench-modes-int");
+    let proc = Command::new(netmit_bin())
+        .args(["bench", "modes", "--quick", "--no-check", "--out"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run netmit bench modes");
+    let pid = proc.id();
+    // Let it build the testbed and start measuring.
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    while bench_namespaces(pid).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!bench_namespaces(pid).is_empty(), "the testbed never appeared");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
+    let child = proc.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&child.stderr);
+    assert!(!child.status.success(), "an interrupted run must fail");
+    assert!(stderr.contains("interrupted"), "stderr: {stderr}");
+    assert!(
+        bench_namespaces(pid).is_empty(),
+        "leftover namespaces: {:?}",
+        bench_namespaces(pid)
+    );
+    let _ = fs::remove_dir_all(&out);
+}
+
+/// Bad input is refused before anything is built, with a line that names the fix.
+#[test]
+fn bad_arguments_are_refused_before_anything_is_built() {
+    for (args, expect) in [
+        (vec!["--setups", "baseline,nope"], "unknown setup \"nope\""),
+        (vec!["--server-cpu", "4095"], "this machine has CPUs 0-"),
+        (vec!["--closed-window", "0"], "closed-loop window 0"),
+    ] {
+        let proc = Command::new(netmit_bin())
+            .args(["bench", "modes", "--quick"])
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run netmit bench modes");
+        let pid = proc.id();
+        let out = proc.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(bench_namespaces(pid).is_empty(), "{args:?} built a testbed");
+    }
+}
