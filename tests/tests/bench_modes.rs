@@ -170,3 +170,60 @@ fn bad_arguments_are_refused_before_anything_is_built() {
         assert!(bench_namespaces(pid).is_empty(), "{args:?} built a testbed");
     }
 }
+
+/// On interfaces the user names (here: a testbed this test built, standing in for two
+/// NIC ports in two namespaces), the comparison changes only the server interface's NAPI
+/// settings, through a journal, and puts back the values it found, not the defaults.
+#[test]
+fn named_interfaces_get_their_settings_back() {
+    use netmit_user::{
+        testbed::{Side, Testbed},
+        tune::napi::{self, NapiParam},
+    };
+    if !require_root("named_interfaces_get_their_settings_back") {
+        return;
+    }
+    let tb = Testbed::new().expect("testbed");
+    tb.set_gro(Side::B, true).expect("GRO on the server end");
+    let ifindex = tb.ifindex(Side::B);
+    let napis = |tb: &Testbed| tb.in_ns(Side::B, || napi::list(ifindex).expect("napi list"));
+    let id = napis(&tb)[0].id;
+    // A value that is nobody's default, so a restore to defaults would show.
+    tb.in_ns(Side::B, || napi::set(id, NapiParam::DeferHardIrqs, 7))
+        .expect("napi-set");
+    let run_dir = scratch("bench-modes-journal");
+    let out = scratch("bench-modes-named");
+    let proc = Command::new(netmit_bin())
+        .args(["bench", "modes", "--quick", "--no-check", "--json"])
+        .args(["--setups", "baseline,suspend", "--out"])
+        .arg(&out)
+        .args(["--server-iface", tb.if_b(), "--server-netns", tb.ns_b()])
+        .args(["--client-iface", tb.if_a(), "--client-netns", tb.ns_a()])
+        .env("NETMIT_RUN_DIR", &run_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run netmit bench modes");
+    let pid = proc.id();
+    let child = proc.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&child.stderr);
+    assert!(child.status.success(), "bench modes on named interfaces: {stderr}");
+    let report: Value = serde_json::from_slice(&child.stdout).expect("JSON");
+    let points = report["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2 * 4);
+    assert!(points.iter().all(|p| p["received"].as_u64().unwrap() > 0), "{points:?}");
+    assert!(report["testbed"].as_str().unwrap().contains(tb.if_b()));
+    assert!(bench_namespaces(pid).is_empty(), "it built a testbed anyway");
+    // The settings it found are back, and the journal is empty.
+    let after = napis(&tb).into_iter().find(|n| n.id == id).expect("same NAPI");
+    assert_eq!(after.defer_hard_irqs, Some(7), "{after:?}");
+    assert_eq!(after.gro_flush_timeout_ns, Some(0), "{after:?}");
+    assert_eq!(after.irq_suspend_timeout_ns, Some(0), "{after:?}");
+    assert!(
+        !run_dir.join("journal.json").exists(),
+        "journal left: {:?}",
+        fs::read_to_string(run_dir.join("journal.json"))
+    );
+    let _ = fs::remove_dir_all(&out);
+    let _ = fs::remove_dir_all(&run_dir);
+}

@@ -1,5 +1,6 @@
 //! `netmit bench modes`: the kernel versus user-level networking comparison of Cai and
-//! Karsten (SIGMETRICS 2024), on a throwaway veth testbed.
+//! Karsten (SIGMETRICS 2024), on a throwaway veth testbed or on two interfaces the user
+//! names ([`bed`]: what the benchmark may change on each).
 //!
 //! One UDP request/response server ([`crate::serve`]) runs under each [`Setup`]
 //! (baseline interrupts, deferral, busy polling, IRQ suspension, AF_XDP, and the
@@ -36,6 +37,7 @@
 //! dies with them, so it does not go through the restore journal. The adaptive setup's
 //! daemon gets a private run directory for its journal and state file.
 
+pub mod bed;
 pub mod probe;
 pub mod report;
 pub mod setup;
@@ -60,10 +62,12 @@ use crate::{
     serve::{ServeConfig, ServeError, Server},
     signals::SignalsError,
     steer::Rule,
-    testbed::{NsChild, Side, Testbed, TestbedError, tagged_prefix},
-    tune::napi::{self, NapiError, NapiParam},
+    testbed::{Side, TestbedError},
+    tune::{JournalError, napi::NapiError},
 };
 
+use bed::Bed;
+pub use bed::Endpoint;
 pub use probe::{Probe, WindowCounters};
 pub use report::{Goal, LoadPoint, ModesReport, PointResult};
 pub use setup::{NapiSettings, Setup};
@@ -98,6 +102,8 @@ pub struct ModesConfig {
     pub server_cpu: usize,
     /// The client's core.
     pub client_cpu: usize,
+    /// Run on these interfaces (client, server) instead of a veth testbed.
+    pub interfaces: Option<(Endpoint, Endpoint)>,
 }
 
 impl ModesConfig {
@@ -116,6 +122,7 @@ impl ModesConfig {
             payload_len: 32,
             server_cpu: cpus.saturating_sub(1),
             client_cpu: 0,
+            interfaces: None,
         }
     }
 
@@ -240,6 +247,32 @@ pub enum ModesError {
         /// Its address.
         addr: std::net::IpAddr,
     },
+    /// A network namespace could not be opened or entered.
+    #[error("network namespace {ns}")]
+    Netns {
+        /// Its name or path.
+        ns: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// A named interface does not exist.
+    #[error("no interface {iface} in {ns}: check the name with `ip link` there")]
+    NoInterface {
+        /// Interface.
+        iface: String,
+        /// Namespace.
+        ns: String,
+    },
+    /// The restore journal failed (named interfaces).
+    #[error("the restore journal")]
+    Journal(#[source] JournalError),
+    /// A setting could not be restored.
+    #[error("restoring {what}")]
+    Restore {
+        /// The setting and what to do.
+        what: String,
+    },
     /// The interface has no NAPI instance.
     #[error("{iface} has no NAPI instance (GRO on a veth should have created one)")]
     NoNapi {
@@ -333,13 +366,17 @@ pub fn run(
 ) -> Result<ModesReport, ModesError> {
     cfg.validate()?;
     let started = Instant::now();
-    let bed = Bed::new(cfg)?;
+    let bed = match &cfg.interfaces {
+        None => Bed::testbed(cfg.server_cpu, cfg.client_cpu)?,
+        Some((client, server)) => Bed::named(client, server, cfg.server_cpu, cfg.client_cpu)?,
+    };
+    let server_ip = bed.server_ip()?;
     let (probe, napi_note) = Probe::new(vec![cfg.server_cpu]);
     let busy_note = busy_machine_note();
     let mut report = ModesReport {
         version: env!("CARGO_PKG_VERSION"),
         kernel: kernel_release(),
-        testbed: "veth testbed, threaded NAPI".into(),
+        testbed: bed.describe(),
         server_cpus: vec![cfg.server_cpu],
         client_cpu: cfg.client_cpu,
         quick: cfg.quick,
@@ -367,11 +404,12 @@ pub fn run(
         let mut ctx = SetupRun {
             cfg,
             bed: &bed,
+            server_ip,
             probe: &probe,
             setup,
             stop,
         };
-        ctx.run(&mut report, &mut |what, last| {
+        let ran = ctx.run(&mut report, &mut |what, last| {
             if last.is_some() {
                 done += 1;
             }
@@ -381,112 +419,16 @@ pub fn run(
                 what,
                 last,
             });
-        })?;
+        });
+        // A named interface gets its settings back after every setup, and whatever
+        // happened: the next setup sets its own anyway.
+        let restored = bed.restore();
+        ran?;
+        restored?;
     }
     report.check_goals();
     report.elapsed_secs = started.elapsed().as_secs_f64();
     Ok(report)
-}
-
-/// The veth testbed with threaded NAPI at both ends, pinned.
-struct Bed {
-    tb: Testbed,
-    server_cpu: usize,
-    client_cpu: usize,
-}
-
-impl Bed {
-    fn new(cfg: &ModesConfig) -> Result<Bed, ModesError> {
-        let tb = Testbed::with_prefix(&tagged_prefix("b"))?;
-        tb.set_gro(Side::A, true)?;
-        tb.set_gro(Side::B, true)?;
-        let bed = Bed {
-            tb,
-            server_cpu: cfg.server_cpu,
-            client_cpu: cfg.client_cpu,
-        };
-        for side in [Side::A, Side::B] {
-            for id in bed.napis(side)? {
-                bed.napi_set(side, id, NapiParam::Threaded, 1)?;
-            }
-        }
-        bed.pin_napi_threads()?;
-        // Resolve both neighbour entries now: the first requests must not wait for ARP
-        // (the kernel queues only a few packets per unresolved neighbour).
-        let ip_b = bed.tb.ip(Side::B);
-        if !bed.tb.ping(Side::A, ip_b, 1) {
-            return Err(ModesError::Unreachable { addr: ip_b.into() });
-        }
-        Ok(bed)
-    }
-
-    fn iface(&self, side: Side) -> String {
-        self.tb.ifname(side).to_string()
-    }
-
-    /// The NAPI ids of one end.
-    fn napis(&self, side: Side) -> Result<Vec<u32>, ModesError> {
-        let ifindex = self.tb.ifindex(side);
-        let list = self
-            .tb
-            .in_ns(side, || napi::list(ifindex))
-            .map_err(|source| ModesError::Napi {
-                iface: self.iface(side),
-                source,
-            })?;
-        if list.is_empty() {
-            return Err(ModesError::NoNapi {
-                iface: self.iface(side),
-            });
-        }
-        Ok(list.iter().map(|n| n.id).collect())
-    }
-
-    fn napi_set(&self, side: Side, id: u32, p: NapiParam, v: u64) -> Result<(), ModesError> {
-        self.tb
-            .in_ns(side, || napi::set(id, p, v))
-            .map_err(|source| ModesError::Napi {
-                iface: self.iface(side),
-                source,
-            })
-    }
-
-    /// Pins each end's NAPI kernel threads to its core (again after anything that may
-    /// have re-created a NAPI).
-    fn pin_napi_threads(&self) -> Result<(), ModesError> {
-        for (side, cpu) in [(Side::A, self.client_cpu), (Side::B, self.server_cpu)] {
-            let ifindex = self.tb.ifindex(side);
-            let list = self
-                .tb
-                .in_ns(side, || napi::list(ifindex))
-                .map_err(|source| ModesError::Napi {
-                    iface: self.iface(side),
-                    source,
-                })?;
-            for n in list {
-                if let Some(pid) = n.pid {
-                    pin(pid, cpu).map_err(|source| ModesError::Affinity {
-                        what: format!("napi thread of {}", self.iface(side)),
-                        pid,
-                        cpu,
-                        source,
-                    })?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Applies per-NAPI settings to the server's end.
-    fn apply_server(&self, s: NapiSettings) -> Result<Vec<u32>, ModesError> {
-        let ids = self.napis(Side::B)?;
-        for &id in &ids {
-            for (p, v) in s.values() {
-                self.napi_set(Side::B, id, p, v)?;
-            }
-        }
-        Ok(ids)
-    }
 }
 
 /// Pins thread `pid` to `cpu`.
@@ -539,6 +481,7 @@ fn kernel_release() -> String {
 struct SetupRun<'a> {
     cfg: &'a ModesConfig,
     bed: &'a Bed,
+    server_ip: std::net::IpAddr,
     probe: &'a Probe,
     setup: Setup,
     stop: &'a AtomicBool,
@@ -567,7 +510,7 @@ impl SetupRun<'_> {
         };
 
         let server_stop = AtomicBool::new(false);
-        let mut server_cfg = ServeConfig::new(&bed.iface(Side::B), SERVER_PORT);
+        let mut server_cfg = ServeConfig::new(bed.iface(Side::B), SERVER_PORT);
         server_cfg.mode = setup.serve_mode();
         server_cfg.busy_poll = setup.busy_poll();
         server_cfg.cpus = vec![self.cfg.server_cpu];
@@ -575,7 +518,7 @@ impl SetupRun<'_> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let result = thread::scope(|scope| -> Result<(), ModesError> {
             let server = scope.spawn(|| {
-                bed.tb.in_ns(Side::B, || {
+                bed.in_ns(Side::B, || {
                     let server = match Server::new(server_cfg) {
                         Ok(s) => s,
                         Err(e) => {
@@ -596,7 +539,7 @@ impl SetupRun<'_> {
             server_stop.store(true, Ordering::Relaxed);
             let served = server
                 .join()
-                .map_err(|_| ModesError::Panicked { what: "server" })?;
+                .map_err(|_| ModesError::Panicked { what: "server" })??;
             served.map_err(|source| ModesError::Serve { setup, source })?;
             measured
         });
@@ -658,8 +601,8 @@ impl SetupRun<'_> {
     ) -> Result<PointResult, ModesError> {
         let bed = self.bed;
         let cfg = self.cfg;
-        let server: SocketAddr = (bed.tb.ip(Side::B), SERVER_PORT).into();
-        let mut lc = LoadConfig::new(&bed.iface(Side::A), server, pattern);
+        let server: SocketAddr = (self.server_ip, SERVER_PORT).into();
+        let mut lc = LoadConfig::new(bed.iface(Side::A), server, pattern);
         lc.payload_len = cfg.payload_len;
         lc.flows = match pattern {
             Pattern::Closed { window } => window,
@@ -679,7 +622,7 @@ impl SetupRun<'_> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (client, window) = thread::scope(|scope| {
             let client = scope.spawn(|| {
-                bed.tb.in_ns(Side::A, || -> Result<LoadReport, LoadError> {
+                bed.in_ns(Side::A, || -> Result<LoadReport, LoadError> {
                     let mut c = match LoadClient::new(lc) {
                         Ok(c) => c,
                         Err(e) => {
@@ -703,7 +646,7 @@ impl SetupRun<'_> {
             (client.join(), window)
         });
         let client = client
-            .map_err(|_| ModesError::Panicked { what: "load client" })?
+            .map_err(|_| ModesError::Panicked { what: "load client" })??
             .map_err(load_err)?;
         let w = window.transpose()?.unwrap_or_default();
         let per = |n: u64| n as f64 / client.received.max(1) as f64;
@@ -745,9 +688,8 @@ impl<'a> XskAttachment<'a> {
             rules: vec![rule],
             force: false,
         };
-        let iface = bed.iface(Side::B);
-        bed.tb
-            .in_ns(Side::B, || attach::attach(&iface, &opts))
+        let iface = bed.iface(Side::B).to_string();
+        bed.in_ns(Side::B, || attach::attach(&iface, &opts))?
             .map_err(ModesError::Attach)?;
         Ok(Self { bed })
     }
@@ -755,29 +697,48 @@ impl<'a> XskAttachment<'a> {
 
 impl Drop for XskAttachment<'_> {
     fn drop(&mut self) {
-        let iface = self.bed.iface(Side::B);
-        if let Err(e) = self.bed.tb.in_ns(Side::B, || attach::detach(&iface)) {
-            eprintln!(
+        let iface = self.bed.iface(Side::B).to_string();
+        match self.bed.in_ns(Side::B, || attach::detach(&iface)) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => eprintln!(
                 "netmit bench modes: detaching from {iface}: {}",
                 crate::error::chain(&e)
-            );
+            ),
+            Err(e) => eprintln!(
+                "netmit bench modes: detaching from {iface}: {}",
+                crate::error::chain(&e)
+            ),
         }
     }
 }
 
 /// `netmit daemon` managing the server's interface, with a private run directory.
-struct Daemon<'a> {
-    child: NsChild<'a>,
+struct Daemon {
+    child: std::process::Child,
     run_dir: PathBuf,
     metrics: SocketAddr,
+    stopped: bool,
+}
+
+/// A daemon not stopped by [`Daemon::stop`] (an error, a panic) is terminated here, so
+/// it restores its settings and no daemon outlives the run.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if !self.stopped {
+            // SAFETY: kill with the pid of our own child (reaped below, not before).
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = self.child.wait();
+            let _ = fs::remove_dir_all(&self.run_dir);
+        }
+    }
 }
 
 /// The daemon's sampling interval in the benchmark, and its hold times: short, so that
 /// it settles within the adaptive setup's warm-up.
 const DAEMON_INTERVAL_MS: u64 = 100;
 
-impl<'a> Daemon<'a> {
-    fn start(bed: &'a Bed) -> Result<Daemon<'a>, ModesError> {
+impl Daemon {
+    fn start(bed: &Bed) -> Result<Daemon, ModesError> {
         let io_err = |what: &str| {
             let what = what.to_string();
             move |source| ModesError::Daemon { what, source }
@@ -787,21 +748,23 @@ impl<'a> Daemon<'a> {
         // The daemon runs in the server's namespace: its loopback is private.
         let metrics: SocketAddr = "127.0.0.1:9464".parse().expect("valid address");
         let config = run_dir.join("netmit.toml");
-        fs::write(&config, daemon_config(&bed.iface(Side::B), metrics))
+        fs::write(&config, daemon_config(bed.iface(Side::B), metrics))
             .map_err(io_err("writing its configuration"))?;
         let exe = std::env::current_exe().map_err(io_err("finding the netmit binary"))?;
-        let mut cmd = bed.tb.cmd(Side::B, exe, ["daemon", "--config"]);
-        cmd.arg(&config)
+        let mut cmd = bed.command(Side::B, exe);
+        cmd.args(["daemon", "--config"])
+            .arg(&config)
             .env("NETMIT_RUN_DIR", &run_dir)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        let child = bed.tb.spawn_cmd(cmd)?;
+        let child = cmd.spawn().map_err(io_err("starting `netmit daemon`"))?;
         Ok(Daemon {
             child,
             run_dir,
             metrics,
+            stopped: false,
         })
     }
 
@@ -809,17 +772,17 @@ impl<'a> Daemon<'a> {
     /// switches so far, from its `/status`.
     fn status(&self, bed: &Bed) -> Option<(String, u64)> {
         let state = crate::daemon::state::DaemonState {
-            pid: self.child.pid(),
+            pid: self.child.id(),
             metrics_address: self.metrics.to_string(),
             config: String::new(),
             started_at_unix: 0.0,
             attached_by_daemon: vec![],
         };
         let status = bed
-            .tb
             .in_ns(Side::B, || {
                 crate::daemon::state::query_status(&state, Duration::from_secs(1))
             })
+            .ok()?
             .ok()?;
         let iface = &status["interfaces"][0];
         Some((
@@ -831,12 +794,13 @@ impl<'a> Daemon<'a> {
     /// SIGTERM (the daemon restores its settings), then waits for it.
     fn stop(mut self) -> Result<(), ModesError> {
         // SAFETY: kill with the pid of our own, not yet reaped child.
-        unsafe { libc::kill(self.child.pid() as libc::pid_t, libc::SIGTERM) };
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let status = self.child.wait().map_err(|source| ModesError::Daemon {
             what: "waiting for it to exit".into(),
             source,
         })?;
         let _ = fs::remove_dir_all(&self.run_dir);
+        self.stopped = true;
         if !status.success() {
             return Err(ModesError::Daemon {
                 what: format!("it exited with {status}"),

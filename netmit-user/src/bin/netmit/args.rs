@@ -493,7 +493,8 @@ pub enum BenchCommand {
     /// adaptive daemon, at 10/50/90% of the baseline's saturation and at saturation.
     ///
     /// Builds a throwaway veth testbed (two network namespaces, threaded NAPI pinned to
-    /// the server's and the client's core), prints a table, writes modes.json and two SVG
+    /// the server's and the client's core), or uses --server-iface/--client-iface, prints
+    /// a table, writes modes.json and two SVG
     /// plots to --out, and checks the goals (exit 1 when one is missed, unless
     /// --no-check). About 4 minutes on 2 cores; --quick about 1.
     /// Example: netmit bench modes --quick --out /tmp/modes
@@ -521,6 +522,21 @@ pub struct ModesBenchArgs {
     /// Outstanding requests at saturation (closed loop).
     #[arg(long, default_value_t = 64)]
     pub closed_window: u32,
+    /// Run on this interface of the server instead of a veth testbed (with
+    /// --client-iface; at least one of them in a network namespace of its own, e.g. two
+    /// NIC ports cabled together). Only its per-NAPI settings change, through the restore
+    /// journal, and they are restored after each setup.
+    #[arg(long, value_name = "IFACE", requires = "client_iface")]
+    pub server_iface: Option<String>,
+    /// Network namespace of --server-iface (a name under /run/netns).
+    #[arg(long, value_name = "NAME", requires = "server_iface")]
+    pub server_netns: Option<String>,
+    /// The load client's interface (with --server-iface); needs native XDP.
+    #[arg(long, value_name = "IFACE", requires = "server_iface")]
+    pub client_iface: Option<String>,
+    /// Network namespace of --client-iface (a name under /run/netns).
+    #[arg(long, value_name = "NAME", requires = "client_iface")]
+    pub client_netns: Option<String>,
     /// Directory for modes.json, throughput-latency.svg and cpu-load.svg.
     #[arg(long, default_value = "netmit-bench-modes", value_name = "DIR")]
     pub out: PathBuf,

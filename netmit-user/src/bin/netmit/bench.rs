@@ -45,6 +45,18 @@ fn run_modes(args: ModesBenchArgs) -> anyhow::Result<()> {
         cfg.server_cpu = c;
     }
     cfg.client_cpu = args.client_cpu;
+    if let (Some(server), Some(client)) = (&args.server_iface, &args.client_iface) {
+        cfg.interfaces = Some((
+            modes::Endpoint {
+                iface: client.clone(),
+                netns: args.client_netns.clone(),
+            },
+            modes::Endpoint {
+                iface: server.clone(),
+                netns: args.server_netns.clone(),
+            },
+        ));
+    }
     cfg.closed_window = args.closed_window;
     cfg.validate()?;
     // SAFETY: geteuid has no preconditions.
