@@ -11,19 +11,29 @@
 //! bitmap. For every field a packet can be matched on, user space precomputes which rules
 //! accept each possible value of that field:
 //!
-//! * protocol (udp, tcp, other): three bitmaps in [`GenConfig`];
-//! * destination port: [`PORT_SLOTS`] bitmaps in an array indexed by port, plus one slot
+//! * protocol (udp, tcp, other): three bitmaps, [`GenTables::proto`];
+//! * destination port: [`PORT_SLOTS`] entries indexed by port, plus one slot
 //!   ([`PORT_NONE`]) for packets without ports (non-first fragments, other protocols);
-//! * outer VLAN id: 4096 bitmaps indexed by VID, plus [`GenConfig::untagged`];
-//! * destination address: a multibit trie (strides 16, 8, 8, ...) in plain array maps.
-//!   Each leaf entry names a rule set in a deduplicated pool: the rules whose prefix
-//!   covers every address of that entry. An IPv4 lookup takes at most three array reads,
-//!   an IPv6 lookup at most fifteen, and the verifier inlines all of them (an LPM trie
-//!   map costs a function call and a tree walk per packet).
+//! * outer VLAN id: 4096 entries indexed by VID, plus [`GenTables::untagged`];
+//! * destination address: a multibit trie (strides 16, 8, 8, ...). Each leaf entry is the
+//!   set of rules whose prefix covers every address of that entry. An IPv4 lookup takes
+//!   at most three reads, an IPv6 lookup at most fifteen (an LPM trie map costs a
+//!   function call and a tree walk per packet).
+//!
+//! Port, VLAN and trie entries are 16-bit numbers of bitmaps in one deduplicated pool,
+//! [`GenTables::sets`] (a few hundred distinct sets serve 65,537 ports).
 //!
 //! The data path ANDs the bitmaps of the packet's values and takes the lowest set bit: the
-//! best-ranked matching rule. The cost is a fixed number of map lookups and
-//! `MAX_RULES / 64` word operations, independent of how many rules are installed.
+//! best-ranked matching rule. The cost is a fixed number of reads and `MAX_RULES / 64`
+//! word operations, independent of how many rules are installed.
+//!
+//! All tables of a rule set live in one value of one array map ([`GenTables`], about
+//! 2.3 MiB), so the data path makes two map lookups per packet for the whole
+//! classification (the config, then the active generation's tables) and everything else
+//! is a plain load at a bounded offset. Every lookup of a map, even one the verifier
+//! inlines, stores its key on the stack and, because the compiler has to treat it as a
+//! helper call, spills live registers around it: with a lookup per trie level, a level
+//! took about 30 instructions; as a load from the same value it takes about eight.
 //!
 //! All tables exist twice ("generations"). User space rewrites the inactive generation and
 //! then flips [`Config::active`], so a packet never sees a half-written rule set.
@@ -44,42 +54,44 @@ pub const MAX_XSKS: u32 = MAX_QUEUES as u32;
 pub const PORT_SLOTS: usize = 65_537;
 /// Port-table index used for packets that carry no destination port.
 pub const PORT_NONE: usize = 65_536;
-/// Port-table entries per map value. The table is stored in 1 KiB pages: BPF array
-/// elements are padded to 8 bytes and each update is a syscall, so pages make the
-/// table smaller and an update ~30 times cheaper; a lookup is still one array read.
-pub const PORTS_PER_PAGE: usize = 32;
-/// Port-table pages per generation.
-pub const PORT_PAGES: usize = PORT_SLOTS.div_ceil(PORTS_PER_PAGE);
+/// Length of [`GenTables::ports`]: [`PORT_SLOTS`] rounded up so that the fields after it
+/// stay 8-byte aligned (the padding entries are never read).
+pub const PORT_TABLE_LEN: usize = PORT_SLOTS.next_multiple_of(4);
 /// Entries per generation in the VLAN table (one per VID).
 pub const VLAN_SLOTS: usize = 4096;
 /// IPv6 extension headers the parser walks before it gives up (malformed).
 pub const MAX_IPV6_EXT_HEADERS: usize = 6;
 /// VLAN tags the parser accepts (802.1Q and 802.1ad); a third tag is malformed.
 pub const MAX_VLAN_TAGS: usize = 2;
+/// Distinct rule sets per generation ([`GenTables::sets`]), shared by the port table, the
+/// VLAN table and the destination trie. Ports need at most `2 * MAX_RULES + 2` (each
+/// range starts and ends one run of equal sets), VLANs `MAX_RULES + 1`; the trie gets
+/// the rest.
+pub const SET_POOL_SLOTS: usize = 4096;
 /// Entries of a destination trie's first level (indexed by the first 16 address bits).
 pub const DST_ROOT_SLOTS: usize = 65_536;
-/// Entries of each deeper node (indexed by the next 8 bits); also the trie map's value
-/// (a page of `[u32; DST_NODE_SLOTS]`), so a root is [`DST_ROOT_PAGES`] pages.
+/// Entries of each deeper node (indexed by the next 8 bits).
 pub const DST_NODE_SLOTS: usize = 256;
-/// Pages of one family's root.
-pub const DST_ROOT_PAGES: usize = DST_ROOT_SLOTS / DST_NODE_SLOTS;
+/// Entries of [`GenTables::dst`]: the IPv4 root, the IPv6 root, then the nodes.
+pub const DST_ENTRIES: usize = 1 << 20;
+/// First entry of the IPv4 root in [`GenTables::dst`].
+pub const DST_ROOT_V4: usize = 0;
+/// First entry of the IPv6 root.
+pub const DST_ROOT_V6: usize = DST_ROOT_SLOTS;
+/// First entry of node 0.
+pub const DST_NODES: usize = 2 * DST_ROOT_SLOTS;
 /// Deeper nodes per generation (both families share them). A prefix longer than 16 bits
 /// needs at most one node per further byte (2 for IPv4, 14 for IPv6), so this many
 /// always suffice for [`MAX_RULES`] rules.
-pub const DST_MAX_NODES: usize = MAX_RULES * 14;
-/// First page of the IPv4 root within a generation.
-pub const DST_ROOT_V4_PAGE: usize = 0;
-/// First page of the IPv6 root within a generation.
-pub const DST_ROOT_V6_PAGE: usize = DST_ROOT_PAGES;
-/// Page of node 0 within a generation.
-pub const DST_NODES_PAGE: usize = 2 * DST_ROOT_PAGES;
-/// Trie pages per generation: the IPv4 root, the IPv6 root, then the nodes.
-pub const DST_PAGES_PER_GEN: usize = DST_NODES_PAGE + DST_MAX_NODES;
-/// A trie entry with this bit set points to a node (the low bits are its number);
-/// otherwise the entry is an index into the rule-set pool.
-pub const DST_CHILD: u32 = 1 << 31;
-/// Rule sets in the pool, per generation.
-pub const DST_POOL_SLOTS: usize = 2048;
+pub const DST_MAX_NODES: usize = (DST_ENTRIES - DST_NODES) / DST_NODE_SLOTS;
+const _: () = assert!(DST_MAX_NODES >= MAX_RULES * 14);
+/// A trie entry with this bit set points to a node: its low 15 bits are the node's first
+/// entry divided by [`DST_NODE_SLOTS`], so the next entry for address byte `b` is
+/// `((entry << 8) | b) & (DST_ENTRIES - 1)` (the mask drops this bit). Any other entry is
+/// the index of a rule set in [`GenTables::sets`].
+pub const DST_CHILD: u16 = 1 << 15;
+const _: () = assert!((DST_ENTRIES / DST_NODE_SLOTS) <= DST_CHILD as usize);
+const _: () = assert!(SET_POOL_SLOTS <= DST_CHILD as usize);
 /// Rule id used in a [`VerdictRecord`] when no rule matched.
 pub const NO_RULE: u16 = u16::MAX;
 /// Magic value in [`VerdictRecord::magic`] ("NM").
@@ -95,16 +107,8 @@ pub mod names {
     pub const MAP_CONFIG: &str = "NETMIT_CONFIG";
     /// [`crate::RuleSpec`] by rule id: the rules as the user wrote them.
     pub const MAP_RULES: &str = "NETMIT_RULES";
-    /// [`crate::RuleAction`] by generation and rank.
-    pub const MAP_ACTIONS: &str = "NETMIT_ACTIONS";
-    /// Pages of [`crate::PORTS_PER_PAGE`] [`crate::RuleSet`]s by generation and port.
-    pub const MAP_PORTS: &str = "NETMIT_PORTS";
-    /// [`crate::RuleSet`] by generation and VLAN id.
-    pub const MAP_VLANS: &str = "NETMIT_VLANS";
-    /// Destination trie pages (`[u32; 256]`), [`crate::DST_PAGES_PER_GEN`] per generation.
-    pub const MAP_DST_TRIE: &str = "NETMIT_DSTTRIE";
-    /// Rule-set pool of the destination trie, [`crate::DST_POOL_SLOTS`] per generation.
-    pub const MAP_DST_SETS: &str = "NETMIT_DSTSETS";
+    /// [`crate::GenTables`] by generation: every lookup table of one rule set.
+    pub const MAP_TABLES: &str = "NETMIT_TABLES";
     /// Per-CPU [`crate::QueueStats`] by RX queue.
     pub const MAP_QUEUE_STATS: &str = "NETMIT_QSTATS";
     /// Per-CPU [`crate::Counter`] by rule id.
@@ -113,14 +117,10 @@ pub mod names {
     pub const MAP_XSKS: &str = "NETMIT_XSKS";
     /// Every map of the steering program, in a fixed order: what `netmit attach` pins,
     /// and what the generator and the signal source shrink because they never use it.
-    pub const STEERING_MAPS: [&str; 10] = [
+    pub const STEERING_MAPS: [&str; 6] = [
         MAP_CONFIG,
         MAP_RULES,
-        MAP_ACTIONS,
-        MAP_PORTS,
-        MAP_VLANS,
-        MAP_DST_TRIE,
-        MAP_DST_SETS,
+        MAP_TABLES,
         MAP_QUEUE_STATS,
         MAP_RULE_HITS,
         MAP_XSKS,
@@ -217,38 +217,35 @@ impl RuleSet {
     }
 }
 
-/// Index of the lowest set bit of a non-zero word, by binary search: a handful of
-/// branch-free-ish steps that the BPF backend compiles without a lookup table.
+/// Positions of the single-bit words by their De Bruijn hash, for [`lowest_bit`].
+static DEBRUIJN_POSITIONS: [u8; 64] = {
+    let mut t = [0u8; 64];
+    let mut i = 0;
+    while i < 64 {
+        t[debruijn_hash(1 << i)] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// A distinct number in `0..64` for each single-bit word (the De Bruijn sequence
+/// `0x03f79d71b4ca8b09` shifted by the bit's position, top six bits).
 #[inline(always)]
-pub fn lowest_bit(mut w: u64) -> u32 {
-    let mut n = 0;
-    if w & 0xffff_ffff == 0 {
-        n += 32;
-        w >>= 32;
-    }
-    if w & 0xffff == 0 {
-        n += 16;
-        w >>= 16;
-    }
-    if w & 0xff == 0 {
-        n += 8;
-        w >>= 8;
-    }
-    if w & 0xf == 0 {
-        n += 4;
-        w >>= 4;
-    }
-    if w & 0x3 == 0 {
-        n += 2;
-        w >>= 2;
-    }
-    if w & 0x1 == 0 {
-        n += 1;
-    }
-    n
+const fn debruijn_hash(single_bit: u64) -> usize {
+    (single_bit.wrapping_mul(0x03f7_9d71_b4ca_8b09) >> 58) as usize
 }
 
-/// Bits of [`GenConfig::lookups`]: which per-packet table lookups a generation needs.
+/// Index of the lowest set bit of a non-zero word: isolate it, hash it, look its
+/// position up in a 64-byte table. Branch-free; in the XDP program the table is a
+/// read-only global that the verifier turns into a direct load, and the whole step is
+/// about eight instructions (a binary search took about 30, with six branches, and cost
+/// 2-3 ns more per packet).
+#[inline(always)]
+pub fn lowest_bit(w: u64) -> u32 {
+    DEBRUIJN_POSITIONS[debruijn_hash(w & w.wrapping_neg())] as u32
+}
+
+/// Bits of [`GenTables::lookups`]: which per-packet table lookups a generation needs.
 /// A lookup is skipped when no rule constrains that field.
 pub mod lookup {
     /// Some rule has a destination-port range.
@@ -261,10 +258,14 @@ pub mod lookup {
     pub const DST6: u32 = 1 << 3;
 }
 
-/// Per-generation data that fits in one map value: the small tables.
+/// Every lookup table of one generation: one value of the tables map, so that the data
+/// path reaches all of them with a single map lookup. About 2.3 MiB; user space builds it
+/// on the heap.
+///
+/// The big tables hold 16-bit indexes into [`GenTables::sets`] rather than bitmaps.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GenConfig {
+#[derive(Clone, Copy)]
+pub struct GenTables {
     /// Rules installed in this generation.
     pub rule_count: u32,
     /// [`lookup`] bits.
@@ -277,13 +278,79 @@ pub struct GenConfig {
     pub untagged: RuleSet,
     /// Rules without a destination constraint (the set for non-IP packets).
     pub any_dst: RuleSet,
+    /// The rules an IPv6 packet can match, whatever its address: `any_dst` and the rules
+    /// with an IPv6 prefix (see [`V6_CHECKS`]).
+    pub v6_candidates: RuleSet,
+    /// Action and rule id by rank.
+    pub actions: [RuleAction; MAX_RULES],
+    /// IPv6 prefix by rank (zero for the other rules).
+    pub v6_prefixes: [Prefix6; MAX_RULES],
+    /// Set index by destination port, [`PORT_NONE`] for packets without ports; only
+    /// read when [`lookup::PORT`] is set.
+    pub ports: [u16; PORT_TABLE_LEN],
+    /// Set index by outer VLAN id; only read when [`lookup::VLAN`] is set.
+    pub vlans: [u16; VLAN_SLOTS],
+    /// The deduplicated rule sets.
+    pub sets: [RuleSet; SET_POOL_SLOTS],
+    /// The destination trie: [`DST_ROOT_SLOTS`] entries of IPv4 root at
+    /// [`DST_ROOT_V4`], the IPv6 root at [`DST_ROOT_V6`], then the nodes from
+    /// [`DST_NODES`] on, [`DST_NODE_SLOTS`] entries each (see [`DST_CHILD`]).
+    pub dst: [u16; DST_ENTRIES],
 }
+
+/// An IPv6 prefix as two 64-bit words of the address bytes in memory order, as two
+/// loads from the packet give them: an address `a` lies in the prefix when
+/// `(a ^ addr) & mask` is zero in both words.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prefix6 {
+    /// The prefix bytes.
+    pub addr: [u64; 2],
+    /// The prefix length as a mask over the same bytes.
+    pub mask: [u64; 2],
+}
+
+impl Prefix6 {
+    /// `addr/len` (host bits must be zero).
+    pub fn new(addr: [u8; 16], len: u8) -> Self {
+        let mut mask = [0u8; 16];
+        let mut bits = len.min(128) as usize;
+        let mut i = 0;
+        while bits > 0 {
+            let n = bits.min(8);
+            mask[i] = 0xff << (8 - n);
+            bits -= n;
+            i += 1;
+        }
+        let word = |b: &[u8; 16], i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            u64::from_ne_bytes(w)
+        };
+        Self {
+            addr: [word(&addr, 0), word(&addr, 1)],
+            mask: [word(&mask, 0), word(&mask, 1)],
+        }
+    }
+
+    /// Whether the address given as two memory-order words lies in the prefix.
+    #[inline(always)]
+    pub fn contains(&self, a0: u64, a1: u64) -> bool {
+        ((a0 ^ self.addr[0]) & self.mask[0]) | ((a1 ^ self.addr[1]) & self.mask[1]) == 0
+    }
+}
+
+/// Candidate rules an IPv6 packet checks against their own prefix, best first, before it
+/// walks the destination trie. IPv6 rule sets are usually small, so most packets are
+/// decided after one or two checks; the trie walk (up to fifteen dependent reads) is the
+/// fallback when more candidates than this precede the winner.
+pub const V6_CHECKS: usize = 4;
 
 /// The configuration map's single value.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {
-    /// Generation the data path uses (0 or 1).
+    /// Generation the data path uses (0 or 1): the index of its [`GenTables`].
     pub active: u32,
     /// Interface index the program was attached to (for `status`).
     pub ifindex: u32,
@@ -291,8 +358,6 @@ pub struct Config {
     pub attach_mode: u32,
     /// Next insertion sequence number for rules (orders rules of equal prio).
     pub next_seq: u32,
-    /// The two generations.
-    pub gens: [GenConfig; GENERATIONS],
 }
 
 /// How the program is attached, as recorded in [`Config::attach_mode`].
@@ -725,7 +790,8 @@ mod pod {
     // SAFETY: all of these are repr(C) (or packed) structs of integers without implicit
     // padding, so every bit pattern is valid.
     unsafe impl aya::Pod for RuleSet {}
-    unsafe impl aya::Pod for GenConfig {}
+    unsafe impl aya::Pod for GenTables {}
+    unsafe impl aya::Pod for Prefix6 {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for RuleSpec {}
     unsafe impl aya::Pod for RuleAction {}
@@ -753,6 +819,39 @@ mod tests {
     }
 
     #[test]
+    fn prefix6_contains_exactly_its_addresses() {
+        let addr = |s: [u16; 8]| {
+            let mut b = [0u8; 16];
+            for (i, w) in s.iter().enumerate() {
+                b[2 * i..2 * i + 2].copy_from_slice(&w.to_be_bytes());
+            }
+            let w = |i: usize| {
+                let mut x = [0u8; 8];
+                x.copy_from_slice(&b[i * 8..i * 8 + 8]);
+                u64::from_ne_bytes(x)
+            };
+            (b, w(0), w(1))
+        };
+        let (p48, ..) = addr([0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0]);
+        let p = Prefix6::new(p48, 48);
+        let (_, a0, a1) = addr([0x2001, 0xdb8, 0xb, 0xffff, 0, 0, 0, 1]);
+        assert!(p.contains(a0, a1));
+        let (_, a0, a1) = addr([0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 1]);
+        assert!(!p.contains(a0, a1));
+        let (_, a0, a1) = addr([0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 1]);
+        let (host, ..) = addr([0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 1]);
+        assert!(Prefix6::new(host, 128).contains(a0, a1));
+        assert!(!Prefix6::new(host, 128).contains(a0, a1 ^ (1 << 63)));
+        assert!(Prefix6::new([0; 16], 0).contains(a0, a1));
+        // A /65 looks at the first bit of the second word.
+        let (p65, ..) = addr([0x2001, 0xdb8, 0, 0, 0x8000, 0, 0, 0]);
+        let (_, a0, a1) = addr([0x2001, 0xdb8, 0, 0, 0x8000, 1, 2, 3]);
+        assert!(Prefix6::new(p65, 65).contains(a0, a1));
+        let (_, a0, a1) = addr([0x2001, 0xdb8, 0, 0, 0x7fff, 1, 2, 3]);
+        assert!(!Prefix6::new(p65, 65).contains(a0, a1));
+    }
+
+    #[test]
     fn ruleset_first_is_lowest_rank() {
         let mut s = RuleSet::EMPTY;
         assert_eq!(s.first(), None);
@@ -770,7 +869,17 @@ mod tests {
         assert_eq!(core::mem::size_of::<RuleSpec>(), 36);
         assert_eq!(core::mem::size_of::<RuleAction>(), 4);
         assert_eq!(core::mem::size_of::<VerdictRecord>(), 8);
-        assert_eq!(core::mem::size_of::<GenConfig>(), 8 + 32 * 6);
+        assert_eq!(core::mem::size_of::<Config>(), 16);
+        assert_eq!(
+            core::mem::size_of::<GenTables>(),
+            8 + 32 * 7
+                + 4 * MAX_RULES
+                + 32 * MAX_RULES
+                + 2 * PORT_TABLE_LEN
+                + 2 * VLAN_SLOTS
+                + 32 * SET_POOL_SLOTS
+                + 2 * DST_ENTRIES
+        );
         assert_eq!(core::mem::size_of::<TrafficParams>(), 24);
         assert_eq!(core::mem::size_of::<TrafficState>(), 16);
         assert_eq!(core::mem::size_of::<NapiOffsets>(), 16);

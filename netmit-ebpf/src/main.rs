@@ -33,10 +33,10 @@ use aya_ebpf::{
     programs::{RawTracePointContext, XdpContext},
 };
 use netmit_common::{
-    Action, Config, Counter, DST_CHILD, DST_NODE_SLOTS, DST_NODES_PAGE, DST_PAGES_PER_GEN,
-    DST_POOL_SLOTS, DST_ROOT_V4_PAGE, DST_ROOT_V6_PAGE, GENERATIONS, MAX_QUEUES, MAX_RULES,
-    MAX_XSKS, NO_RULE, PORT_PAGES, PORTS_PER_PAGE, QueueStats, RULE_WORDS, RuleAction, RuleSet,
-    RuleSpec, VERDICT_MAGIC, VERDICT_SLOTS, VLAN_SLOTS, Verdict, VerdictRecord, lookup, lowest_bit,
+    Action, Config, Counter, DST_CHILD, DST_ENTRIES, DST_ROOT_V4, DST_ROOT_V6, GENERATIONS,
+    GenTables, MAX_QUEUES, MAX_RULES, MAX_XSKS, NO_RULE, PORT_NONE, QueueStats, RULE_WORDS,
+    RuleAction, RuleSet, RuleSpec, SET_POOL_SLOTS, V6_CHECKS, VERDICT_MAGIC, VERDICT_SLOTS,
+    VLAN_SLOTS, Verdict, VerdictRecord, lookup, lowest_bit,
 };
 use netmit_common::{
     MAX_NAPIS, NAPI_OFFSET_UNSET, NapiOffsets, NapiPollCounters, STAMP_LEN, TrafficParams,
@@ -53,20 +53,9 @@ static NETMIT_TRACE_VERDICT: u8 = 0;
 static NETMIT_CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map]
 static NETMIT_RULES: Array<RuleSpec> = Array::with_max_entries(MAX_RULES as u32, 0);
+/// One [`GenTables`] per generation: a packet's whole classification reads one value.
 #[map]
-static NETMIT_ACTIONS: Array<RuleAction> =
-    Array::with_max_entries((GENERATIONS * MAX_RULES) as u32, 0);
-#[map]
-static NETMIT_PORTS: Array<[RuleSet; PORTS_PER_PAGE]> =
-    Array::with_max_entries((GENERATIONS * PORT_PAGES) as u32, 0);
-#[map]
-static NETMIT_VLANS: Array<RuleSet> = Array::with_max_entries((GENERATIONS * VLAN_SLOTS) as u32, 0);
-#[map]
-static NETMIT_DSTTRIE: Array<[u32; DST_NODE_SLOTS]> =
-    Array::with_max_entries((GENERATIONS * DST_PAGES_PER_GEN) as u32, 0);
-#[map]
-static NETMIT_DSTSETS: Array<RuleSet> =
-    Array::with_max_entries((GENERATIONS * DST_POOL_SLOTS) as u32, 0);
+static NETMIT_TABLES: Array<GenTables> = Array::with_max_entries(GENERATIONS as u32, 0);
 #[map]
 static NETMIT_QSTATS: PerCpuArray<QueueStats> = PerCpuArray::with_max_entries(MAX_QUEUES as u32, 0);
 #[map]
@@ -166,7 +155,7 @@ pub fn netmit_steer(ctx: XdpContext) -> u32 {
 
     let (verdict, rule_id, malformed) = match parse(&ctx) {
         Err(why) => (Verdict::Malformed, NO_RULE, why as u8),
-        Ok(pkt) => match best_rule(&ctx, &pkt) {
+        Ok(pkt) => match best_rule(&pkt) {
             None => (Verdict::Unmatched, NO_RULE, 0),
             Some(rule) => {
                 let verdict = match Action::from_u8(rule.action) {
@@ -203,50 +192,59 @@ pub fn netmit_steer(ctx: XdpContext) -> u32 {
 
 /// Finds the best-ranked rule that matches `pkt` in the active generation.
 ///
-/// Gathers one bitmap per field (pointers into map values, nothing copied), then ANDs
-/// them a word at a time and stops at the first non-zero word: its lowest bit is the
-/// best-ranked rule. Words past the installed rules are never read.
+/// Two map lookups (the config, then the generation's [`GenTables`]); the rest are plain
+/// loads at bounded offsets into that value. Gathers one bitmap per field (pointers, nothing
+/// copied), then ANDs them a word at a time and stops at the first non-zero word: its
+/// lowest bit is the best-ranked rule. Words past the installed rules are never read.
+/// An IPv6 packet first tries [`v6_candidates`], which spares it the deep trie walk.
 #[inline(always)]
-fn best_rule(ctx: &XdpContext, pkt: &parse::Packet) -> Option<RuleAction> {
+fn best_rule(pkt: &parse::Packet) -> Option<RuleAction> {
     let cfg = NETMIT_CONFIG.get(0)?;
-    let g = (cfg.active & 1) as usize;
-    let gen_cfg = &cfg.gens[g];
-    if gen_cfg.rule_count == 0 {
+    let t = NETMIT_TABLES.get(cfg.active & 1)?;
+    if t.rule_count == 0 {
         return None;
     }
-    let lookups = gen_cfg.lookups;
+    let lookups = t.lookups;
 
-    let proto: &RuleSet = &gen_cfg.proto[(pkt.proto as usize) % 3];
+    let proto: &RuleSet = &t.proto[if pkt.proto < 2 { pkt.proto as usize } else { 2 }];
 
     let port: &RuleSet = if lookups & lookup::PORT != 0 {
         let slot = pkt.port_slot as usize;
-        let page = NETMIT_PORTS.get((g * PORT_PAGES + slot / PORTS_PER_PAGE) as u32)?;
-        &page[slot % PORTS_PER_PAGE]
+        set(t, t.ports[if slot < PORT_NONE { slot } else { PORT_NONE }])
     } else {
-        &gen_cfg.all
+        &t.all
     };
 
     let vlan: &RuleSet = if pkt.vlan != NO_VLAN && lookups & lookup::VLAN != 0 {
-        let slot = g * VLAN_SLOTS + (pkt.vlan as usize & (VLAN_SLOTS - 1));
-        NETMIT_VLANS.get(slot as u32)?
+        set(t, t.vlans[pkt.vlan as usize & (VLAN_SLOTS - 1)])
     } else {
-        &gen_cfg.untagged
+        &t.untagged
     };
 
     let dst: &RuleSet = match pkt.family {
         FAMILY_V4 if lookups & lookup::DST4 != 0 => {
-            dst_rules(g, DST_ROOT_V4_PAGE, parse::address::<4>(ctx, pkt.dst_off)?)?
+            dst_rules(t, DST_ROOT_V4, pkt.dst as *const [u8; 4])
         }
         FAMILY_V6 if lookups & lookup::DST6 != 0 => {
-            dst_rules(g, DST_ROOT_V6_PAGE, parse::address::<16>(ctx, pkt.dst_off)?)?
+            let addr = pkt.dst as *const [u8; 16];
+            match v6_candidates(t, [proto, port, vlan], addr) {
+                Some(decided) => return decided,
+                None => dst_rules(t, DST_ROOT_V6, addr),
+            }
         }
         // No rule constrains this family (or the frame is not IP): only the rules without
         // a destination can match.
-        _ => &gen_cfg.any_dst,
+        _ => &t.any_dst,
     };
 
-    let words = (gen_cfg.rule_count as usize).div_ceil(64);
-    let mut w = 0;
+    // Most rule sets fit one word: decide them before the loop (every set is empty past
+    // the installed rules, and there is at least one).
+    let m = proto.0[0] & port.0[0] & vlan.0[0] & dst.0[0];
+    if m != 0 {
+        return Some(t.actions[lowest_bit(m) as usize]);
+    }
+    let words = (t.rule_count as usize).div_ceil(64);
+    let mut w = 1;
     while w < RULE_WORDS {
         if w >= words {
             return None;
@@ -254,39 +252,85 @@ fn best_rule(ctx: &XdpContext, pkt: &parse::Packet) -> Option<RuleAction> {
         let m = proto.0[w] & port.0[w] & vlan.0[w] & dst.0[w];
         if m != 0 {
             let rank = w * 64 + lowest_bit(m) as usize;
-            return NETMIT_ACTIONS.get((g * MAX_RULES + rank) as u32).copied();
+            return Some(t.actions[rank & (MAX_RULES - 1)]);
         }
         w += 1;
     }
     None
 }
 
-/// Walks the destination trie of generation `g` (root at page `root`) for `addr` and
-/// returns the rules whose prefix contains it.
+/// Decides an IPv6 packet without the trie when it can: goes through the rules that the
+/// other fields allow (`sets`) and that could match an IPv6 packet, best first, and checks
+/// each one's prefix itself. `Some(None)` when no rule matches; `None` when more than
+/// [`V6_CHECKS`] candidates would have to be checked (the caller then walks the trie).
 #[inline(always)]
-fn dst_rules<const N: usize>(
-    g: usize,
+fn v6_candidates(
+    t: &GenTables,
+    sets: [&RuleSet; 3],
+    addr: *const [u8; 16],
+) -> Option<Option<RuleAction>> {
+    // SAFETY: the parser checked that the 16 bytes lie inside the frame. The object
+    // is built for CPUs with misaligned access (`build.rs`), so these are two plain loads.
+    let (a0, a1) = unsafe {
+        let p = addr as *const u64;
+        (
+            core::ptr::read_unaligned(p),
+            core::ptr::read_unaligned(p.add(1)),
+        )
+    };
+    let words = (t.rule_count as usize).div_ceil(64);
+    let mut checks = 0;
+    let mut w = 0;
+    while w < RULE_WORDS {
+        if w >= words {
+            return Some(None);
+        }
+        let mut m = sets[0].0[w] & sets[1].0[w] & sets[2].0[w] & t.v6_candidates.0[w];
+        while m != 0 {
+            if checks >= V6_CHECKS {
+                return None;
+            }
+            checks += 1;
+            let bit = lowest_bit(m);
+            let rank = (w * 64 + bit as usize) & (MAX_RULES - 1);
+            if (t.any_dst.0[w] >> bit) & 1 != 0 || t.v6_prefixes[rank].contains(a0, a1) {
+                return Some(Some(t.actions[rank]));
+            }
+            m &= m - 1;
+        }
+        w += 1;
+    }
+    Some(None)
+}
+
+/// The rule set with pool index `index`.
+#[inline(always)]
+fn set(t: &GenTables, index: u16) -> &RuleSet {
+    &t.sets[index as usize & (SET_POOL_SLOTS - 1)]
+}
+
+/// Walks the destination trie (root at entry `root`) for `addr` and returns the rules
+/// whose prefix contains it.
+#[inline(always)]
+fn dst_rules<'t, const N: usize>(
+    t: &'t GenTables,
     root: usize,
     addr: *const [u8; N],
-) -> Option<&'static RuleSet> {
-    // SAFETY: `parse::address` checked that the N bytes lie inside the frame.
+) -> &'t RuleSet {
+    // SAFETY: the parser checked that the N bytes lie inside the frame.
     let addr = unsafe { &*addr };
-    let base = g * DST_PAGES_PER_GEN;
-    let mut entry = NETMIT_DSTTRIE.get((base + root + addr[0] as usize) as u32)?[addr[1] as usize];
+    let mut entry = t.dst[root | ((addr[0] as usize) << 8) | addr[1] as usize];
     let mut i = 2;
     while i < N {
         if entry & DST_CHILD == 0 {
             break;
         }
-        let node = (entry & !DST_CHILD) as usize;
-        let page = NETMIT_DSTTRIE.get((base + DST_NODES_PAGE + node) as u32)?;
-        entry = page[addr[i] as usize];
+        entry = t.dst[(((entry as usize) << 8) | addr[i] as usize) & (DST_ENTRIES - 1)];
         i += 1;
     }
-    if entry & DST_CHILD != 0 {
-        return None;
-    }
-    NETMIT_DSTSETS.get((g * DST_POOL_SLOTS) as u32 + entry)
+    // A child entry after the last byte cannot happen (prefixes end by then); the mask
+    // keeps the index in range for the verifier either way.
+    set(t, entry)
 }
 
 #[inline(always)]

@@ -3,9 +3,9 @@
 //! ```text
 //! /sys/fs/bpf/netmit/<IFACE>/
 //!     link            the XDP bpf_link (keeps the program attached)
-//!     NETMIT_CONFIG   active generation and per-generation small tables
+//!     NETMIT_CONFIG   active generation, attachment, next rule sequence number
 //!     NETMIT_RULES    the rules as written, by rule id
-//!     NETMIT_ACTIONS  NETMIT_PORTS  NETMIT_VLANS  NETMIT_DSTTRIE  NETMIT_DSTSETS   lookup tables
+//!     NETMIT_TABLES   every lookup table, one value per generation
 //!     NETMIT_QSTATS   per-queue, per-CPU verdict counters
 //!     NETMIT_RHITS    per-rule, per-CPU hit counters
 //!     NETMIT_XSKS     AF_XDP sockets by RX queue
@@ -24,7 +24,7 @@ pub const BPFFS_ROOT: &str = "/sys/fs/bpf/netmit";
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 /// Every map that `attach` pins, in a fixed order.
-pub const PINNED_MAPS: [&str; 10] = names::STEERING_MAPS;
+pub const PINNED_MAPS: [&str; names::STEERING_MAPS.len()] = names::STEERING_MAPS;
 
 /// Pin paths of one interface.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,10 +5,10 @@
 //!
 //! # Updating without tearing
 //!
-//! Lookup tables exist in two generations. [`SteerTables::install`] writes the inactive
-//! generation completely, then publishes it in two config writes: first the inactive
-//! generation's small tables (the active generation's bytes are rewritten unchanged),
-//! then the `active` index alone. A packet therefore always sees one complete generation.
+//! Lookup tables exist in two generations, one [`GenTables`] value each.
+//! [`SteerTables::install`] writes the inactive generation's value completely (one
+//! syscall), then publishes it by writing the config with the new `active` index. A packet
+//! therefore always sees one complete generation.
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -18,15 +18,13 @@ use aya::{
     util::nr_cpus,
 };
 use netmit_common::{
-    Config, Counter, DST_NODE_SLOTS, DST_NODES_PAGE, DST_PAGES_PER_GEN, DST_POOL_SLOTS,
-    DST_ROOT_V4_PAGE, DST_ROOT_V6_PAGE, GENERATIONS, MAX_RULES, PORT_PAGES, PORTS_PER_PAGE,
-    QueueStats, RuleAction, RuleSet, RuleSpec, VLAN_SLOTS, names,
+    Config, Counter, GENERATIONS, GenTables, MAX_RULES, QueueStats, RuleSpec, names,
 };
 
 use super::pins::PinLayout;
 use crate::steer::{
     InstalledRule, Rule,
-    compile::{CompileError, DstTrie, compile},
+    compile::{CompileError, compile},
 };
 
 /// Errors of table access.
@@ -81,11 +79,7 @@ fn map_err(name: &'static str) -> impl FnOnce(MapError) -> TableError {
 pub struct SteerTables {
     config: Array<MapData, Config>,
     rules: Array<MapData, RuleSpec>,
-    actions: Array<MapData, RuleAction>,
-    ports: Array<MapData, [RuleSet; PORTS_PER_PAGE]>,
-    vlans: Array<MapData, RuleSet>,
-    dst_trie: Array<MapData, [u32; DST_NODE_SLOTS]>,
-    dst_sets: Array<MapData, RuleSet>,
+    tables: Array<MapData, GenTables>,
     qstats: PerCpuArray<MapData, QueueStats>,
     rhits: PerCpuArray<MapData, Counter>,
     xsks: XskMap<MapData>,
@@ -141,11 +135,7 @@ impl SteerTables {
         Ok(Self {
             config: typed!(names::MAP_CONFIG),
             rules: typed!(names::MAP_RULES),
-            actions: typed!(names::MAP_ACTIONS),
-            ports: typed!(names::MAP_PORTS),
-            vlans: typed!(names::MAP_VLANS),
-            dst_trie: typed!(names::MAP_DST_TRIE),
-            dst_sets: typed!(names::MAP_DST_SETS),
+            tables: typed!(names::MAP_TABLES),
             qstats: typed!(names::MAP_QUEUE_STATS),
             rhits: typed!(names::MAP_RULE_HITS),
             xsks: typed!(names::MAP_XSKS),
@@ -252,69 +242,14 @@ impl SteerTables {
         let compiled = compile(rules)?;
         let mut cfg = self.config()?;
         let next = (cfg.active as usize + 1) % GENERATIONS;
-
-        for (rank, action) in compiled.actions.iter().enumerate() {
-            let idx = (next * MAX_RULES + rank) as u32;
-            self.actions
-                .set(idx, action, 0)
-                .map_err(map_err(names::MAP_ACTIONS))?;
-        }
-        for (page, sets) in compiled.ports.chunks(PORTS_PER_PAGE).enumerate() {
-            let mut value = [RuleSet::EMPTY; PORTS_PER_PAGE];
-            value[..sets.len()].copy_from_slice(sets);
-            let idx = (next * PORT_PAGES + page) as u32;
-            self.ports
-                .set(idx, value, 0)
-                .map_err(map_err(names::MAP_PORTS))?;
-        }
-        for (vid, set) in compiled.vlans.iter().enumerate() {
-            let idx = (next * VLAN_SLOTS + vid) as u32;
-            self.vlans
-                .set(idx, set, 0)
-                .map_err(map_err(names::MAP_VLANS))?;
-        }
-        self.write_dst(next, &compiled.dst)?;
-
-        // Publish: first the new generation's small tables, then the switch.
-        cfg.gens[next] = compiled.config;
-        self.config
-            .set(0, cfg, 0)
-            .map_err(map_err(names::MAP_CONFIG))?;
+        self.tables
+            .set(next as u32, &*compiled.tables, 0)
+            .map_err(map_err(names::MAP_TABLES))?;
+        // Publish: from the next packet on, the data path reads the new value.
         cfg.active = next as u32;
         self.config
             .set(0, cfg, 0)
             .map_err(map_err(names::MAP_CONFIG))
-    }
-
-    fn write_dst(&mut self, generation: usize, trie: &DstTrie) -> Result<(), TableError> {
-        let base = generation * DST_PAGES_PER_GEN;
-        let roots = [
-            (DST_ROOT_V4_PAGE, &trie.root_v4),
-            (DST_ROOT_V6_PAGE, &trie.root_v6),
-        ];
-        let root_pages = roots.into_iter().flat_map(|(first, root)| {
-            root.chunks(DST_NODE_SLOTS)
-                .enumerate()
-                .map(move |(i, page)| (first + i, page))
-        });
-        let node_pages = trie
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (DST_NODES_PAGE + i, &n[..]));
-        for (page, entries) in root_pages.chain(node_pages) {
-            let value: [u32; DST_NODE_SLOTS] = entries.try_into().expect("whole pages");
-            self.dst_trie
-                .set((base + page) as u32, value, 0)
-                .map_err(map_err(names::MAP_DST_TRIE))?;
-        }
-        for (i, set) in trie.pool.iter().enumerate() {
-            let idx = (generation * DST_POOL_SLOTS + i) as u32;
-            self.dst_sets
-                .set(idx, set, 0)
-                .map_err(map_err(names::MAP_DST_SETS))?;
-        }
-        Ok(())
     }
 
     /// Per-queue counters summed over CPUs, for queues that saw traffic.

@@ -1,14 +1,16 @@
-//! Compiles a rule list into the per-field bitmap tables that the XDP program reads.
+//! Compiles a rule list into the lookup tables that the XDP program reads: one
+//! [`GenTables`] per rule set (see `netmit_common` for the scheme).
 //!
 //! This is pure computation (no maps, no syscalls) so that it can be unit-tested: the
-//! [`Compiled::lookup`] method performs the same steps as the data path and is checked
-//! against a linear scan of the rules.
+//! [`Compiled::lookup`] method performs the same steps on the same bytes as the data path
+//! and is checked against a linear scan of the rules.
 
 use std::{collections::HashMap, net::IpAddr};
 
 use netmit_common::{
-    DST_CHILD, DST_MAX_NODES, DST_NODE_SLOTS, DST_POOL_SLOTS, DST_ROOT_SLOTS, GenConfig, MAX_RULES,
-    PORT_NONE, PORT_SLOTS, PacketProto, RuleAction, RuleProto, RuleSet, VLAN_SLOTS, lookup,
+    DST_CHILD, DST_ENTRIES, DST_MAX_NODES, DST_NODE_SLOTS, DST_NODES, DST_ROOT_V4, DST_ROOT_V6,
+    GenTables, MAX_RULES, PORT_NONE, PORT_SLOTS, PacketProto, Prefix6, RuleAction, RuleProto,
+    RuleSet, SET_POOL_SLOTS, V6_CHECKS, VLAN_SLOTS, lookup,
 };
 
 use super::rule::Rule;
@@ -24,34 +26,25 @@ pub struct InstalledRule {
     pub rule: Rule,
 }
 
-/// The tables of one generation.
-#[derive(Clone, Debug)]
+/// The tables of one generation, as the tables map holds them.
 pub struct Compiled {
-    /// Small tables that live in the config map.
-    pub config: GenConfig,
-    /// Action and rule id by rank.
-    pub actions: Vec<RuleAction>,
-    /// By destination port, plus [`PORT_NONE`]; empty when no rule has a port range.
-    pub ports: Vec<RuleSet>,
-    /// By VLAN id; empty when no rule has a VLAN.
-    pub vlans: Vec<RuleSet>,
-    /// The destination trie.
-    pub dst: DstTrie,
+    /// The map value (on the heap: it is about 2.3 MiB).
+    pub tables: Box<GenTables>,
+    /// Trie nodes in use (of [`DST_MAX_NODES`]).
+    pub dst_nodes: usize,
+    /// Rule sets in use (of [`SET_POOL_SLOTS`]).
+    pub sets: usize,
 }
 
-/// The destination-address trie of one generation, in the layout of the trie map: entries
-/// are pool indexes, or [`DST_CHILD`] | node number.
-#[derive(Clone, Debug, Default)]
-pub struct DstTrie {
-    /// IPv4 root, indexed by the first 16 address bits; empty when no rule has an IPv4
-    /// destination.
-    pub root_v4: Vec<u32>,
-    /// IPv6 root, likewise.
-    pub root_v6: Vec<u32>,
-    /// Deeper nodes, indexed by the next address byte.
-    pub nodes: Vec<[u32; DST_NODE_SLOTS]>,
-    /// Deduplicated rule sets.
-    pub pool: Vec<RuleSet>,
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("rule_count", &self.tables.rule_count)
+            .field("lookups", &self.tables.lookups)
+            .field("dst_nodes", &self.dst_nodes)
+            .field("sets", &self.sets)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Rule sets that do not fit the fixed-size tables.
@@ -67,9 +60,35 @@ pub enum CompileError {
          unrelated IPv6 prefixes); use shorter or fewer prefixes"
     )]
     TrieFull,
-    /// Too many distinct destination rule sets.
-    #[error("the destination prefixes produce more than {DST_POOL_SLOTS} distinct rule sets")]
+    /// Too many distinct rule sets.
+    #[error(
+        "the rules produce more than {SET_POOL_SLOTS} distinct rule sets (mostly from \
+         destination prefixes); use fewer prefixes"
+    )]
     PoolFull,
+}
+
+/// The deduplicated rule sets of one generation.
+struct Pool<'t> {
+    sets: &'t mut [RuleSet; SET_POOL_SLOTS],
+    len: usize,
+    index: HashMap<RuleSet, u16>,
+}
+
+impl Pool<'_> {
+    fn id(&mut self, set: RuleSet) -> Result<u16, CompileError> {
+        if let Some(&id) = self.index.get(&set) {
+            return Ok(id);
+        }
+        if self.len >= SET_POOL_SLOTS {
+            return Err(CompileError::PoolFull);
+        }
+        let id = self.len as u16;
+        self.sets[self.len] = set;
+        self.len += 1;
+        self.index.insert(set, id);
+        Ok(id)
+    }
 }
 
 /// A prefix of one family as bytes, with the rank of its rule.
@@ -80,35 +99,25 @@ struct DstPrefix {
     len: u8,
 }
 
-struct TrieBuilder {
-    trie: DstTrie,
-    pool_index: HashMap<RuleSet, u32>,
+/// Builds the trie into `dst` ([`GenTables::dst`]).
+struct TrieBuilder<'t> {
+    dst: &'t mut [u16],
+    nodes: usize,
 }
 
-impl TrieBuilder {
-    fn pool_id(&mut self, set: RuleSet) -> Result<u32, CompileError> {
-        if let Some(&id) = self.pool_index.get(&set) {
-            return Ok(id);
-        }
-        if self.trie.pool.len() >= DST_POOL_SLOTS {
-            return Err(CompileError::PoolFull);
-        }
-        let id = self.trie.pool.len() as u32;
-        self.trie.pool.push(set);
-        self.pool_index.insert(set, id);
-        Ok(id)
-    }
-
-    /// Builds the entries of a node that has consumed `depth` bits and indexes the next
-    /// `stride` bits. `inherited` holds the rules whose prefixes cover the whole node;
-    /// `prefixes` are the longer ones that lie inside it.
+impl TrieBuilder<'_> {
+    /// Fills the entries of a node at `first` (its first entry) that has consumed `depth`
+    /// bits and indexes the next `stride` bits. `inherited` holds the rules whose prefixes
+    /// cover the whole node; `prefixes` are the longer ones that lie inside it.
     fn node(
         &mut self,
+        pool: &mut Pool<'_>,
+        first: usize,
         depth: u32,
         stride: u32,
         inherited: RuleSet,
         prefixes: &[DstPrefix],
-    ) -> Result<Vec<u32>, CompileError> {
+    ) -> Result<(), CompileError> {
         let slots = 1usize << stride;
         let index = |p: &DstPrefix| -> usize {
             if stride == 16 {
@@ -131,33 +140,33 @@ impl TrieBuilder {
                 deeper.entry(index(p)).or_default().push(*p);
             }
         }
-        let mut entries = Vec::with_capacity(slots);
         for (slot, set) in sets.iter().enumerate() {
-            match deeper.get(&slot) {
-                None => entries.push(self.pool_id(*set)?),
+            self.dst[first + slot] = match deeper.get(&slot) {
+                None => pool.id(*set)?,
                 Some(longer) => {
-                    let id = self.trie.nodes.len();
-                    if id >= DST_MAX_NODES {
+                    if self.nodes >= DST_MAX_NODES {
                         return Err(CompileError::TrieFull);
                     }
-                    self.trie.nodes.push([0; DST_NODE_SLOTS]);
-                    let longer = longer.clone();
-                    let child = self.node(depth + stride, 8, *set, &longer)?;
-                    self.trie.nodes[id].copy_from_slice(&child);
-                    entries.push(DST_CHILD | id as u32);
+                    let child = DST_NODES + self.nodes * DST_NODE_SLOTS;
+                    self.nodes += 1;
+                    self.node(pool, child, depth + stride, 8, *set, longer)?;
+                    DST_CHILD | (child / DST_NODE_SLOTS) as u16
                 }
-            }
+            };
         }
-        Ok(entries)
+        Ok(())
     }
 }
 
-fn build_dst(ranked: &[&InstalledRule], any_dst: RuleSet) -> Result<DstTrie, CompileError> {
-    let mut b = TrieBuilder {
-        trie: DstTrie::default(),
-        pool_index: HashMap::new(),
-    };
-    for v4 in [true, false] {
+/// Builds both families' tries into `tables.dst`; returns the nodes used.
+fn build_dst(
+    ranked: &[&InstalledRule],
+    any_dst: RuleSet,
+    dst: &mut [u16],
+    pool: &mut Pool<'_>,
+) -> Result<usize, CompileError> {
+    let mut b = TrieBuilder { dst, nodes: 0 };
+    for (v4, root) in [(true, DST_ROOT_V4), (false, DST_ROOT_V6)] {
         let prefixes: Vec<DstPrefix> = ranked
             .iter()
             .enumerate()
@@ -182,15 +191,9 @@ fn build_dst(ranked: &[&InstalledRule], any_dst: RuleSet) -> Result<DstTrie, Com
         if prefixes.is_empty() {
             continue;
         }
-        let root = b.node(0, 16, any_dst, &prefixes)?;
-        debug_assert_eq!(root.len(), DST_ROOT_SLOTS);
-        if v4 {
-            b.trie.root_v4 = root;
-        } else {
-            b.trie.root_v6 = root;
-        }
+        b.node(pool, root, 0, 16, any_dst, &prefixes)?;
     }
-    Ok(b.trie)
+    Ok(b.nodes)
 }
 
 /// The fields of a packet that rules match on (the output of the parser).
@@ -219,132 +222,178 @@ pub fn compile(rules: &[InstalledRule]) -> Result<Compiled, CompileError> {
         return Err(CompileError::TooManyRules);
     }
     let ranked = ranked(rules);
-    let mut config = GenConfig {
-        rule_count: ranked.len() as u32,
-        ..Default::default()
-    };
-    let mut actions = Vec::with_capacity(ranked.len());
+    let mut tables = zeroed_tables();
+    let t = &mut *tables;
+    t.rule_count = ranked.len() as u32;
 
     for (rank, r) in ranked.iter().enumerate() {
         let rule = &r.rule;
-        actions.push(RuleAction {
+        t.actions[rank] = RuleAction {
             rule_id: r.id,
             action: rule.action as u8,
             _pad: 0,
-        });
-        config.all.insert(rank);
+        };
+        t.all.insert(rank);
         let protos: &[usize] = match rule.proto {
             RuleProto::Any => &[0, 1, 2],
             RuleProto::Udp => &[PacketProto::Udp as usize],
             RuleProto::Tcp => &[PacketProto::Tcp as usize],
         };
         for &p in protos {
-            config.proto[p].insert(rank);
+            t.proto[p].insert(rank);
         }
         if rule.vlan.is_none() {
-            config.untagged.insert(rank);
+            t.untagged.insert(rank);
         } else {
-            config.lookups |= lookup::VLAN;
+            t.lookups |= lookup::VLAN;
         }
         match rule.dst {
-            None => config.any_dst.insert(rank),
-            Some(p) if p.addr.is_ipv4() => config.lookups |= lookup::DST4,
-            Some(_) => config.lookups |= lookup::DST6,
+            None => t.any_dst.insert(rank),
+            Some(p) => match p.addr {
+                IpAddr::V4(_) => t.lookups |= lookup::DST4,
+                IpAddr::V6(a) => {
+                    t.lookups |= lookup::DST6;
+                    t.v6_candidates.insert(rank);
+                    t.v6_prefixes[rank] = Prefix6::new(a.octets(), p.len);
+                }
+            },
         }
         if rule.has_port_constraint() {
-            config.lookups |= lookup::PORT;
+            t.lookups |= lookup::PORT;
         }
     }
 
-    let ports = if config.lookups & lookup::PORT != 0 {
-        let mut ports = vec![RuleSet::EMPTY; PORT_SLOTS];
-        for (rank, r) in ranked.iter().enumerate() {
-            if r.rule.has_port_constraint() {
-                for port in r.rule.dport.clone() {
-                    ports[port as usize].insert(rank);
-                }
-            } else {
-                for set in ports.iter_mut() {
-                    set.insert(rank);
-                }
-            }
-        }
-        // Only rules without a port constraint accept packets without ports.
+    let (lookups, untagged, any_dst) = (t.lookups, t.untagged, t.any_dst);
+    t.v6_candidates.union_with(&any_dst);
+    let mut pool = Pool {
+        sets: &mut t.sets,
+        len: 0,
+        index: HashMap::new(),
+    };
+
+    if lookups & lookup::PORT != 0 {
+        // Rules without a port constraint accept every port, and they alone accept
+        // packets without ports.
         let mut none = RuleSet::EMPTY;
         for (rank, r) in ranked.iter().enumerate() {
             if !r.rule.has_port_constraint() {
                 none.insert(rank);
             }
         }
-        ports[PORT_NONE] = none;
-        ports
-    } else {
-        Vec::new()
-    };
-
-    let vlans = if config.lookups & lookup::VLAN != 0 {
-        let mut vlans = vec![config.untagged; VLAN_SLOTS];
+        let mut by_port = vec![none; PORT_SLOTS - 1];
         for (rank, r) in ranked.iter().enumerate() {
-            if let Some(v) = r.rule.vlan {
-                vlans[v as usize].insert(rank);
+            if r.rule.has_port_constraint() {
+                for port in r.rule.dport.clone() {
+                    by_port[port as usize].insert(rank);
+                }
             }
         }
-        vlans
-    } else {
-        Vec::new()
-    };
+        for (port, set) in by_port.iter().enumerate() {
+            t.ports[port] = pool.id(*set)?;
+        }
+        t.ports[PORT_NONE] = pool.id(none)?;
+    }
 
-    let dst = build_dst(&ranked, config.any_dst)?;
+    if lookups & lookup::VLAN != 0 {
+        let mut by_vid = vec![untagged; VLAN_SLOTS];
+        for (rank, r) in ranked.iter().enumerate() {
+            if let Some(v) = r.rule.vlan {
+                by_vid[v as usize].insert(rank);
+            }
+        }
+        for (vid, set) in by_vid.iter().enumerate() {
+            t.vlans[vid] = pool.id(*set)?;
+        }
+    }
+
+    let dst_nodes = build_dst(&ranked, any_dst, &mut t.dst, &mut pool)?;
+    let sets = pool.len;
     Ok(Compiled {
-        config,
-        actions,
-        ports,
-        vlans,
-        dst,
+        tables,
+        dst_nodes,
+        sets,
     })
 }
 
+/// An all-zero [`GenTables`] on the heap (it is too big for a thread's stack).
+fn zeroed_tables() -> Box<GenTables> {
+    let boxed = Box::<GenTables>::new_zeroed();
+    // SAFETY: GenTables is plain old data (integers only), so all-zero bytes are a valid
+    // value.
+    unsafe { boxed.assume_init() }
+}
+
 impl Compiled {
-    /// The data path's lookup, step for step: the rank of the winning rule.
+    /// The data path's lookup, step for step, on the bytes it reads: the rank of the
+    /// winning rule.
     pub fn lookup(&self, pkt: &PacketFields) -> Option<usize> {
-        let c = &self.config;
-        if c.rule_count == 0 {
+        let t = &*self.tables;
+        if t.rule_count == 0 {
             return None;
         }
-        let mut set = c.proto[pkt.proto as usize];
-        if c.lookups & lookup::PORT != 0 {
-            set.intersect_with(&self.ports[pkt.dport.map_or(PORT_NONE, usize::from)]);
+        let mut set = t.proto[pkt.proto as usize];
+        if t.lookups & lookup::PORT != 0 {
+            let slot = pkt.dport.map_or(PORT_NONE, usize::from);
+            set.intersect_with(&t.sets[t.ports[slot] as usize]);
         }
-        if c.lookups & lookup::VLAN != 0 {
-            match pkt.vlan {
-                Some(v) => set.intersect_with(&self.vlans[v as usize]),
-                None => set.intersect_with(&c.untagged),
+        match pkt.vlan {
+            Some(v) if t.lookups & lookup::VLAN != 0 => {
+                set.intersect_with(&t.sets[t.vlans[v as usize] as usize])
             }
+            _ => set.intersect_with(&t.untagged),
         }
         match pkt.dst {
-            Some(IpAddr::V4(a)) if c.lookups & lookup::DST4 != 0 => {
-                set.intersect_with(&self.dst.walk(&self.dst.root_v4, &a.octets()))
+            Some(IpAddr::V4(a)) if t.lookups & lookup::DST4 != 0 => {
+                set.intersect_with(&self.walk(DST_ROOT_V4, &a.octets()))
             }
-            Some(IpAddr::V6(a)) if c.lookups & lookup::DST6 != 0 => {
-                set.intersect_with(&self.dst.walk(&self.dst.root_v6, &a.octets()))
+            Some(IpAddr::V6(a)) if t.lookups & lookup::DST6 != 0 => {
+                if let Some(decided) = self.v6_candidates(&set, &a.octets()) {
+                    return decided;
+                }
+                set.intersect_with(&self.walk(DST_ROOT_V6, &a.octets()))
             }
-            _ => set.intersect_with(&c.any_dst),
+            _ => set.intersect_with(&t.any_dst),
         }
         set.first()
     }
-}
 
-impl DstTrie {
-    /// The data path's trie walk.
-    pub fn walk(&self, root: &[u32], addr: &[u8]) -> RuleSet {
-        let mut entry = root[((addr[0] as usize) << 8) | addr[1] as usize];
+    /// The data path's shortcut for IPv6 packets: the first [`V6_CHECKS`] candidates of
+    /// `set` (the rules the other fields allow) that could match an IPv6 packet, each
+    /// checked against its own prefix. `None` when that is not enough to decide.
+    pub fn v6_candidates(&self, set: &RuleSet, addr: &[u8; 16]) -> Option<Option<usize>> {
+        let t = &*self.tables;
+        let word = |i: usize| u64::from_ne_bytes(addr[i * 8..i * 8 + 8].try_into().expect("8"));
+        let (a0, a1) = (word(0), word(1));
+        let mut candidates = *set;
+        candidates.intersect_with(&t.v6_candidates);
+        let mut checks = 0;
+        while let Some(rank) = candidates.first() {
+            if rank >= t.rule_count as usize {
+                break;
+            }
+            if checks == V6_CHECKS {
+                return None;
+            }
+            checks += 1;
+            if t.any_dst.contains(rank) || t.v6_prefixes[rank].contains(a0, a1) {
+                return Some(Some(rank));
+            }
+            candidates.0[rank / 64] &= !(1 << (rank % 64));
+        }
+        Some(None)
+    }
+
+    /// The data path's trie walk from the root at entry `root`.
+    pub fn walk(&self, root: usize, addr: &[u8]) -> RuleSet {
+        let t = &*self.tables;
+        let mut entry = t.dst[root | ((addr[0] as usize) << 8) | addr[1] as usize];
         for &byte in &addr[2..] {
             if entry & DST_CHILD == 0 {
                 break;
             }
-            entry = self.nodes[(entry & !DST_CHILD) as usize][byte as usize];
+            entry = t.dst[(((entry as usize) << 8) | byte as usize) & (DST_ENTRIES - 1)];
         }
-        self.pool[entry as usize]
+        t.sets[entry as usize]
     }
 }
 
@@ -463,7 +512,7 @@ mod tests {
                 };
                 let got = compiled
                     .lookup(&pkt)
-                    .map(|rank| compiled.actions[rank].rule_id);
+                    .map(|rank| compiled.tables.actions[rank].rule_id);
                 assert_eq!(got, linear(&rules, &pkt), "{n} rules, {pkt:?}");
             }
         }
@@ -479,19 +528,20 @@ mod tests {
             vlan: None,
             dst: None,
         };
-        assert_eq!(c.actions[c.lookup(&udp53).unwrap()].rule_id, 2);
+        assert_eq!(c.tables.actions[c.lookup(&udp53).unwrap()].rule_id, 2);
         let udp54 = PacketFields {
             dport: Some(54),
             ..udp53
         };
-        assert_eq!(c.actions[c.lookup(&udp54).unwrap()].rule_id, 0);
+        assert_eq!(c.tables.actions[c.lookup(&udp54).unwrap()].rule_id, 0);
     }
 
     #[test]
     fn skipped_lookups_are_not_flagged() {
         let c = compile(&installed(&["proto=udp", "action=drop"])).unwrap();
-        assert_eq!(c.config.lookups, 0);
-        assert!(c.ports.is_empty() && c.vlans.is_empty() && c.dst.root_v4.is_empty());
+        assert_eq!(c.tables.lookups, 0);
+        // Only the protocol, untagged and no-destination sets: no pool, no trie.
+        assert_eq!((c.sets, c.dst_nodes), (0, 0));
     }
 }
 
@@ -512,7 +562,28 @@ mod trie_tests {
             })
             .collect();
         let c = compile(&rules).unwrap();
-        assert_eq!(c.dst.nodes.len(), DST_MAX_NODES);
-        assert!(c.dst.pool.len() <= DST_POOL_SLOTS);
+        assert_eq!(c.dst_nodes, DST_MAX_NODES);
+        assert!(c.sets <= SET_POOL_SLOTS);
+    }
+
+    #[test]
+    fn worst_case_ports_and_vlans_fit_the_pool() {
+        // Overlapping port ranges (every range boundary starts a new set) and one VLAN
+        // each: the most distinct port and VLAN sets 256 rules can make.
+        let rules: Vec<InstalledRule> = (0..256u16)
+            .map(|i| InstalledRule {
+                id: i,
+                seq: i as u32,
+                rule: format!("dport={}-{},vlan={}", 100 * i, 100 * i + 150, i)
+                    .parse()
+                    .unwrap(),
+            })
+            .collect();
+        let c = compile(&rules).unwrap();
+        assert!(
+            c.sets <= 2 * MAX_RULES + 2 + MAX_RULES + 1,
+            "{} sets",
+            c.sets
+        );
     }
 }
