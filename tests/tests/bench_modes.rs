@@ -48,7 +48,9 @@ fn quick_comparison_runs_every_setup_at_every_load() {
         .spawn()
         .expect("run netmit bench modes");
     let pid = proc.id();
-    let child = proc.wait_with_output().expect("wait for netmit bench modes");
+    let child = proc
+        .wait_with_output()
+        .expect("wait for netmit bench modes");
     let stderr = String::from_utf8_lossy(&child.stderr);
     eprintln!("netmit bench modes --quick took {:.0?}", started.elapsed());
     assert!(
@@ -61,7 +63,14 @@ fn quick_comparison_runs_every_setup_at_every_load() {
             .expect("modes.json is JSON");
     assert_eq!(report, on_disk, "stdout and modes.json differ");
 
-    let setups = ["baseline", "defer", "busy-poll", "suspend", "xsk", "adaptive"];
+    let setups = [
+        "baseline",
+        "defer",
+        "busy-poll",
+        "suspend",
+        "xsk",
+        "adaptive",
+    ];
     let points = report["points"].as_array().expect("points");
     assert_eq!(points.len(), setups.len() * 4, "6 setups x 4 load points");
     assert!(report["baseline_saturation_pps"].as_f64().unwrap() > 0.0);
@@ -71,7 +80,10 @@ fn quick_comparison_runs_every_setup_at_every_load() {
         for p in mine {
             let what = format!("{setup} at {}", p["load"]);
             // Every setup really served: replies came back, with latencies measured.
-            assert!(p["received"].as_u64().unwrap() > 0, "{what}: no replies: {p}");
+            assert!(
+                p["received"].as_u64().unwrap() > 0,
+                "{what}: no replies: {p}"
+            );
             let (p50, p99) = (p["p50_us"].as_f64().unwrap(), p["p99_us"].as_f64().unwrap());
             assert!(p50 > 0.0 && p99 >= p50, "{what}: percentiles {p50} / {p99}");
             let cpu = p["server_cpu_percent"].as_f64().unwrap();
@@ -89,7 +101,10 @@ fn quick_comparison_runs_every_setup_at_every_load() {
         }
     }
     let goals = report["goals"].as_array().expect("goals");
-    assert!(goals.len() >= 7, "3 suspend goals and one adaptive goal per load");
+    assert!(
+        goals.len() >= 7,
+        "3 suspend goals and one adaptive goal per load"
+    );
     for plot in ["throughput-latency.svg", "cpu-load.svg"] {
         let svg = fs::read_to_string(out.join(plot)).expect(plot);
         assert_eq!(svg.matches("<polyline").count(), setups.len(), "{plot}");
@@ -130,7 +145,10 @@ fn interrupted_comparison_leaves_nothing_behind() {
     while bench_namespaces(pid).is_empty() && Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(!bench_namespaces(pid).is_empty(), "the testbed never appeared");
+    assert!(
+        !bench_namespaces(pid).is_empty(),
+        "the testbed never appeared"
+    );
     std::thread::sleep(std::time::Duration::from_secs(3));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
@@ -207,15 +225,27 @@ fn named_interfaces_get_their_settings_back() {
     let pid = proc.id();
     let child = proc.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&child.stderr);
-    assert!(child.status.success(), "bench modes on named interfaces: {stderr}");
+    assert!(
+        child.status.success(),
+        "bench modes on named interfaces: {stderr}"
+    );
     let report: Value = serde_json::from_slice(&child.stdout).expect("JSON");
     let points = report["points"].as_array().unwrap();
     assert_eq!(points.len(), 2 * 4);
-    assert!(points.iter().all(|p| p["received"].as_u64().unwrap() > 0), "{points:?}");
+    assert!(
+        points.iter().all(|p| p["received"].as_u64().unwrap() > 0),
+        "{points:?}"
+    );
     assert!(report["testbed"].as_str().unwrap().contains(tb.if_b()));
-    assert!(bench_namespaces(pid).is_empty(), "it built a testbed anyway");
+    assert!(
+        bench_namespaces(pid).is_empty(),
+        "it built a testbed anyway"
+    );
     // The settings it found are back, and the journal is empty.
-    let after = napis(&tb).into_iter().find(|n| n.id == id).expect("same NAPI");
+    let after = napis(&tb)
+        .into_iter()
+        .find(|n| n.id == id)
+        .expect("same NAPI");
     assert_eq!(after.defer_hard_irqs, Some(7), "{after:?}");
     assert_eq!(after.gro_flush_timeout_ns, Some(0), "{after:?}");
     assert_eq!(after.irq_suspend_timeout_ns, Some(0), "{after:?}");

@@ -2,5 +2,5 @@
 //! ratio, so results are comparable across machines.
 
 pub mod frames;
-pub mod xdp;
 pub mod modes;
+pub mod xdp;

@@ -243,7 +243,7 @@ impl SteerTables {
         let mut cfg = self.config()?;
         let next = (cfg.active as usize + 1) % GENERATIONS;
         self.tables
-            .set(next as u32, &*compiled.tables, 0)
+            .set(next as u32, *compiled.tables, 0)
             .map_err(map_err(names::MAP_TABLES))?;
         // Publish: from the next packet on, the data path reads the new value.
         cfg.active = next as u32;

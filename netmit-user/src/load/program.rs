@@ -62,17 +62,7 @@ impl LoadProgram {
             .override_global(names::GLOBAL_LOAD_PARAMS, &params, true)
             .load(EBPF_OBJECT)
             .map_err(LoadError::Object)?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(names::PROG_LOAD)
-            .ok_or(LoadError::Program {
-                what: "the eBPF object has no load-client program",
-                source: ProgramError::NotLoaded,
-            })?
-            .try_into()
-            .map_err(|source| LoadError::Program {
-                what: "load-client program type",
-                source,
-            })?;
+        let prog = xdp_mut(&mut ebpf)?;
         prog.load().map_err(|source| LoadError::Program {
             what: "loading the load-client program (netmit_load)",
             source,
@@ -83,15 +73,9 @@ impl LoadProgram {
     fn program(&self) -> Result<&Xdp, LoadError> {
         self.ebpf
             .program(names::PROG_LOAD)
-            .ok_or(LoadError::Program {
-                what: "the eBPF object has no load-client program",
-                source: ProgramError::NotLoaded,
-            })?
+            .ok_or_else(no_program)?
             .try_into()
-            .map_err(|source| LoadError::Program {
-                what: "load-client program type",
-                source,
-            })
+            .map_err(wrong_type)
     }
 
     /// Attaches the program to `ifindex` (named `iface` in errors) in native (driver)
@@ -103,18 +87,7 @@ impl LoadProgram {
     /// [`LoadError::Attach`] when the device refuses (another XDP program, no native
     /// XDP support), [`LoadError::NoLink`] when the kernel has no XDP bpf_link.
     pub fn attach(&mut self, iface: &str, ifindex: u32) -> Result<(), LoadError> {
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(names::PROG_LOAD)
-            .ok_or(LoadError::Program {
-                what: "the eBPF object has no load-client program",
-                source: ProgramError::NotLoaded,
-            })?
-            .try_into()
-            .map_err(|source| LoadError::Program {
-                what: "load-client program type",
-                source,
-            })?;
+        let prog = xdp_mut(&mut self.ebpf)?;
         let id = prog
             .attach_to_if_index(ifindex, XdpMode::Driver)
             .map_err(|source| LoadError::Attach {
@@ -268,4 +241,26 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: a valid pointer to a timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The load-client program of `ebpf`, for changes (load, attach).
+fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
+    ebpf.program_mut(names::PROG_LOAD)
+        .ok_or_else(no_program)?
+        .try_into()
+        .map_err(wrong_type)
+}
+
+fn no_program() -> LoadError {
+    LoadError::Program {
+        what: "the eBPF object has no load-client program",
+        source: ProgramError::NotLoaded,
+    }
+}
+
+fn wrong_type(source: ProgramError) -> LoadError {
+    LoadError::Program {
+        what: "load-client program type",
+        source,
+    }
 }

@@ -74,7 +74,7 @@ mod error;
 mod reply;
 mod report;
 mod target;
-mod udp;
+pub(crate) mod udp;
 mod xsk;
 
 use std::{

@@ -119,7 +119,7 @@ fn icmp_ping(to: IpAddr, count: u32, timeout: Duration) -> io::Result<u32> {
 
     let ident =
         ((u64::from(std::process::id()) << 8) ^ PING_IDENT.fetch_add(1, Ordering::Relaxed)) as u16;
-    let (storage, addr_len) = sockaddr_of(SocketAddr::new(to, 0));
+    let (storage, addr_len) = crate::serve::udp::to_sockaddr(SocketAddr::new(to, 0));
     let mut replies = 0;
     let mut buf = [0u8; 2048];
     for seq in 0..count {
@@ -210,41 +210,6 @@ fn icmp_ping(to: IpAddr, count: u32, timeout: Duration) -> io::Result<u32> {
     Ok(replies)
 }
 
-fn sockaddr_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain data; all-zero is valid.
-    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from(*a.ip()).to_be(),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { (&raw mut storage).cast::<libc::sockaddr_in>().write(sin) };
-            mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { (&raw mut storage).cast::<libc::sockaddr_in6>().write(sin6) };
-            mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
-}
-
 fn ip_of(storage: &libc::sockaddr_storage) -> Option<IpAddr> {
     match libc::c_int::from(storage.ss_family) {
         libc::AF_INET => {
@@ -287,7 +252,7 @@ mod tests {
             SocketAddr::new(Ipv4Addr::new(198, 18, 0, 1).into(), 9),
             SocketAddr::new("2001:db8::2".parse::<Ipv6Addr>().unwrap().into(), 0),
         ] {
-            let (storage, len) = sockaddr_of(addr);
+            let (storage, len) = crate::serve::udp::to_sockaddr(addr);
             assert!(len as usize <= mem::size_of::<libc::sockaddr_storage>());
             assert_eq!(ip_of(&storage), Some(addr.ip()));
         }

@@ -128,7 +128,9 @@ fn netns_of(setting: &Setting) -> Option<u64> {
 /// Inode of the calling thread's network namespace.
 pub fn current_netns() -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
-    fs::metadata("/proc/thread-self/ns/net").ok().map(|m| m.ino())
+    fs::metadata("/proc/thread-self/ns/net")
+        .ok()
+        .map(|m| m.ino())
 }
 
 #[derive(Serialize, Deserialize)]

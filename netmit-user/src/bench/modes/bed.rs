@@ -142,7 +142,10 @@ impl Bed {
                 iface: e.iface.clone(),
                 ifindex: 0,
                 ns,
-                ns_name: e.netns.clone().unwrap_or_else(|| "the current namespace".into()),
+                ns_name: e
+                    .netns
+                    .clone()
+                    .unwrap_or_else(|| "the current namespace".into()),
             };
             let iface = e.iface.clone();
             let ifindex = in_end(&end, || crate::ebpf::kernel::ifindex(&iface))?;
@@ -219,22 +222,27 @@ impl Bed {
             .map(|t| t.addr)
             .map_err(|source| ModesError::Serve {
                 setup: super::Setup::Baseline,
+                source: Box::new(source),
+            })
+    }
+
+    /// The NAPI instances of one end, as napi-get reports them.
+    fn napi_list(&self, side: Side) -> Result<Vec<napi::NapiInfo>, ModesError> {
+        let ifindex = self.ends[idx(side)].ifindex;
+        self.in_ns(side, || napi::list(ifindex))?
+            .map_err(|source| ModesError::Napi {
+                iface: self.iface(side).to_string(),
                 source,
             })
     }
 
     /// The NAPI ids of one end.
     pub(super) fn napis(&self, side: Side) -> Result<Vec<u32>, ModesError> {
-        let ifindex = self.ends[idx(side)].ifindex;
-        let iface = self.iface(side).to_string();
-        let list = self
-            .in_ns(side, || napi::list(ifindex))?
-            .map_err(|source| ModesError::Napi {
-                iface: iface.clone(),
-                source,
-            })?;
+        let list = self.napi_list(side)?;
         if list.is_empty() {
-            return Err(ModesError::NoNapi { iface });
+            return Err(ModesError::NoNapi {
+                iface: self.iface(side).to_string(),
+            });
         }
         Ok(list.iter().map(|n| n.id).collect())
     }
@@ -246,15 +254,8 @@ impl Bed {
             return Ok(());
         }
         for (side, cpu) in [(Side::A, self.client_cpu), (Side::B, self.server_cpu)] {
-            let ifindex = self.ends[idx(side)].ifindex;
             let iface = self.iface(side).to_string();
-            let list = self
-                .in_ns(side, || napi::list(ifindex))?
-                .map_err(|source| ModesError::Napi {
-                    iface: iface.clone(),
-                    source,
-                })?;
-            for n in list {
+            for n in self.napi_list(side)? {
                 if let Some(pid) = n.pid {
                     super::pin(pid, cpu).map_err(|source| ModesError::Affinity {
                         what: format!("napi thread of {iface}"),
@@ -278,7 +279,7 @@ impl Bed {
             let mut journal = if testbed {
                 None
             } else {
-                Some(Journal::open().map_err(ModesError::Journal)?)
+                Some(Journal::open().map_err(|e| ModesError::Journal(Box::new(e)))?)
             };
             for &id in &ids {
                 for (param, value) in s.values() {
@@ -293,7 +294,8 @@ impl Bed {
                                 napi_id: id,
                                 param,
                             };
-                            j.apply(&setting, value).map_err(ModesError::Journal)?;
+                            j.apply(&setting, value)
+                                .map_err(|e| ModesError::Journal(Box::new(e)))?;
                         }
                     }
                 }
@@ -313,7 +315,7 @@ impl Bed {
         let report = self.in_ns(Side::B, || {
             Journal::open().and_then(|mut j| j.restore(Some(&iface)))
         })?;
-        let report = report.map_err(ModesError::Journal)?;
+        let report = report.map_err(|e| ModesError::Journal(Box::new(e)))?;
         if let Some((setting, value, why)) = report.failed.first() {
             return Err(ModesError::Restore {
                 what: format!(

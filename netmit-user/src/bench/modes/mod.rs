@@ -228,7 +228,7 @@ pub enum ModesError {
     },
     /// Building or using the testbed failed.
     #[error("veth testbed")]
-    Testbed(#[from] TestbedError),
+    Testbed(#[source] Box<TestbedError>),
     /// Reading or changing a NAPI setting failed.
     #[error("NAPI settings of {iface}")]
     Napi {
@@ -266,7 +266,7 @@ pub enum ModesError {
     },
     /// The restore journal failed (named interfaces).
     #[error("the restore journal")]
-    Journal(#[source] JournalError),
+    Journal(#[source] Box<JournalError>),
     /// A setting could not be restored.
     #[error("restoring {what}")]
     Restore {
@@ -299,7 +299,7 @@ pub enum ModesError {
         setup: Setup,
         /// The error.
         #[source]
-        source: ServeError,
+        source: Box<ServeError>,
     },
     /// The load client failed.
     #[error("the load client ({setup} setup, load {load})")]
@@ -310,11 +310,11 @@ pub enum ModesError {
         load: String,
         /// The error.
         #[source]
-        source: LoadError,
+        source: Box<LoadError>,
     },
     /// Attaching the steering program for the AF_XDP setup failed.
     #[error("attaching the steering program for the xsk setup")]
-    Attach(#[source] AttachError),
+    Attach(#[source] Box<AttachError>),
     /// Starting or stopping the daemon of the adaptive setup failed.
     #[error("the daemon of the adaptive setup: {what}")]
     Daemon {
@@ -344,6 +344,12 @@ pub enum ModesError {
     /// Stopped by the caller (Ctrl-C).
     #[error("interrupted")]
     Interrupted,
+}
+
+impl From<TestbedError> for ModesError {
+    fn from(e: TestbedError) -> Self {
+        ModesError::Testbed(Box::new(e))
+    }
 }
 
 /// Number of online CPUs.
@@ -450,7 +456,8 @@ fn pin(pid: u32, cpu: usize) -> io::Result<()> {
 /// means more than a quarter of all CPU time used over half a second before the run.
 fn busy_machine_note() -> Option<String> {
     let total = |t: &std::collections::BTreeMap<usize, probe::CpuTimes>| {
-        t.values().fold((0, 0), |(b, i), c| (b + c.busy, i + c.idle))
+        t.values()
+            .fold((0, 0), |(b, i), c| (b + c.busy, i + c.idle))
     };
     let read = || {
         fs::read_to_string("/proc/stat")
@@ -540,7 +547,10 @@ impl SetupRun<'_> {
             let served = server
                 .join()
                 .map_err(|_| ModesError::Panicked { what: "server" })??;
-            served.map_err(|source| ModesError::Serve { setup, source })?;
+            served.map_err(|source| ModesError::Serve {
+                setup,
+                source: Box::new(source),
+            })?;
             measured
         });
         if let Some(d) = daemon {
@@ -576,11 +586,11 @@ impl SetupRun<'_> {
                 },
             };
             let mut point = self.measure(load, pattern, napi_ids, settle)?;
-            if let Some(d) = daemon {
-                if let Some((mode, transitions)) = d.status(self.bed) {
-                    point.daemon_mode = Some(mode);
-                    point.daemon_transitions = Some(transitions);
-                }
+            if let Some(d) = daemon
+                && let Some((mode, transitions)) = d.status(self.bed)
+            {
+                point.daemon_mode = Some(mode);
+                point.daemon_transitions = Some(transitions);
             }
             if setup == Setup::Baseline && i == 0 {
                 report.baseline_saturation_pps = point.achieved_pps;
@@ -617,7 +627,7 @@ impl SetupRun<'_> {
         let load_err = |source| ModesError::Load {
             setup,
             load: load.label(),
-            source,
+            source: Box::new(source),
         };
         let (ready_tx, ready_rx) = mpsc::channel();
         let (client, window) = thread::scope(|scope| {
@@ -646,7 +656,9 @@ impl SetupRun<'_> {
             (client.join(), window)
         });
         let client = client
-            .map_err(|_| ModesError::Panicked { what: "load client" })??
+            .map_err(|_| ModesError::Panicked {
+                what: "load client",
+            })??
             .map_err(load_err)?;
         let w = window.transpose()?.unwrap_or_default();
         let per = |n: u64| n as f64 / client.received.max(1) as f64;
@@ -690,7 +702,7 @@ impl<'a> XskAttachment<'a> {
         };
         let iface = bed.iface(Side::B).to_string();
         bed.in_ns(Side::B, || attach::attach(&iface, &opts))?
-            .map_err(ModesError::Attach)?;
+            .map_err(|e| ModesError::Attach(Box::new(e)))?;
         Ok(Self { bed })
     }
 }

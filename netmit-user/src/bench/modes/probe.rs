@@ -178,9 +178,21 @@ mod tests {
     fn stat_lines_become_busy_and_idle_per_cpu() {
         let t = parse_stat(STAT).unwrap();
         assert_eq!(t.len(), 2, "the aggregate `cpu` line is not a CPU");
-        assert_eq!(t[&0], CpuTimes { busy: 92, idle: 402 });
+        assert_eq!(
+            t[&0],
+            CpuTimes {
+                busy: 92,
+                idle: 402
+            }
+        );
         // guest time (7) is inside user time already and is not added again.
-        assert_eq!(t[&1], CpuTimes { busy: 61, idle: 603 });
+        assert_eq!(
+            t[&1],
+            CpuTimes {
+                busy: 61,
+                idle: 603
+            }
+        );
     }
 
     #[test]

@@ -132,7 +132,12 @@ pub struct ModesReport {
 
 /// The kernel-socket setups the adaptive daemon is compared against: it adapts the
 /// kernel path, so AF_XDP, a different application architecture, is not its target.
-const STATIC_KERNEL: [Setup; 4] = [Setup::Baseline, Setup::Defer, Setup::BusyPoll, Setup::Suspend];
+const STATIC_KERNEL: [Setup; 4] = [
+    Setup::Baseline,
+    Setup::Defer,
+    Setup::BusyPoll,
+    Setup::Suspend,
+];
 
 impl ModesReport {
     /// The measurement of `setup` at `load`.
@@ -244,7 +249,7 @@ impl ModesReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{:<10} {:>5} {:>10} {:>10} {:>8} {:>8} {:>9} {:>6} {:>10} {:>9}  {}",
+            "{:<10} {:>5} {:>10} {:>10} {:>8} {:>8} {:>9} {:>6} {:>10} {:>9}  lost",
             "setup",
             "load",
             "offered/s",
@@ -254,8 +259,7 @@ impl ModesReport {
             "p99.9 us",
             "cpu%",
             "polls/pkt",
-            "NET_RX/pkt",
-            "lost"
+            "NET_RX/pkt"
         );
         for p in &self.points {
             let _ = writeln!(

@@ -67,9 +67,11 @@ impl Axis {
         let v: Vec<f64> = values
             .filter(|x| x.is_finite() && (scale == Scale::Linear || *x > 0.0))
             .collect();
-        let (min, max) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
-            (a.min(x), b.max(x))
-        });
+        let (min, max) = v
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
         match scale {
             Scale::Linear => {
                 let lo = if min.is_finite() { min.min(0.0) } else { 0.0 };
@@ -103,7 +105,9 @@ impl Axis {
     fn frac(&self, x: f64) -> f64 {
         match self.scale {
             Scale::Linear => (x - self.lo) / (self.hi - self.lo),
-            Scale::Log => (x.max(self.lo).log10() - self.lo.log10()) / (self.hi.log10() - self.lo.log10()),
+            Scale::Log => {
+                (x.max(self.lo).log10() - self.lo.log10()) / (self.hi.log10() - self.lo.log10())
+            }
         }
     }
 
@@ -174,7 +178,9 @@ impl LineChart {
         );
         let ys = Axis::fit(
             self.y_scale,
-            self.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)),
+            self.series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.1)),
         );
         let pw = W - LEFT - RIGHT;
         let ph = H - TOP - BOTTOM;

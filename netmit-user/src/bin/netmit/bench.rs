@@ -103,7 +103,10 @@ fn run_modes(args: ModesBenchArgs) -> anyhow::Result<()> {
         let path = args.out.join(name);
         std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))
     };
-    write("modes.json", serde_json::to_string_pretty(&json)?.as_bytes())?;
+    write(
+        "modes.json",
+        serde_json::to_string_pretty(&json)?.as_bytes(),
+    )?;
     write("throughput-latency.svg", report.latency_plot().as_bytes())?;
     write("cpu-load.svg", report.cpu_plot().as_bytes())?;
     if args.json {
