@@ -242,8 +242,11 @@ impl SteerTables {
         let compiled = compile(rules)?;
         let mut cfg = self.config()?;
         let next = (cfg.active as usize + 1) % GENERATIONS;
+        // By reference: the value is 2.3 MiB, and a copy on the stack overflows a
+        // spawned thread's 2 MiB (clippy's needless_borrows_for_generic_args would move it).
+        #[allow(clippy::needless_borrows_for_generic_args)]
         self.tables
-            .set(next as u32, *compiled.tables, 0)
+            .set(next as u32, &*compiled.tables, 0)
             .map_err(map_err(names::MAP_TABLES))?;
         // Publish: from the next packet on, the data path reads the new value.
         cfg.active = next as u32;
