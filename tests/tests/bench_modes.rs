@@ -257,3 +257,59 @@ fn named_interfaces_get_their_settings_back() {
     let _ = fs::remove_dir_all(&out);
     let _ = fs::remove_dir_all(&run_dir);
 }
+
+/// A benchmark killed with SIGKILL cannot clean up; the next run removes what it left
+/// (namespaces, veths, pins of a dead process) before it builds its own testbed.
+#[test]
+fn the_next_run_sweeps_what_a_killed_run_left() {
+    if !require_root("the_next_run_sweeps_what_a_killed_run_left") {
+        return;
+    }
+    let out = scratch("bench-modes-kill");
+    let start = |extra: &[&str]| {
+        Command::new(netmit_bin())
+            .args(["bench", "modes", "--quick", "--no-check", "--out"])
+            .arg(&out)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run netmit bench modes")
+    };
+    let mut killed = start(&["--setups", "baseline,xsk"]);
+    let pid = killed.id();
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    while bench_namespaces(pid).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    killed.kill().expect("SIGKILL");
+    killed.wait().expect("reap");
+    assert!(
+        !bench_namespaces(pid).is_empty(),
+        "SIGKILL left nothing to sweep"
+    );
+
+    let next = start(&["--setups", "baseline", "--window", "200ms"]);
+    let next_pid = next.id();
+    let done = next.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "the next run failed: {stderr}");
+    // (Another test's run may have swept them first: tests of this file run in parallel.)
+    assert!(
+        bench_namespaces(pid).is_empty(),
+        "{:?}",
+        bench_namespaces(pid)
+    );
+    assert!(bench_namespaces(next_pid).is_empty());
+    let pins = std::path::Path::new("/sys/fs/bpf/netmit");
+    if let Ok(entries) = fs::read_dir(pins) {
+        let left: Vec<_> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("nmb{pid}x")))
+            .collect();
+        assert!(left.is_empty(), "pins left: {left:?}");
+    }
+    let _ = fs::remove_dir_all(&out);
+}

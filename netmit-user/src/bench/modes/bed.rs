@@ -87,8 +87,10 @@ fn setns(fd: RawFd) -> io::Result<()> {
 }
 
 impl Bed {
-    /// A fresh veth testbed, prepared as the module documentation says.
+    /// A fresh veth testbed, prepared as the module documentation says. Testbeds that a
+    /// killed or crashed benchmark left behind are removed first.
     pub(super) fn testbed(server_cpu: usize, client_cpu: usize) -> Result<Bed, ModesError> {
+        sweep_stale_testbeds();
         let tb = Testbed::with_prefix(&tagged_prefix("b"))?;
         tb.set_gro(Side::A, true)?;
         tb.set_gro(Side::B, true)?;
@@ -328,6 +330,45 @@ impl Bed {
     }
 }
 
+/// The pid in a benchmark testbed's name (`nmb<pid>x<n><side>`, see
+/// [`tagged_prefix`]).
+fn bench_testbed_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(&tagged_prefix("b")[..3])?;
+    rest.split_once('x')?.0.parse().ok()
+}
+
+/// Removes the namespaces (and so their veths) and bpffs pins of benchmark testbeds whose
+/// process is gone: a benchmark killed with SIGKILL, or one that crashed, cannot clean up
+/// after itself. Testbeds of running processes are left alone.
+fn sweep_stale_testbeds() {
+    let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
+    for (dir, is_ns) in [("/run/netns", true), (crate::testbed::NETMIT_PINS, false)] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = bench_testbed_pid(&name) else {
+                continue;
+            };
+            if alive(pid) {
+                continue;
+            }
+            let removed = if is_ns {
+                Command::new("ip")
+                    .args(["netns", "delete", &name])
+                    .status()
+                    .is_ok_and(|s| s.success())
+            } else {
+                std::fs::remove_dir_all(entry.path()).is_ok()
+            };
+            if removed {
+                eprintln!("netmit bench modes: removed {dir}/{name}, left by process {pid}");
+            }
+        }
+    }
+}
+
 fn in_end<T: Send>(end: &End, f: impl FnOnce() -> T + Send) -> Result<T, ModesError> {
     let Some(ns) = &end.ns else {
         return Ok(f());
@@ -342,4 +383,18 @@ fn in_end<T: Send>(end: &End, f: impl FnOnce() -> T + Send) -> Result<T, ModesEr
         ns: end.ns_name.clone(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_benchmark_testbed_names_yield_a_pid() {
+        assert_eq!(bench_testbed_pid("nmb4711x0a"), Some(4711));
+        assert_eq!(bench_testbed_pid("nmb4711x12b"), Some(4711));
+        assert_eq!(bench_testbed_pid("nm4711x0a"), None);
+        assert_eq!(bench_testbed_pid("nmbx0a"), None);
+        assert_eq!(bench_testbed_pid("eth0"), None);
+    }
 }
