@@ -683,7 +683,10 @@ fn recreated_napi_gets_the_mode_and_its_originals() {
     };
     eprintln!("napi {first} re-created as {second}, in defer");
     assert!(kernel_xdp(&tb, Side::A).is_some(), "re-attached");
-    assert_eq!(mode_of(&status(&tb)), "defer");
+    // The new NAPI got defer's settings (checked above). The mode itself is not asserted
+    // here: while the veth had no NAPI the load could not arrive, and a gap longer than
+    // the test policy's 500 ms exit hold rightly takes the daemon back to interrupt
+    // (seen once in four CI runs).
     drop(high);
 
     let ticks = status(&tb)["ticks"].as_u64().unwrap();
