@@ -511,15 +511,9 @@ impl Generator {
             .map_err(GenError::Load)?;
         let prog: &mut Xdp = ebpf
             .program_mut(names::PROG_GEN)
-            .ok_or(GenError::Program {
-                what: "the eBPF object has no generator program",
-                source: ProgramError::NotLoaded,
-            })?
+            .ok_or_else(no_program)?
             .try_into()
-            .map_err(|source| GenError::Program {
-                what: "generator program type",
-                source,
-            })?;
+            .map_err(wrong_type)?;
         prog.load().map_err(|source| GenError::Program {
             what: "loading the generator program",
             source,
@@ -586,15 +580,9 @@ impl Generator {
     fn program(&self) -> Result<&Xdp, GenError> {
         self.ebpf
             .program(names::PROG_GEN)
-            .ok_or(GenError::Program {
-                what: "the eBPF object has no generator program",
-                source: ProgramError::NotLoaded,
-            })?
+            .ok_or_else(no_program)?
             .try_into()
-            .map_err(|source| GenError::Program {
-                what: "generator program type",
-                source,
-            })
+            .map_err(wrong_type)
     }
 
     fn counters(&self) -> Result<Array<&MapData, TrafficState>, GenError> {
@@ -819,6 +807,20 @@ impl pace::Clock for MonotonicClock {
         if t > now {
             std::thread::sleep(t - now);
         }
+    }
+}
+
+fn no_program() -> GenError {
+    GenError::Program {
+        what: "the eBPF object has no generator program",
+        source: ProgramError::NotLoaded,
+    }
+}
+
+fn wrong_type(source: ProgramError) -> GenError {
+    GenError::Program {
+        what: "generator program type",
+        source,
     }
 }
 
