@@ -1,5 +1,5 @@
-//! Code generation options for the BPF object that rustc's flags cannot carry (aya-build
-//! sets the rustflags itself): they go to `bpf-linker`, which generates the code.
+//! Code generation options for the BPF object that rustc's flags cannot carry (netmit-user's
+//! build script sets the rustflags itself): they go to `bpf-linker`, which generates the code.
 //!
 //! `allows-misaligned-mem-access` (LLVM 22): LLVM may load a 2-, 4- or 8-byte field of
 //! the packet with one instruction where it is not aligned, instead of byte by byte and

@@ -1,4 +1,4 @@
-//! `netmit_load`: the load client's receive side (`netmit load`, `netmit_user::load`),
+//! `netmit_load`: the load client's receive side (`netmit load`, `netmit_lab::load`),
 //! attached natively to the client's interface.
 //!
 //! For each reply to our requests (see [`LoadParams`]: UDP from the server's port to one

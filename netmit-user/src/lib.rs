@@ -1,6 +1,8 @@
 //! netmit: taking interrupt overhead out of Linux networking.
 //!
-//! This library owns all of netmit's logic; the `netmit` binary is a thin shell over it.
+//! This library owns what runs on a server; the `netmit` command (crate `netmit-cli`) is a
+//! thin shell over it, and the lab (crate `netmit-lab`: testbeds, the test server, load
+//! client, generator and benchmarks) builds on it without the core depending on the lab.
 //!
 //! - [`steer`]: steering rules (syntax, compilation into lookup tables);
 //! - [`ebpf`]: the embedded eBPF object, its bpffs pins, typed tables, attach/detach;
@@ -11,32 +13,23 @@
 //!   switches through the journal, signals, shutdown restore, HTTP endpoints;
 //! - [`metrics`]: the daemon's Prometheus metrics (definitions, snapshot collector, encoding);
 //! - [`xsk`]: AF_XDP sockets (UMEM, rings, batched receive and transmit, XSKMAP registration);
-//! - [`serve`]: a UDP request/response server in each interrupt mode (`netmit serve`):
-//!   epoll, epoll busy polling with IRQ suspension, AF_XDP;
+//! - [`duration`]: the one duration syntax of the command line and the configuration;
 //! - [`capture`]: reading pcap and pcapng files;
 //! - [`classify`]: running frames through the real program with BPF_PROG_TEST_RUN;
-//! - [`testbed`]: throwaway veth testbeds in two fresh network namespaces (tests, benchmarks);
+//! - [`frames`]: fixed well-formed frames for self-tests and benchmarks;
 //! - [`signals`]: load signals: per-NAPI poll counters (napi_poll tracepoint), softirq and IRQ counts;
-//! - `r#gen` (`gen` is reserved in Rust 2024): a UDP traffic generator on BPF_PROG_TEST_RUN
-//!   live frames.
-//! - [`load`]: a load client for request/response benchmarks (`netmit load`): stamped
-//!   requests from the generator, reply latency in an XDP program, open or closed loop.
 
-pub mod bench;
 pub mod capture;
 pub mod check;
 pub mod classify;
 pub mod control;
 pub mod daemon;
+pub mod duration;
 pub mod ebpf;
-pub mod echo;
 pub mod error;
-pub mod r#gen;
-pub mod load;
+pub mod frames;
 pub mod metrics;
-pub mod serve;
 pub mod signals;
 pub mod steer;
-pub mod testbed;
 pub mod tune;
 pub mod xsk;

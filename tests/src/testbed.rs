@@ -1,8 +1,8 @@
 //! RAII network-namespace testbeds for the integration tests: the library's
-//! [`netmit_user::testbed`], re-exported so that tests keep writing
+//! [`netmit_lab::testbed`], re-exported so that tests keep writing
 //! `tests::testbed::{Side, Testbed}`. Its module documentation describes the naming scheme,
 //! why `ip netns exec` is not used, and the cleanup guarantees.
 //!
 //! Its functions return [`TestbedError`]; the tests use anyhow, so `?` converts it.
 
-pub use netmit_user::testbed::*;
+pub use netmit_lab::testbed::*;

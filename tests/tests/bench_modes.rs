@@ -194,10 +194,8 @@ fn bad_arguments_are_refused_before_anything_is_built() {
 /// settings, through a journal, and puts back the values it found, not the defaults.
 #[test]
 fn named_interfaces_get_their_settings_back() {
-    use netmit_user::{
-        testbed::{Side, Testbed},
-        tune::napi::{self, NapiParam},
-    };
+    use netmit_lab::testbed::{Side, Testbed};
+    use netmit_user::tune::napi::{self, NapiParam};
     if !require_root("named_interfaces_get_their_settings_back") {
         return;
     }

@@ -27,7 +27,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netmit_user::r#gen::{GenConfig, Generator, MacAddr, PortRange, Rate};
+use netmit_lab::r#gen::{GenConfig, Generator, MacAddr, PortRange, Rate};
 use serde_json::Value;
 use tests::{
     netmit::{Run, netmit, netmit_unprivileged},

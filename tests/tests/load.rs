@@ -19,7 +19,7 @@ use std::{
 use netmit_common::{
     LOAD_CTL_DRAIN, LOAD_MODE_CLOSED, LOAD_MODE_OPEN, LoadCounters, LoadParams, STAMP_MAGIC,
 };
-use netmit_user::load::{Buckets, LoadProgram, monotonic_ns};
+use netmit_lab::load::{Buckets, LoadProgram, monotonic_ns};
 use serde_json::Value;
 use tests::{
     netmit::{kernel_xdp, netmit},

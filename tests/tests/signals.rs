@@ -19,8 +19,8 @@ use std::{
 };
 
 use netmit_common::{NAPI_WORK_BUCKETS, napi_work_bucket_bounds};
+use netmit_lab::r#gen::MacAddr;
 use netmit_user::{
-    r#gen::MacAddr,
     signals::{NapiPollCounters, NapiPollSource, napi_poll_rates, read_softirqs},
     tune::napi,
 };

@@ -14,13 +14,13 @@ use crate::{cargo, exit_code, run_streaming, setup};
 /// tests crate (it owns the testbed code), driving the release `netmit` binary.
 const TESTBED_BENCHES: &[&str] = &["xsk", "daemon"];
 
-/// Runs setup, then `cargo run --release -p netmit-user --bin netmit -- bench <name> <args>`
+/// Runs setup, then `cargo run --release -p netmit-cli --bin netmit -- bench <name> <args>`
 /// (or, for testbed benchmarks, `netmit-bench <name>`), returning its exit code.
 pub fn run(name: OsString, args: Vec<OsString>) -> Result<ExitCode> {
     setup::run()?;
     if TESTBED_BENCHES.iter().any(|b| name == *b) {
         let mut build = cargo();
-        build.args(["build", "--release", "-p", "netmit-user", "--bin", "netmit"]);
+        build.args(["build", "--release", "-p", "netmit-cli", "--bin", "netmit"]);
         let status = run_streaming(&mut build)?;
         if !status.success() {
             return Ok(exit_code(status));
@@ -45,7 +45,7 @@ pub fn run(name: OsString, args: Vec<OsString>) -> Result<ExitCode> {
         "run",
         "--release",
         "-p",
-        "netmit-user",
+        "netmit-cli",
         "--bin",
         "netmit",
         "--",

@@ -15,7 +15,7 @@ use crate::{cargo, exit_code, run_streaming, setup, target_dir};
 pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
     setup::run()?;
     let mut build = cargo();
-    build.args(["build", "--release", "-p", "netmit-user", "--bin", "netmit"]);
+    build.args(["build", "--release", "-p", "netmit-cli", "--bin", "netmit"]);
     let status = run_streaming(&mut build)?;
     if !status.success() {
         return Ok(exit_code(status));

@@ -41,7 +41,7 @@ struct Cli {
 enum Cmd {
     /// Check and, where missing, install what building and testing netmit needs (idempotent).
     Setup,
-    /// Run setup, build the workspace and run the tests of netmit-common, netmit-user and tests.
+    /// Run setup, build the workspace and run the tests of every crate (netmit-ebpf has none).
     ///
     /// Arguments (after an optional `--`) go to `cargo test` unchanged; arguments for the test
     /// binaries need their own `--`, e.g. `cargo xtask test -- steer -- --nocapture`

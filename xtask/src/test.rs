@@ -22,10 +22,16 @@ use anyhow::{Context, Result};
 use crate::{cargo, exit_code, run_streaming, setup, target_dir, workspace_root};
 
 /// The packages whose tests run (netmit-ebpf has none: it only builds for the BPF target).
-pub const TEST_PACKAGES: &[&str] = &["netmit-common", "netmit-user", "tests"];
+pub const TEST_PACKAGES: &[&str] = &[
+    "netmit-common",
+    "netmit-user",
+    "netmit-lab",
+    "netmit-cli",
+    "tests",
+];
 
 /// Prefix of the network namespaces the tests create: every testbed name starts with
-/// `netmit_user::testbed::NAME_STEM` (`nm<pid>x…`, or `nm<tag><pid>x…` for tagged
+/// `netmit_lab::testbed::NAME_STEM` (`nm<pid>x…`, or `nm<tag><pid>x…` for tagged
 /// testbeds such as `netmit bench modes`' `nmb<pid>x…`).
 pub const NETNS_PREFIX: &str = "nm";
 

@@ -95,6 +95,7 @@
 
 mod config;
 mod device;
+pub mod echo;
 mod error;
 mod register;
 mod rings;

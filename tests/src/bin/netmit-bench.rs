@@ -25,7 +25,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use netmit_user::r#gen::{GenConfig, Generator, MacAddr, PortRange, Rate};
+use netmit_lab::r#gen::{GenConfig, Generator, MacAddr, PortRange, Rate};
 use serde_json::{Value, json};
 use tests::{
     recv::recvmmsg_for,

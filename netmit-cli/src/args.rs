@@ -1,0 +1,209 @@
+//! Command-line definitions: every flag is defined once here, with help that teaches.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use netmit_user::duration;
+
+use crate::{
+    attach::AttachArgs, classify::ClassifyArgs, daemon::DaemonArgs, detach::DetachArgs, rx::RxArgs,
+    status::StatusArgs, steer::SteerCommand, tune::TuneCommand,
+};
+#[cfg(feature = "lab")]
+use crate::{bench::BenchCommand, r#gen::GenArgs, load::LoadArgs, serve::ServeArgs};
+
+pub const RULE_HELP: &str = "Steering rule: comma-separated key=value pairs, e.g. \
+`proto=udp,dport=9000-9010,dst=198.18.0.0/15,vlan=10,action=xsk,prio=10`. Keys: \
+proto=udp|tcp|any (default any), dport=N|LO-HI (default all), dst=ADDR[/LEN] (default any), \
+vlan=0-4095 (outer tag), action=xsk|pass|drop (default xsk), prio=0-65535 (default 1000; \
+lowest wins, ties go to the rule added first).";
+
+/// netmit: take interrupt overhead out of Linux networking.
+///
+/// netmit attaches an XDP program that classifies packets and steers chosen flows into
+/// AF_XDP sockets (one per RX queue), passing everything else to the kernel. Its state
+/// lives in bpffs under /sys/fs/bpf/netmit/IFACE, so every command (and the daemon)
+/// sees the same attachment.
+#[derive(Debug, Parser)]
+#[command(name = "netmit", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the steering program, attach it to an interface and pin it.
+    ///
+    /// Refuses to replace an XDP program that netmit did not attach unless --force.
+    /// Example: netmit attach eth1 --steer proto=udp,dport=9000,action=xsk
+    Attach(AttachArgs),
+    /// Detach netmit's program from an interface and remove its pins.
+    Detach(DetachArgs),
+    /// List, add or delete steering rules of an attached interface (live).
+    #[command(subcommand)]
+    Steer(SteerCommand),
+    /// Show attach mode, program, rules and per-queue counters with rates.
+    Status(StatusArgs),
+    /// Dry-run rules on a pcap/pcapng capture through the real XDP program.
+    ///
+    /// Every frame runs through the steering program with BPF_PROG_TEST_RUN (nothing is
+    /// attached); prints each frame's verdict and matching rule, then a summary.
+    Classify(ClassifyArgs),
+    /// Probe what this kernel (and an interface) support, by trying, and the fallbacks.
+    Check {
+        /// Interface to probe as well (read-only probes).
+        iface: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Receive the steered packets with AF_XDP sockets, one per RX queue (optionally echo).
+    ///
+    /// The interface must be attached (`netmit attach IFACE --steer ...action=xsk`); each
+    /// socket registers itself in the attached program's XSK map for its queue.
+    Rx(RxArgs),
+    /// Answer UDP requests (a request/response server) in one interrupt mode.
+    ///
+    /// Every request is answered with the same payload (--reply echo) or in sockperf's
+    /// ping-pong protocol (--reply sockperf). Modes: epoll (kernel socket, blocking
+    /// epoll_wait: interrupt-driven), busy-poll (epoll busy polling with
+    /// prefer_busy_poll via EPIOCSPARAMS, Linux 6.9+: the server's thread polls the
+    /// device, and IRQ suspension engages once the NAPI has an irq-suspend-timeout, e.g.
+    /// `netmit tune set IFACE --defer-hard-irqs 100 --gro-flush-timeout 20us
+    /// --irq-suspend-timeout 20ms`), xsk (AF_XDP sockets, one per RX queue; needs
+    /// `netmit attach IFACE --steer 'proto=udp,dport=PORT,action=xsk'`). On exit
+    /// (SIGINT, SIGTERM or --duration) prints requests, replies, bytes and rates, and in
+    /// the kernel modes the rise of BusyPollRxPackets.
+    /// Example: netmit serve eth1 --port 9000 --mode busy-poll --duration 10 --json
+    #[cfg(feature = "lab")]
+    Serve(ServeArgs),
+    /// Read and change interrupt-mitigation settings; every change is journaled.
+    ///
+    /// Per-NAPI settings (netdev netlink), NIC coalescing (ethtool netlink) and busy-poll
+    /// sysctls. The original of every setting netmit changes is written to
+    /// /run/netmit/journal.json first; `netmit tune restore` puts them all back.
+    #[command(subcommand)]
+    Tune(TuneCommand),
+    /// Benchmarks, reported as ratios to a baseline measured in the same run.
+    #[command(subcommand)]
+    #[cfg(feature = "lab")]
+    Bench(BenchCommand),
+    /// Send UDP traffic out of an interface at a fixed rate or full speed.
+    ///
+    /// Frames go out through BPF_PROG_TEST_RUN in live-frames mode (Linux 5.18+): an XDP
+    /// program rewrites each copy of one template frame for the next flow and returns
+    /// XDP_TX, which transmits it out of IFACE (up to 6.5 Mpps into a veth on one core).
+    /// On a veth the peer needs native XDP or GRO on to receive.
+    /// Example: netmit gen veth0 --dst-mac 02:00:00:00:00:02 --dst-ip 198.18.0.1
+    /// --dport 9200-9203 --flows 8 --rate 100000 --duration 10
+    #[cfg(feature = "lab")]
+    Gen(GenArgs),
+    /// Load a UDP request/response server and measure each reply's latency.
+    ///
+    /// Requests carry a send timestamp in their payload (sent with BPF_PROG_TEST_RUN live
+    /// frames, like `gen`); an XDP program attached natively to IFACE for the run takes
+    /// the echoed replies off the wire, records their latency in a histogram and drops
+    /// them (--rate: open loop) or turns each into the flow's next request (--closed: W
+    /// requests always outstanding; lost ones are re-sent after 100 ms). The server must
+    /// echo the payload (`netmit serve`'s default). Prints a line per second and a
+    /// summary with throughput and latency percentiles. On a veth the server's end needs
+    /// GRO on or native XDP.
+    /// Example: netmit load veth0 --server 198.18.0.1:9000 --closed --window 16 --json
+    #[cfg(feature = "lab")]
+    Load(LoadArgs),
+    /// Run the adaptive daemon: switch each interface's interrupt mode with its load.
+    ///
+    /// Every interval the daemon samples each configured interface (XDP and NAPI poll
+    /// counters, IRQs, softirqs, busy polling), lets the mode controller pick interrupt,
+    /// defer or suspend, and applies that mode's per-NAPI settings through the restore
+    /// journal. It serves Prometheus metrics, /healthz and /status on metrics_address.
+    /// SIGHUP reloads the configuration; SIGTERM/SIGINT restore every original setting and
+    /// detach what the daemon attached. The configuration format is documented in
+    /// `netmit_user::daemon::config`.
+    /// Example: netmit daemon --config /etc/netmit/daemon.toml
+    Daemon(DaemonArgs),
+}
+
+/// Parses seconds (`2`, `0.5`, `0`) or a duration with a unit (`500ms`).
+pub fn parse_duration_or_secs(s: &str) -> Result<Duration, String> {
+    duration::parse_secs(s).map_err(|e| e.to_string())
+}
+
+/// Parses seconds (`2`, `0.5`) or a duration with a unit (`500ms`); zero is refused.
+pub fn parse_secs(s: &str) -> Result<Duration, String> {
+    match duration::parse_secs(s) {
+        Ok(Duration::ZERO) => Err(format!("`{s}`: the duration must be longer than zero")),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Parses a duration with a unit (`500ms`, `1s`, `200us`) or `0`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    duration::parse(s).map_err(|e| e.to_string())
+}
+
+/// A CPU list: `2`, `2,3`, `0-3`, `0,2-3`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+/// Parses a CPU list (`2`, `2,3`, `0-3`, `0,2-3`).
+pub fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
+    let mut cpus = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let num = |t: &str| {
+            t.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("`{t}` in `{s}` is not a CPU number"))
+        };
+        match part.split_once('-') {
+            Some((lo, hi)) => {
+                let (lo, hi) = (num(lo)?, num(hi)?);
+                if lo > hi {
+                    return Err(format!("`{part}`: the range runs backwards"));
+                }
+                cpus.extend(lo..=hi);
+            }
+            None => cpus.push(num(part)?),
+        }
+    }
+    Ok(CpuList(cpus))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("200us").unwrap(), Duration::from_micros(200));
+        assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("99999999999999999999s").is_err());
+    }
+
+    #[test]
+    fn cli_parses_and_rejects_bad_rules() {
+        Cli::command_for_test();
+        let ok = Cli::try_parse_from(["netmit", "attach", "eth1", "--steer", "proto=udp,dport=53"]);
+        assert!(ok.is_ok());
+        let err = Cli::try_parse_from(["netmit", "attach", "eth1", "--steer", "proto=icmp"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("proto") && err.contains("udp, tcp, any"),
+            "{err}"
+        );
+    }
+
+    impl Cli {
+        fn command_for_test() {
+            use clap::CommandFactory;
+            Cli::command().debug_assert();
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! `netmit bench`: benchmarks measured as ratios against a baseline in the same run.
+
+use anyhow::{Context, bail};
+use netmit_lab::bench::xdp::{self, XdpBenchOptions};
+use serde_json::json;
+
+use crate::args::parse_duration;
+use crate::output;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Per-packet cost of the steering program (0, 16, 256 rules) vs. an XDP_PASS program.
+    Xdp(XdpBenchArgs),
+    /// The kernel vs. user-level networking comparison: one UDP request/response server
+    /// under baseline interrupts, deferral, busy polling, IRQ suspension, AF_XDP and the
+    /// adaptive daemon, at 10/50/90% of the baseline's saturation and at saturation.
+    ///
+    /// Builds a throwaway veth testbed (two network namespaces, threaded NAPI pinned to
+    /// the server's and the client's core), or uses --server-iface/--client-iface, prints
+    /// a table, writes modes.json and two SVG
+    /// plots to --out, and checks the goals (exit 1 when one is missed, unless
+    /// --no-check). About 4 minutes on 2 cores; --quick about 1.
+    /// Example: netmit bench modes --quick --out /tmp/modes
+    Modes(ModesBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModesBenchArgs {
+    /// Short warm-ups and 1 s windows: a smoke test, not a measurement to quote.
+    #[arg(long)]
+    pub quick: bool,
+    /// Setups to run, comma-separated (baseline, defer, busy-poll, suspend, xsk,
+    /// adaptive); the baseline always runs, first.
+    #[arg(long, value_delimiter = ',', value_name = "SETUP,...")]
+    pub setups: Option<Vec<String>>,
+    /// Length of each measured window [default: 5s, 1s with --quick].
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    pub window: Option<std::time::Duration>,
+    /// The server's CPU [default: the last one].
+    #[arg(long)]
+    pub server_cpu: Option<usize>,
+    /// The client's CPU.
+    #[arg(long, default_value_t = 0)]
+    pub client_cpu: usize,
+    /// Outstanding requests at saturation (closed loop).
+    #[arg(long, default_value_t = 64)]
+    pub closed_window: u32,
+    /// Run on this interface of the server instead of a veth testbed (with
+    /// --client-iface; at least one of them in a network namespace of its own, e.g. two
+    /// NIC ports cabled together). Only its per-NAPI settings change, through the restore
+    /// journal, and they are restored after each setup.
+    #[arg(long, value_name = "IFACE", requires = "client_iface")]
+    pub server_iface: Option<String>,
+    /// Network namespace of --server-iface (a name under /run/netns).
+    #[arg(long, value_name = "NAME", requires = "server_iface")]
+    pub server_netns: Option<String>,
+    /// The load client's interface (with --server-iface); needs native XDP.
+    #[arg(long, value_name = "IFACE", requires = "server_iface")]
+    pub client_iface: Option<String>,
+    /// Network namespace of --client-iface (a name under /run/netns).
+    #[arg(long, value_name = "NAME", requires = "client_iface")]
+    pub client_netns: Option<String>,
+    /// Directory for modes.json, throughput-latency.svg and cpu-load.svg.
+    #[arg(long, default_value = "netmit-bench-modes", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Print the JSON report instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Report only: exit 0 even when a goal is missed.
+    #[arg(long)]
+    pub no_check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct XdpBenchArgs {
+    /// Program runs per measurement (BPF_PROG_TEST_RUN repeat).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub repeat: u32,
+    /// Measurements per case; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Report only: exit 0 even when a goal is missed.
+    #[arg(long)]
+    pub no_check: bool,
+}
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Xdp(a) => run_xdp(a),
+        BenchCommand::Modes(a) => run_modes(a),
+    }
+}
+
+fn run_modes(args: ModesBenchArgs) -> anyhow::Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    use netmit_lab::bench::modes::{self, ModesConfig, Setup};
+
+    let mut cfg = if args.quick {
+        ModesConfig::quick()
+    } else {
+        ModesConfig::full()
+    };
+    if let Some(names) = &args.setups {
+        cfg.setups = names
+            .iter()
+            .map(|n| {
+                Setup::from_name(n.trim()).with_context(|| {
+                    format!(
+                        "unknown setup {n:?}: use {}",
+                        Setup::ALL.map(Setup::name).join(", ")
+                    )
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+    }
+    if let Some(w) = args.window {
+        cfg.window = w;
+    }
+    if let Some(c) = args.server_cpu {
+        cfg.server_cpu = c;
+    }
+    cfg.client_cpu = args.client_cpu;
+    if let (Some(server), Some(client)) = (&args.server_iface, &args.client_iface) {
+        cfg.interfaces = Some((
+            modes::Endpoint {
+                iface: client.clone(),
+                netns: args.client_netns.clone(),
+            },
+            modes::Endpoint {
+                iface: server.clone(),
+                netns: args.server_netns.clone(),
+            },
+        ));
+    }
+    cfg.closed_window = args.closed_window;
+    cfg.validate()?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "netmit bench modes needs root (it builds a veth testbed in two network \
+             namespaces and loads BPF programs): run it with sudo"
+        );
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating the output directory {}", args.out.display()))?;
+    crate::stop::install()?;
+
+    let bar = ProgressBar::new(cfg.steps() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let report = modes::run(&cfg, &crate::stop::STOP, |p| {
+        bar.set_position(p.done as u64);
+        bar.set_message(p.what.clone());
+        if let Some(r) = &p.last {
+            bar.println(format!(
+                "{:<10} {:>5}  {:>9.0} replies/s  p50 {:>7.1} us  p99 {:>7.1} us  cpu {:>5.1}%{}",
+                r.setup.name(),
+                r.load.label(),
+                r.achieved_pps,
+                r.p50_us,
+                r.p99_us,
+                r.server_cpu_percent,
+                r.daemon_mode
+                    .as_ref()
+                    .map(|m| format!("  daemon: {m}"))
+                    .unwrap_or_default()
+            ));
+        }
+    });
+    bar.finish_and_clear();
+    let report = report.context("running the mode comparison")?;
+
+    let json = serde_json::to_value(&report)?;
+    let write = |name: &str, body: &[u8]| {
+        let path = args.out.join(name);
+        std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))
+    };
+    write(
+        "modes.json",
+        serde_json::to_string_pretty(&json)?.as_bytes(),
+    )?;
+    write("throughput-latency.svg", report.latency_plot().as_bytes())?;
+    write("cpu-load.svg", report.cpu_plot().as_bytes())?;
+    if args.json {
+        output::print_json(&json)?;
+    } else {
+        println!(
+            "netmit bench modes: {} on Linux {}, server CPU {:?}, client CPU {}, {} s windows{}",
+            report.testbed,
+            report.kernel,
+            report.server_cpus,
+            report.client_cpu,
+            report.window_secs,
+            if report.quick { " (--quick)" } else { "" }
+        );
+        for (setup, what) in &report.setups {
+            println!("  {:<10} {what}", setup.name());
+        }
+        println!(
+            "baseline saturation: {:.0} replies/s; load points are fractions of it\n",
+            report.baseline_saturation_pps
+        );
+        print!("{}", report.table());
+        for note in &report.notes {
+            println!("note: {note}");
+        }
+        println!(
+            "\nwrote {0}/modes.json, {0}/throughput-latency.svg, {0}/cpu-load.svg ({1:.0} s)",
+            args.out.display(),
+            report.elapsed_secs
+        );
+    }
+    if !report.goals_met() && !args.no_check {
+        bail!("a goal of the comparison was missed (see above; --no-check only reports)");
+    }
+    Ok(())
+}
+
+fn run_xdp(args: XdpBenchArgs) -> anyhow::Result<()> {
+    let opts = XdpBenchOptions {
+        repeat: args.repeat,
+        rounds: args.rounds,
+        ..Default::default()
+    };
+    let rows = xdp::run(&opts).context("running the XDP benchmark")?;
+    let missed: Vec<_> = rows
+        .iter()
+        .filter(|r| r.goal.is_some_and(|g| r.ratio > g))
+        .collect();
+    if args.json {
+        output::print_json(
+            &json!({"repeat": opts.repeat, "rounds": opts.rounds, "rows": rows,
+                                   "goals_met": missed.is_empty()}),
+        )?;
+    } else {
+        println!(
+            "XDP steering program vs. XDP_PASS, BPF_PROG_TEST_RUN, {} runs x {} rounds (median)",
+            opts.repeat, opts.rounds
+        );
+        println!(
+            "{:<6} {:>5} {:>10} {:>11} {:>7} {:>6}  verdict",
+            "packet", "rules", "steer ns", "baseline ns", "ratio", "goal"
+        );
+        for r in &rows {
+            let goal = r
+                .goal
+                .map(|g| format!("{g:.1}x"))
+                .unwrap_or_else(|| "-".into());
+            let verdict = match r.rule_id {
+                Some(id) => format!("{} (rule {id})", r.verdict),
+                None => r.verdict.to_string(),
+            };
+            println!(
+                "{:<6} {:>5} {:>10.1} {:>11.1} {:>6.2}x {:>6}  {verdict}{}",
+                r.packet,
+                r.rules,
+                r.steer_ns,
+                r.baseline_ns,
+                r.ratio,
+                goal,
+                if r.goal.is_some_and(|g| r.ratio > g) {
+                    "  GOAL MISSED"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    if !missed.is_empty() && !args.no_check {
+        bail!(
+            "{} case(s) above their goal ratio (pass --no-check to only report)",
+            missed.len()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! `netmit daemon`: the adaptive daemon, or `--check-config` to validate its configuration.
+
+use anyhow::{Context, bail};
+use clap::Args;
+use netmit_user::daemon::{self, DaemonConfig};
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Configuration file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Validate the configuration (and that its interfaces exist here), print the
+    /// problems with their line and key, and exit: 0 when valid.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    if args.check_config {
+        let config = DaemonConfig::load(&args.config)?;
+        config.check_system()?;
+        println!(
+            "{}: valid ({} interface(s), interval {:?}, metrics on {})",
+            args.config.display(),
+            config.interfaces.len(),
+            config.interval,
+            config.metrics_address
+        );
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "the daemon needs root (BPF programs, netlink settings, /run/netmit): run it with sudo"
+        );
+    }
+    daemon::run(&args.config)
+        .with_context(|| format!("netmit daemon --config {}", args.config.display()))
+}

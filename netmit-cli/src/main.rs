@@ -1,0 +1,65 @@
+//! The `netmit` command: a thin shell over the `netmit_user` library.
+
+mod args;
+mod attach;
+#[cfg(feature = "lab")]
+mod bench;
+mod check;
+mod classify;
+mod daemon;
+mod detach;
+#[cfg(feature = "lab")]
+mod r#gen;
+#[cfg(feature = "lab")]
+mod load;
+mod output;
+mod rx;
+#[cfg(feature = "lab")]
+mod serve;
+mod status;
+mod steer;
+mod stop;
+mod tune;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    // The daemon reports its transitions at info level; commands only warn.
+    let level = match cli.command {
+        args::Command::Daemon(_) => "info",
+        _ => "warn",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netmit: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: args::Cli) -> anyhow::Result<()> {
+    match cli.command {
+        args::Command::Attach(a) => attach::run(a),
+        args::Command::Detach(a) => detach::run(a),
+        args::Command::Steer(a) => steer::run(a),
+        args::Command::Status(a) => status::run(a),
+        args::Command::Classify(a) => classify::run(a),
+        #[cfg(feature = "lab")]
+        args::Command::Bench(a) => bench::run(a),
+        args::Command::Tune(a) => tune::run(a),
+        args::Command::Rx(a) => rx::run(a),
+        #[cfg(feature = "lab")]
+        args::Command::Gen(a) => r#gen::run(a),
+        #[cfg(feature = "lab")]
+        args::Command::Load(a) => load::run(a),
+        #[cfg(feature = "lab")]
+        args::Command::Serve(a) => serve::run(a),
+        args::Command::Check { iface, json } => check::run(iface.as_deref(), json),
+        args::Command::Daemon(a) => daemon::run(a),
+    }
+}

@@ -1,0 +1,120 @@
+//! `netmit steer list|add|del`: change the rules of an attached interface live.
+
+use anyhow::{Context, bail};
+use netmit_user::{
+    ebpf::{PinLayout, SteerTables, kernel},
+    steer::{Rule, compile::ranked},
+};
+use serde_json::json;
+
+use crate::args::RULE_HELP;
+use crate::output;
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum SteerCommand {
+    /// List the rules, best-ranked first, with their ids and hit counts.
+    List {
+        /// Interface.
+        iface: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add one or more rules.
+    Add {
+        /// Interface.
+        iface: String,
+        /// Rules to add.
+        #[arg(required = true, value_name = "RULE", help = RULE_HELP)]
+        rules: Vec<Rule>,
+    },
+    /// Delete a rule by id (from `steer list`) or by its exact text.
+    Del {
+        /// Interface.
+        iface: String,
+        /// Rule id, or the rule text.
+        rule: String,
+    },
+}
+
+pub fn open(iface: &str) -> anyhow::Result<SteerTables> {
+    let layout = PinLayout::for_iface(iface);
+    if !layout.is_attached() {
+        bail!("netmit is not attached to {iface}; run `netmit attach {iface}` first");
+    }
+    if !kernel::has_bpf_privileges() {
+        bail!("reading netmit's maps needs root (CAP_BPF or CAP_SYS_ADMIN): run it with sudo");
+    }
+    SteerTables::from_pins(&layout).with_context(|| format!("opening the pins of {iface}"))
+}
+
+pub fn run(cmd: SteerCommand) -> anyhow::Result<()> {
+    match cmd {
+        SteerCommand::List { iface, json } => list(&iface, json),
+        SteerCommand::Add { iface, rules } => {
+            let mut tables = open(&iface)?;
+            let ids = tables
+                .add_rules(&rules)
+                .with_context(|| format!("adding rules to {iface}"))?;
+            for (id, rule) in ids.iter().zip(&rules) {
+                println!("added rule {id}: {rule}");
+            }
+            Ok(())
+        }
+        SteerCommand::Del { iface, rule } => {
+            let mut tables = open(&iface)?;
+            let id = match rule.parse::<u16>() {
+                Ok(id) => id,
+                Err(_) => {
+                    let wanted: Rule = rule.parse().with_context(|| {
+                        format!("`{rule}` is neither a rule id nor a valid rule")
+                    })?;
+                    let rules = tables.rules()?;
+                    let Some(found) = rules.iter().find(|r| r.rule == wanted) else {
+                        bail!("no rule `{wanted}` on {iface} (see `netmit steer list {iface}`)");
+                    };
+                    found.id
+                }
+            };
+            let removed = tables
+                .delete_rule(id)
+                .with_context(|| format!("deleting rule {id} from {iface}"))?;
+            println!("deleted rule {id}: {removed}");
+            Ok(())
+        }
+    }
+}
+
+fn list(iface: &str, as_json: bool) -> anyhow::Result<()> {
+    let tables = open(iface)?;
+    let rules = tables.rules()?;
+    let hits = tables.rule_hits(rules.iter().map(|r| r.id))?;
+    let ranked = ranked(&rules);
+    if as_json {
+        let v: Vec<_> = ranked
+            .iter()
+            .map(|r| {
+                let h = hits[&r.id];
+                json!({"id": r.id, "rule": r.rule, "prio": r.rule.prio, "packets": h.packets, "bytes": h.bytes})
+            })
+            .collect();
+        return output::print_json(&json!({"iface": iface, "rules": v}));
+    }
+    if ranked.is_empty() {
+        println!("{iface}: no rules (every packet goes to the kernel)");
+        return Ok(());
+    }
+    println!(
+        "{:>4}  {:>12}  {:>14}  rule (best-ranked first)",
+        "id", "packets", "bytes"
+    );
+    for r in ranked {
+        let h = hits[&r.id];
+        println!(
+            "{:>4}  {:>12}  {:>14}  {}",
+            r.id, h.packets, h.bytes, r.rule
+        );
+    }
+    Ok(())
+}

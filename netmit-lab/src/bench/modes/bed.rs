@@ -1,0 +1,398 @@
+//! Where the comparison runs: a throwaway veth testbed, or two interfaces the user
+//! names (each in a network namespace of its own, e.g. two NIC ports cabled together).
+//!
+//! Both are reached the same way: a file of each end's network namespace, entered with
+//! `setns(CLONE_NEWNET)` by one thread (scoped) or in a child's `pre_exec`, never by
+//! the whole process.
+//!
+//! What differs is what the benchmark may change. The testbed is its own: GRO on (a veth
+//! has a NAPI only with GRO or native XDP), threaded NAPI pinned to the server's and
+//! the client's core, NAPI settings written directly (they die with the namespaces).
+//! Named interfaces are the user's: only the server interface's per-NAPI settings
+//! change, each through the restore journal (`/run/netmit`), and they are restored when
+//! the run ends, also on error or Ctrl-C, and by `netmit tune restore` in the server's
+//! namespace after a crash.
+
+use std::{
+    fs::File,
+    io,
+    net::IpAddr,
+    os::{
+        fd::{AsRawFd, RawFd},
+        unix::process::CommandExt,
+    },
+    path::{Path, PathBuf},
+    process::Command,
+    thread,
+};
+
+use super::{ModesError, setup::NapiSettings};
+use crate::testbed::{Side, Testbed, tagged_prefix};
+use netmit_user::tune::{
+    journal::Journal,
+    napi::{self, NapiParam},
+    setting::Setting,
+};
+
+/// An interface the user names for one end, and its network namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Interface name (in `netns`).
+    pub iface: String,
+    /// A network namespace name (`/run/netns/NAME`, as `ip netns add` makes), or `None`
+    /// for the namespace netmit runs in.
+    pub netns: Option<String>,
+}
+
+/// The two ends: side A runs the load client, side B the server.
+pub(super) struct Bed {
+    /// The testbed, when the benchmark built one (dropped last: it owns the namespaces).
+    testbed: Option<Testbed>,
+    ends: [End; 2],
+    server_cpu: usize,
+    client_cpu: usize,
+}
+
+struct End {
+    iface: String,
+    ifindex: u32,
+    /// The namespace file (`None`: the current namespace).
+    ns: Option<File>,
+    /// For messages.
+    ns_name: String,
+}
+
+fn idx(side: Side) -> usize {
+    match side {
+        Side::A => 0,
+        Side::B => 1,
+    }
+}
+
+fn open_ns(path: &Path) -> Result<File, ModesError> {
+    File::open(path).map_err(|source| ModesError::Netns {
+        ns: path.display().to_string(),
+        source,
+    })
+}
+
+fn setns(fd: RawFd) -> io::Result<()> {
+    // SAFETY: setns only reads its arguments; it changes the calling thread alone.
+    if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl Bed {
+    /// A fresh veth testbed, prepared as the module documentation says. Testbeds that a
+    /// killed or crashed benchmark left behind are removed first.
+    pub(super) fn testbed(server_cpu: usize, client_cpu: usize) -> Result<Bed, ModesError> {
+        sweep_stale_testbeds();
+        let tb = Testbed::with_prefix(&tagged_prefix("b"))?;
+        tb.set_gro(Side::A, true)?;
+        tb.set_gro(Side::B, true)?;
+        let end = |side: Side| -> Result<End, ModesError> {
+            Ok(End {
+                iface: tb.ifname(side).to_string(),
+                ifindex: tb.ifindex(side),
+                ns: Some(open_ns(&tb.netns_path(side))?),
+                ns_name: tb.ns(side).to_string(),
+            })
+        };
+        let ends = [end(Side::A)?, end(Side::B)?];
+        let bed = Bed {
+            testbed: Some(tb),
+            ends,
+            server_cpu,
+            client_cpu,
+        };
+        for side in [Side::A, Side::B] {
+            for id in bed.napis(side)? {
+                let iface = bed.iface(side).to_string();
+                bed.in_ns(side, || napi::set(id, NapiParam::Threaded, 1))?
+                    .map_err(|source| ModesError::Napi { iface, source })?;
+            }
+        }
+        bed.pin_napi_threads()?;
+        // Resolve both neighbour entries now: the first requests must not wait for ARP
+        // (the kernel queues only a few packets per unresolved neighbour).
+        let tb = bed.testbed.as_ref().expect("just built");
+        let ip_b = tb.ip(Side::B);
+        if !tb.ping(Side::A, ip_b, 1) {
+            return Err(ModesError::Unreachable { addr: ip_b.into() });
+        }
+        Ok(bed)
+    }
+
+    /// The interfaces the user named. Nothing is changed yet.
+    pub(super) fn named(
+        client: &Endpoint,
+        server: &Endpoint,
+        server_cpu: usize,
+        client_cpu: usize,
+    ) -> Result<Bed, ModesError> {
+        let end = |e: &Endpoint| -> Result<End, ModesError> {
+            let ns = e
+                .netns
+                .as_ref()
+                .map(|n| open_ns(&PathBuf::from("/run/netns").join(n)))
+                .transpose()?;
+            let mut end = End {
+                iface: e.iface.clone(),
+                ifindex: 0,
+                ns,
+                ns_name: e
+                    .netns
+                    .clone()
+                    .unwrap_or_else(|| "the current namespace".into()),
+            };
+            let iface = e.iface.clone();
+            let ifindex = in_end(&end, || netmit_user::ebpf::kernel::ifindex(&iface))?;
+            end.ifindex = ifindex.map_err(|_| ModesError::NoInterface {
+                iface: e.iface.clone(),
+                ns: end.ns_name.clone(),
+            })?;
+            Ok(end)
+        };
+        let ends = [end(client)?, end(server)?];
+        if ends[0].ns.is_none() && ends[1].ns.is_none() {
+            return Err(ModesError::Config {
+                what: "client and server interfaces are both in this network namespace, so \
+                       the replies would never leave the host: put one of them in a namespace \
+                       of its own (`ip link set IFACE netns NAME`) and name it with \
+                       --client-netns or --server-netns"
+                    .into(),
+            });
+        }
+        Ok(Bed {
+            testbed: None,
+            ends,
+            server_cpu,
+            client_cpu,
+        })
+    }
+
+    /// Whether this is the benchmark's own testbed.
+    pub(super) fn is_testbed(&self) -> bool {
+        self.testbed.is_some()
+    }
+
+    /// Words for the report.
+    pub(super) fn describe(&self) -> String {
+        if self.is_testbed() {
+            "veth testbed, threaded NAPI".into()
+        } else {
+            format!(
+                "client {} ({}), server {} ({})",
+                self.ends[0].iface, self.ends[0].ns_name, self.ends[1].iface, self.ends[1].ns_name
+            )
+        }
+    }
+
+    pub(super) fn iface(&self, side: Side) -> &str {
+        &self.ends[idx(side)].iface
+    }
+
+    /// Runs `f` on a thread in `side`'s network namespace.
+    pub(super) fn in_ns<T: Send>(
+        &self,
+        side: Side,
+        f: impl FnOnce() -> T + Send,
+    ) -> Result<T, ModesError> {
+        in_end(&self.ends[idx(side)], f)
+    }
+
+    /// A command that runs in `side`'s network namespace.
+    pub(super) fn command(&self, side: Side, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        if let Some(ns) = &self.ends[idx(side)].ns {
+            let fd = ns.as_raw_fd();
+            // SAFETY: setns is async-signal-safe; the fd stays open in the parent until
+            // the child has exec'd (the Bed outlives the spawn).
+            unsafe { cmd.pre_exec(move || setns(fd)) };
+        }
+        cmd
+    }
+
+    /// The server's address: the first IPv4 address of its interface.
+    pub(super) fn server_ip(&self) -> Result<IpAddr, ModesError> {
+        let iface = self.iface(Side::B).to_string();
+        self.in_ns(Side::B, || crate::serve::resolve(&iface))?
+            .map(|t| t.addr)
+            .map_err(|source| ModesError::Serve {
+                setup: super::Setup::Baseline,
+                source: Box::new(source),
+            })
+    }
+
+    /// The NAPI instances of one end, as napi-get reports them.
+    fn napi_list(&self, side: Side) -> Result<Vec<napi::NapiInfo>, ModesError> {
+        let ifindex = self.ends[idx(side)].ifindex;
+        self.in_ns(side, || napi::list(ifindex))?
+            .map_err(|source| ModesError::Napi {
+                iface: self.iface(side).to_string(),
+                source,
+            })
+    }
+
+    /// The NAPI ids of one end.
+    pub(super) fn napis(&self, side: Side) -> Result<Vec<u32>, ModesError> {
+        let list = self.napi_list(side)?;
+        if list.is_empty() {
+            return Err(ModesError::NoNapi {
+                iface: self.iface(side).to_string(),
+            });
+        }
+        Ok(list.iter().map(|n| n.id).collect())
+    }
+
+    /// Pins the testbed's NAPI kernel threads to their cores (again after anything that
+    /// may have re-created a NAPI). Named interfaces are left as they are.
+    pub(super) fn pin_napi_threads(&self) -> Result<(), ModesError> {
+        if !self.is_testbed() {
+            return Ok(());
+        }
+        for (side, cpu) in [(Side::A, self.client_cpu), (Side::B, self.server_cpu)] {
+            let iface = self.iface(side).to_string();
+            for n in self.napi_list(side)? {
+                if let Some(pid) = n.pid {
+                    super::pin(pid, cpu).map_err(|source| ModesError::Affinity {
+                        what: format!("napi thread of {iface}"),
+                        pid,
+                        cpu,
+                        source,
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies per-NAPI settings to the server's end: directly on the testbed, through
+    /// the restore journal on a named interface. Returns the server's NAPI ids.
+    pub(super) fn apply_server(&self, s: NapiSettings) -> Result<Vec<u32>, ModesError> {
+        let ids = self.napis(Side::B)?;
+        let iface = self.iface(Side::B).to_string();
+        let testbed = self.is_testbed();
+        self.in_ns(Side::B, || -> Result<(), ModesError> {
+            let mut journal = if testbed {
+                None
+            } else {
+                Some(Journal::open().map_err(|e| ModesError::Journal(Box::new(e)))?)
+            };
+            for &id in &ids {
+                for (param, value) in s.values() {
+                    match &mut journal {
+                        None => napi::set(id, param, value).map_err(|source| ModesError::Napi {
+                            iface: iface.clone(),
+                            source,
+                        })?,
+                        Some(j) => {
+                            let setting = Setting::Napi {
+                                iface: iface.clone(),
+                                napi_id: id,
+                                param,
+                            };
+                            j.apply(&setting, value)
+                                .map_err(|e| ModesError::Journal(Box::new(e)))?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })??;
+        Ok(ids)
+    }
+
+    /// Puts back what [`Bed::apply_server`] changed on a named interface (nothing to do
+    /// on the testbed).
+    pub(super) fn restore(&self) -> Result<(), ModesError> {
+        if self.is_testbed() {
+            return Ok(());
+        }
+        let iface = self.iface(Side::B).to_string();
+        let report = self.in_ns(Side::B, || {
+            Journal::open().and_then(|mut j| j.restore(Some(&iface)))
+        })?;
+        let report = report.map_err(|e| ModesError::Journal(Box::new(e)))?;
+        if let Some((setting, value, why)) = report.failed.first() {
+            return Err(ModesError::Restore {
+                what: format!(
+                    "{setting} = {value}: {why}; run `netmit tune restore` in {}",
+                    self.ends[1].ns_name
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The pid in a benchmark testbed's name (`nmb<pid>x<n><side>`, see
+/// [`tagged_prefix`]).
+fn bench_testbed_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(&tagged_prefix("b")[..3])?;
+    rest.split_once('x')?.0.parse().ok()
+}
+
+/// Removes the namespaces (and so their veths) and bpffs pins of benchmark testbeds whose
+/// process is gone: a benchmark killed with SIGKILL, or one that crashed, cannot clean up
+/// after itself. Testbeds of running processes are left alone.
+fn sweep_stale_testbeds() {
+    let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
+    for (dir, is_ns) in [("/run/netns", true), (crate::testbed::NETMIT_PINS, false)] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = bench_testbed_pid(&name) else {
+                continue;
+            };
+            if alive(pid) {
+                continue;
+            }
+            let removed = if is_ns {
+                Command::new("ip")
+                    .args(["netns", "delete", &name])
+                    .status()
+                    .is_ok_and(|s| s.success())
+            } else {
+                std::fs::remove_dir_all(entry.path()).is_ok()
+            };
+            if removed {
+                eprintln!("netmit bench modes: removed {dir}/{name}, left by process {pid}");
+            }
+        }
+    }
+}
+
+fn in_end<T: Send>(end: &End, f: impl FnOnce() -> T + Send) -> Result<T, ModesError> {
+    let Some(ns) = &end.ns else {
+        return Ok(f());
+    };
+    let fd = ns.as_raw_fd();
+    thread::scope(|s| {
+        s.spawn(move || setns(fd).map(|()| f()))
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+    .map_err(|source| ModesError::Netns {
+        ns: end.ns_name.clone(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_benchmark_testbed_names_yield_a_pid() {
+        assert_eq!(bench_testbed_pid("nmb4711x0a"), Some(4711));
+        assert_eq!(bench_testbed_pid("nmb4711x12b"), Some(4711));
+        assert_eq!(bench_testbed_pid("nm4711x0a"), None);
+        assert_eq!(bench_testbed_pid("nmbx0a"), None);
+        assert_eq!(bench_testbed_pid("eth0"), None);
+    }
+}

@@ -1,6 +1,0 @@
-//! Benchmarks. Each measures netmit against a baseline in the same run and reports the
-//! ratio, so results are comparable across machines.
-
-pub mod frames;
-pub mod modes;
-pub mod xdp;
