@@ -11,10 +11,12 @@ use std::{
 
 use anyhow::{Context, bail};
 use netmit_user::{
-    ebpf::{PinLayout, kernel},
-    tune::napi::{self, QueueKind},
-    xsk::echo::udp_reply_in_place,
-    xsk::{BindMode, BusyPoll, XskConfig, XskSocket, XskStats},
+    ebpf::PinLayout,
+    sys::{
+        link as kernel,
+        napi::{self, QueueKind},
+    },
+    xsk::{BindMode, BusyPoll, XskConfig, XskSocket, XskStats, echo::udp_reply_in_place},
 };
 use serde_json::json;
 

@@ -6,8 +6,9 @@ use anyhow::{Context, bail};
 use netmit_common::{Counter, Verdict};
 use netmit_user::{
     daemon::state,
-    ebpf::{PinLayout, SteerTables, kernel, pins},
+    ebpf::{PinLayout, SteerTables, pins},
     steer::compile::ranked,
+    sys::link as kernel,
 };
 use serde_json::{Value, json};
 

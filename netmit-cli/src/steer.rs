@@ -2,8 +2,9 @@
 
 use anyhow::{Context, bail};
 use netmit_user::{
-    ebpf::{PinLayout, SteerTables, kernel},
+    ebpf::{PinLayout, SteerTables},
     steer::{Rule, compile::ranked},
+    sys::link as kernel,
 };
 use serde_json::json;
 

@@ -4,14 +4,15 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
 use netmit_user::{
-    ebpf::kernel,
-    tune::{
-        Journal, Setting,
+    sys::{
         coalesce::{self, CoalesceParam},
-        journal,
+        link as kernel,
         napi::{self, DeviceParam, NapiParam},
-        plan::{Profile, TuneRequest, plan},
         sysctl::Sysctl,
+    },
+    tune::{
+        Journal, Setting, journal,
+        plan::{Profile, TuneRequest, plan},
     },
 };
 use serde_json::{Value, json};

@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use crate::{
     classify::{Classifier, Program},
-    ebpf::{kernel, load_object, pins},
-    tune::{coalesce, napi},
+    ebpf::{load_object, pins},
+    sys::{coalesce, link as kernel, napi},
 };
 use netmit_common::names;
 

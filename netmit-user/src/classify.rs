@@ -12,8 +12,9 @@ use aya::{
 use netmit_common::{Malformed, NO_RULE, VERDICT_MAGIC, Verdict, VerdictRecord, names};
 
 use crate::{
-    ebpf::{SteerTables, TableError, kernel, load_object},
+    ebpf::{SteerTables, TableError, load_object},
     steer::Rule,
+    sys::link as kernel,
 };
 
 /// Errors of the classifier.

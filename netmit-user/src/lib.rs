@@ -31,5 +31,6 @@ pub mod frames;
 pub mod metrics;
 pub mod signals;
 pub mod steer;
+pub mod sys;
 pub mod tune;
 pub mod xsk;

@@ -195,7 +195,7 @@ fn bad_arguments_are_refused_before_anything_is_built() {
 #[test]
 fn named_interfaces_get_their_settings_back() {
     use netmit_lab::testbed::{Side, Testbed};
-    use netmit_user::tune::napi::{self, NapiParam};
+    use netmit_user::sys::napi::{self, NapiParam};
     if !require_root("named_interfaces_get_their_settings_back") {
         return;
     }

@@ -28,7 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netmit_user::tune::napi::{self, NapiParam};
+use netmit_user::sys::napi::{self, NapiParam};
 use serde_json::Value;
 use tests::{
     netmit::{kernel_xdp, pin_dir},

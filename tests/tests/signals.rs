@@ -22,7 +22,7 @@ use netmit_common::{NAPI_WORK_BUCKETS, napi_work_bucket_bounds};
 use netmit_lab::r#gen::MacAddr;
 use netmit_user::{
     signals::{NapiPollCounters, NapiPollSource, napi_poll_rates, read_softirqs},
-    tune::napi,
+    sys::napi,
 };
 use serde_json::Value;
 use tests::{

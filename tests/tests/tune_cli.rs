@@ -5,7 +5,7 @@
 
 use std::{path::PathBuf, process::Command, time::Duration};
 
-use netmit_user::tune::napi::{self, NapiParam};
+use netmit_user::sys::napi::{self, NapiParam};
 use tests::{
     netmit::{Run, netmit},
     support::{netmit_bin, require_root},
@@ -345,7 +345,7 @@ fn show_on_the_hosts_nic_is_read_only() {
     if !require_root("show_on_the_hosts_nic_is_read_only") {
         return;
     }
-    if netmit_user::ebpf::kernel::ifindex("eth0").is_err() {
+    if netmit_user::sys::link::ifindex("eth0").is_err() {
         eprintln!("SKIP show_on_the_hosts_nic_is_read_only: this machine has no eth0");
         return;
     }

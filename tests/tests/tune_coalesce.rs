@@ -1,4 +1,4 @@
-//! Interrupt coalescing over ethtool netlink ([`netmit_user::tune::coalesce`]) against the
+//! Interrupt coalescing over ethtool netlink ([`netmit_user::sys::coalesce`]) against the
 //! kernel: a tap device (the only kind with coalescing on these machines: `rx-frames`,
 //! clamped to 64) and a veth (none at all), cross-checked with the `ethtool -c` command.
 //!
@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::ffi::CString;
 
-use netmit_user::tune::coalesce::{self, Applied, CoalesceError, CoalesceParam};
+use netmit_user::sys::coalesce::{self, Applied, CoalesceError, CoalesceParam};
 use tests::{
     support::require_root,
     testbed::{IFNAME_MAX, Side, Testbed},

@@ -1,4 +1,4 @@
-//! Per-NAPI settings over netdev netlink ([`netmit_user::tune::napi`]) against the kernel,
+//! Per-NAPI settings over netdev netlink ([`netmit_user::sys::napi`]) against the kernel,
 //! on a veth of a fresh testbed. A veth has a NAPI instance only with native XDP attached
 //! (done with the `netmit` binary) or GRO on, so every test makes its own.
 //!
@@ -28,7 +28,7 @@ use std::{
     sync::{RwLock, RwLockReadGuard, RwLockWriteGuard},
 };
 
-use netmit_user::tune::napi::{self, DeviceParam, NapiError, NapiInfo, NapiParam, QueueKind};
+use netmit_user::sys::napi::{self, DeviceParam, NapiError, NapiInfo, NapiParam, QueueKind};
 use tests::{
     netmit::netmit,
     support::require_root,

@@ -126,7 +126,7 @@ use netmit_common::{TrafficState, names};
 pub use frame::{FrameSpec, MAX_FRAME, MIN_FRAME, MacAddr, PortRange, Template};
 pub use report::{GenReport, GenSample, IfaceCounters, WIRE_OVERHEAD};
 
-use netmit_user::ebpf::{EBPF_OBJECT, kernel};
+use netmit_user::{ebpf::EBPF_OBJECT, sys::link as kernel};
 
 /// Largest live-frames batch the kernel accepts (`TEST_XDP_MAX_BATCH`).
 pub const MAX_LIVE_BATCH: u32 = 256;

@@ -134,7 +134,7 @@ pub use program::{LoadProgram, MAX_WINDOW, monotonic_ns};
 pub use report::{LoadReport, LoadSample};
 
 use crate::r#gen::{GenConfig, Generator, MAX_FRAME, MIN_FRAME, MacAddr, PortRange, Rate};
-use netmit_user::ebpf::kernel;
+use netmit_user::sys::link as kernel;
 
 /// How requests are sent.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]

@@ -10,7 +10,7 @@ use aya::{
 use netmit_common::{LatencyHist, LoadCounters, LoadParams, names};
 
 use super::{Buckets, LoadError};
-use netmit_user::ebpf::{EBPF_OBJECT, kernel};
+use netmit_user::{ebpf::EBPF_OBJECT, sys::link as kernel};
 
 /// The most closed-loop slots (the window): the slot map's size and what user space
 /// checks for lost requests every few milliseconds, one map lookup per slot.

@@ -3,7 +3,7 @@
 
 use std::{io, net::IpAddr};
 
-use netmit_user::{ebpf::TableError, tune::napi::NapiError, xsk::XskError};
+use netmit_user::{ebpf::TableError, sys::napi::NapiError, xsk::XskError};
 
 /// Errors of the UDP request/response server.
 #[derive(Debug, thiserror::Error)]

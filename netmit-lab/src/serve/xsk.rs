@@ -39,11 +39,13 @@ use super::{
     report::{Counters, Live, ThreadReport, XskThreadReport},
 };
 use netmit_user::{
-    ebpf::{PinLayout, SteerTables, kernel},
+    ebpf::{PinLayout, SteerTables},
     steer::{PacketFields, compile::ranked, matches},
-    tune::napi::{self, QueueKind},
-    xsk::echo::udp_reply_in_place,
-    xsk::{BindMode, XskConfig, XskSocket},
+    sys::{
+        link as kernel,
+        napi::{self, QueueKind},
+    },
+    xsk::{BindMode, XskConfig, XskSocket, echo::udp_reply_in_place},
 };
 
 /// How long the end of a run waits for the kernel to complete queued transmits.

@@ -40,7 +40,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::mode::{Mode, ModeSettings, ModeTable};
-use crate::tune::napi::NapiParam;
+use crate::sys::napi::NapiParam;
 
 /// Longest hold time, dwell or fallback accepted (one day, in milliseconds): anything
 /// longer is almost certainly a value in the wrong unit.
@@ -299,7 +299,7 @@ fn validate_mode(mode: Mode, s: &ModeSettings) -> Result<(), ControlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tune::coalesce::CoalesceParam;
+    use crate::sys::coalesce::CoalesceParam;
 
     #[test]
     fn defaults_are_valid_and_documented_values() {

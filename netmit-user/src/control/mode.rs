@@ -22,7 +22,10 @@ use std::{collections::BTreeMap, fmt};
 
 use serde::{Deserialize, Serialize};
 
-use crate::tune::{coalesce::CoalesceParam, napi::NapiParam, plan::Profile};
+use crate::{
+    sys::{coalesce::CoalesceParam, napi::NapiParam},
+    tune::plan::Profile,
+};
 
 /// An interrupt mode of one NAPI instance (or of every NAPI of an interface).
 ///

@@ -46,8 +46,9 @@ use toml::{
 use crate::{
     control::{Mode, Policy, PolicyConfig},
     duration,
-    ebpf::{ModeRequest, kernel},
+    ebpf::ModeRequest,
     steer::Rule,
+    sys::link as kernel,
 };
 
 /// Default address of the metrics server.

@@ -20,11 +20,8 @@ use crate::{
     ebpf,
     metrics::{ErrorKind, Metrics, SharedSnapshot, Snapshot},
     signals::{NapiPollSource, read_softirqs},
-    tune::{
-        Journal, Setting,
-        journal::RestoreReport,
-        napi::{self, NapiParam},
-    },
+    sys::napi::{self, NapiParam},
+    tune::{Journal, Setting, journal::RestoreReport},
 };
 
 /// The namespace's /proc/net/netstat (the daemon's network namespace: /proc/self/net
@@ -265,7 +262,9 @@ impl Engine {
             match ebpf::detach(name) {
                 Ok(prog) => info!("{name}: detached netmit's XDP program {prog:?}"),
                 Err(ebpf::AttachError::NotAttached { .. }) => {}
-                Err(ebpf::AttachError::Kernel(ebpf::kernel::KernelError::NoSuchInterface(_))) => {}
+                Err(ebpf::AttachError::Kernel(crate::sys::link::KernelError::NoSuchInterface(
+                    _,
+                ))) => {}
                 Err(e) => {
                     self.metrics.count_error(ErrorKind::Attach);
                     report
@@ -325,7 +324,7 @@ fn object_gone(setting: &Setting) -> bool {
             matches!(napi::get(*napi_id), Err(napi::NapiError::NoSuchNapi { .. }))
         }
         Setting::Device { iface, .. } | Setting::Coalesce { iface, .. } => {
-            ebpf::kernel::ifindex(iface).is_err()
+            crate::sys::link::ifindex(iface).is_err()
         }
         Setting::Sysctl { .. } => false,
     }

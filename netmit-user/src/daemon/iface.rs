@@ -26,17 +26,20 @@ use super::{
 };
 use crate::{
     control::{Capabilities, Controller, Decision, Mode, ModeSettings, ModeTarget, Sample},
-    ebpf::{self, AttachOptions, PinLayout, SteerTables, kernel, tables::QueueCounters},
+    ebpf::{self, AttachOptions, PinLayout, SteerTables, tables::QueueCounters},
     metrics::{
         ErrorKind, Metrics,
         snapshot::{
             IfaceSnapshot, NapiView, QueueView, SampleView, TransitionView, VerdictCount, XdpView,
         },
     },
+    sys::{
+        coalesce::{self, CoalesceParam},
+        link as kernel,
+        napi::{self, NapiInfo},
+    },
     tune::{
         Journal, Setting,
-        coalesce::{self, CoalesceParam},
-        napi::{self, NapiInfo},
         plan::{TuneRequest, plan},
     },
 };

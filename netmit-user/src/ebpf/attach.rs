@@ -10,12 +10,12 @@ use aya::programs::{ProgramError, Xdp, XdpMode, links::FdLink};
 use netmit_common::{AttachMode, names};
 
 use super::{
-    kernel::{self, KernelError, XdpAttached},
     load_object,
     pins::{PinLayout, bpffs_mounted},
     tables::{SteerTables, TableError},
 };
 use crate::steer::Rule;
+use crate::sys::link::{self as kernel, KernelError, XdpAttached};
 
 /// Which XDP mode to ask for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

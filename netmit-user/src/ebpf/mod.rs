@@ -5,7 +5,6 @@
 //! installed `netmit` needs no files besides itself.
 
 pub mod attach;
-pub mod kernel;
 pub mod pins;
 pub mod tables;
 

@@ -5,7 +5,7 @@
 //!   program: polls, packets, budget-exhausted and empty polls, and a log2 histogram of
 //!   packets per poll. [`napi_poll_rates`] turns two snapshots into per-interval rates.
 //! - [`read_softirqs`] reads NET_RX / NET_TX softirq counts per CPU, [`read_irq_totals`]
-//!   the total of every IRQ line (with the parser of [`crate::tune::napi`]).
+//!   the total of every IRQ line (with the parser of [`crate::sys::napi`]).
 //!
 //! # Why a raw tracepoint, BTF offsets and per-CPU counters
 //!
@@ -29,7 +29,7 @@
 //! - **LRU hash keyed by NAPI id.** NAPI ids are large, sparse and never reused (a
 //!   re-created NAPI gets a new id), so an array would need a slot allocator; an LRU hash
 //!   needs none and lets the entries of destroyed NAPIs age out. The id is what
-//!   `netdev` netlink (`napi-get`, [`crate::tune::napi::list`]) and `SO_INCOMING_NAPI_ID`
+//!   `netdev` netlink (`napi-get`, [`crate::sys::napi::list`]) and `SO_INCOMING_NAPI_ID`
 //!   report, so signals and settings meet on the same key.
 
 pub mod btf;
@@ -142,5 +142,5 @@ pub enum SignalsError {
     },
     /// /proc/interrupts could not be parsed.
     #[error("parsing /proc/interrupts")]
-    Interrupts(#[source] crate::tune::napi::NapiError),
+    Interrupts(#[source] crate::sys::napi::NapiError),
 }

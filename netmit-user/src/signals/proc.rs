@@ -4,12 +4,12 @@
 //! kilobytes, so the daemon can take them every tick. NET_RX and NET_TX softirq counts
 //! tell how often the network softirqs ran on each CPU (a run can poll many NAPIs, or
 //! none); the IRQ totals tell how often each interrupt line fired. `/proc/interrupts` is
-//! parsed by [`crate::tune::napi::parse_interrupts`], the parser the tuning code uses.
+//! parsed by [`crate::sys::napi::parse_interrupts`], the parser the tuning code uses.
 
 use std::{collections::BTreeMap, fs, path::Path};
 
 use super::SignalsError;
-use crate::tune::napi;
+use crate::sys::napi;
 
 /// The softirq counters file.
 pub const PROC_SOFTIRQS: &str = "/proc/softirqs";
@@ -56,7 +56,7 @@ pub fn parse_softirqs(text: &str) -> Result<Softirqs, SignalsError> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty());
     let (header_no, header) = lines.next().ok_or_else(|| perr(1, "empty file"))?;
-    let cpus = crate::tune::napi::cpu_columns(header)
+    let cpus = crate::sys::napi::cpu_columns(header)
         .ok_or_else(|| perr(header_no + 1, "header is not a list of CPUn columns"))?;
     if cpus.is_empty() {
         return Err(perr(header_no + 1, "header names no CPU"));

@@ -28,10 +28,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    napi::NapiError,
-    setting::{Setting, SettingError},
-};
+use super::setting::{Setting, SettingError};
+use crate::sys::napi::NapiError;
 
 /// Default journal directory.
 pub const DEFAULT_RUN_DIR: &str = "/run/netmit";
@@ -381,7 +379,7 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tune::sysctl::Sysctl;
+    use crate::sys::sysctl::Sysctl;
 
     fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("netmit-journal-{name}-{}", std::process::id()));
@@ -434,7 +432,7 @@ mod tests {
         let gone = Setting::Napi {
             iface: "nmgone0".into(),
             napi_id: u32::MAX - 7,
-            param: crate::tune::napi::NapiParam::DeferHardIrqs,
+            param: crate::sys::napi::NapiParam::DeferHardIrqs,
         };
         let mut j = Journal::open_at(&dir).unwrap();
         j.record(&gone, 0).unwrap();
@@ -459,7 +457,7 @@ mod tests {
         let napi = Setting::Napi {
             iface: "nmelse0".into(),
             napi_id: u32::MAX - 9,
-            param: crate::tune::napi::NapiParam::DeferHardIrqs,
+            param: crate::sys::napi::NapiParam::DeferHardIrqs,
         };
         let mut j = Journal::open_at(&dir).unwrap();
         j.record(&napi, 0).unwrap();

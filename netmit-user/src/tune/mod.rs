@@ -13,12 +13,9 @@
 //! covers both the netdev and the ethtool families (rust-netlink's ethtool crate reads
 //! coalescing but cannot set it).
 
-pub mod coalesce;
 pub mod journal;
-pub mod napi;
 pub mod plan;
 pub mod setting;
-pub mod sysctl;
 
 pub use journal::{Journal, JournalError};
 pub use setting::{Setting, SettingError};

@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{
+use super::setting::Setting;
+use crate::sys::link::{self as kernel, KernelError};
+use crate::sys::{
     coalesce::{self, CoalesceError, CoalesceParam},
     napi::{self, DeviceParam, NapiError, NapiParam},
-    setting::Setting,
 };
-use crate::ebpf::kernel::{self, KernelError};
 
 /// What to change on one interface.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

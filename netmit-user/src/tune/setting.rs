@@ -5,12 +5,12 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
+use crate::sys::link::{self as kernel, KernelError};
+use crate::sys::{
     coalesce::{self, CoalesceError, CoalesceParam},
     napi::{self, DeviceParam, NapiError, NapiParam},
     sysctl::{Sysctl, SysctlError},
 };
-use crate::ebpf::kernel::{self, KernelError};
 
 /// A setting netmit can read and write.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -6,7 +6,7 @@
 //! namespace (`/sys/class/net/IFACE/queues/rx-*` does not: sysfs shows the namespace it
 //! was mounted in, and netmit enters namespaces with `setns` only):
 //!
-//! 1. netdev `queue-get` (Linux 6.8+, [`crate::tune::napi::queues`]) lists the active RX
+//! 1. netdev `queue-get` (Linux 6.8+, [`crate::sys::napi::queues`]) lists the active RX
 //!    queues, but only of an interface that is up;
 //! 2. rtnetlink `IFLA_NUM_RX_QUEUES` is the number of queues *allocated*, which can be
 //!    more than are active: a veth allocates one per possible CPU and activates one.
@@ -18,7 +18,7 @@ use std::io;
 use netlink_bindings::rt_link::{self, Ifinfomsg};
 use netlink_socket2::NetlinkSocket;
 
-use crate::tune::napi::{self, QueueKind};
+use crate::sys::napi::{self, QueueKind};
 
 /// Where a queue count came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use super::{
     sys::{self, Kick},
     umem::{self, Frames},
 };
-use crate::ebpf::kernel;
+use crate::sys::link as kernel;
 
 /// How long [`XskSocket::open`] retries a bind that fails with `EBUSY`. A queue whose
 /// previous socket was just closed stays busy for about a second on Linux 6.18 (the

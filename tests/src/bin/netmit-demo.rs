@@ -394,7 +394,7 @@ fn daemon_story(tb: &Testbed, iface: &str) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     result?;
     let ifindex = tb.ifindex_a();
-    let napis = tb.in_ns(Side::A, move || netmit_user::tune::napi::list(ifindex))?;
+    let napis = tb.in_ns(Side::A, move || netmit_user::sys::napi::list(ifindex))?;
     println!(
         "daemon stopped ({status}); NAPI settings now: {}",
         napis

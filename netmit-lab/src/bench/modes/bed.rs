@@ -28,10 +28,9 @@ use std::{
 
 use super::{ModesError, setup::NapiSettings};
 use crate::testbed::{Side, Testbed, tagged_prefix};
-use netmit_user::tune::{
-    journal::Journal,
-    napi::{self, NapiParam},
-    setting::Setting,
+use netmit_user::{
+    sys::napi::{self, NapiParam},
+    tune::{journal::Journal, setting::Setting},
 };
 
 /// An interface the user names for one end, and its network namespace.
@@ -148,7 +147,7 @@ impl Bed {
                     .unwrap_or_else(|| "the current namespace".into()),
             };
             let iface = e.iface.clone();
-            let ifindex = in_end(&end, || netmit_user::ebpf::kernel::ifindex(&iface))?;
+            let ifindex = in_end(&end, || netmit_user::sys::link::ifindex(&iface))?;
             end.ifindex = ifindex.map_err(|_| ModesError::NoInterface {
                 iface: e.iface.clone(),
                 ns: end.ns_name.clone(),

@@ -65,7 +65,8 @@ use netmit_user::{
     ebpf::attach::{self, AttachError, AttachOptions, ModeRequest},
     signals::SignalsError,
     steer::Rule,
-    tune::{JournalError, napi::NapiError},
+    sys::napi::NapiError,
+    tune::JournalError,
 };
 
 use bed::Bed;

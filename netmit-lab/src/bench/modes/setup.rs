@@ -7,7 +7,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::serve::{BusyPollParams, Mode as ServeMode};
-use netmit_user::tune::{napi::NapiParam, plan::Profile};
+use netmit_user::{sys::napi::NapiParam, tune::plan::Profile};
 
 /// One server configuration of the comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
