@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use netmit_user::duration;
+use netmit_user::{duration, sys::IfName};
 
 use crate::{
     attach::AttachArgs, classify::ClassifyArgs, daemon::DaemonArgs, detach::DetachArgs, rx::RxArgs,
@@ -53,7 +53,7 @@ pub enum Command {
     /// Probe what this kernel (and an interface) support, by trying, and the fallbacks.
     Check {
         /// Interface to probe as well (read-only probes).
-        iface: Option<String>,
+        iface: Option<IfName>,
         /// Print JSON.
         #[arg(long)]
         json: bool,

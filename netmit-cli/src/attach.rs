@@ -1,7 +1,10 @@
 //! `netmit attach`.
 
 use anyhow::Context;
-use netmit_user::ebpf::{self, AttachOptions, ModeRequest};
+use netmit_user::{
+    ebpf::{self, AttachOptions, ModeRequest, PinRoot},
+    sys::{IfName, Netdev},
+};
 use serde_json::json;
 
 use crate::args::RULE_HELP;
@@ -23,7 +26,7 @@ pub enum Mode {
 #[derive(Debug, Args)]
 pub struct AttachArgs {
     /// Interface to attach to.
-    pub iface: String,
+    pub iface: IfName,
     /// XDP attach mode.
     #[arg(long, value_enum, default_value_t = Mode::Auto)]
     pub mode: Mode,
@@ -48,12 +51,15 @@ pub fn run(args: AttachArgs) -> anyhow::Result<()> {
         rules: args.rules.clone(),
         force: args.force,
     };
+    let dev = Netdev::resolve(&args.iface)?;
+    let root = PinRoot::default();
     let a =
-        ebpf::attach(&args.iface, &opts).with_context(|| format!("attaching to {}", args.iface))?;
-    let mode = output::mode_name(a.mode as u32);
+        ebpf::attach(&root, &dev, &opts).with_context(|| format!("attaching to {}", args.iface))?;
+    let mode = a.mode.name();
     if args.json {
         return output::print_json(&json!({
-            "iface": a.iface, "ifindex": a.ifindex, "mode": mode, "prog_id": a.prog_id,
+            "iface": a.dev.name, "ifindex": a.dev.ifindex, "netns": a.dev.netns.to_string(),
+            "mode": mode, "prog_id": a.prog_id,
             "rule_ids": a.rule_ids, "replaced_prog_id": a.replaced, "native_error": a.native_error,
         }));
     }
@@ -67,11 +73,11 @@ pub fn run(args: AttachArgs) -> anyhow::Result<()> {
     }
     println!(
         "attached to {} (ifindex {}) in {mode} mode, program {}, {} rule(s); pinned under {}",
-        a.iface,
-        a.ifindex,
+        a.dev.name,
+        a.dev.ifindex,
         a.prog_id,
         a.rule_ids.len(),
-        ebpf::PinLayout::for_iface(&a.iface).dir().display()
+        root.layout(&a.dev).dir().display()
     );
     Ok(())
 }

@@ -139,8 +139,7 @@ fn run_modes(args: ModesBenchArgs) -> anyhow::Result<()> {
     }
     cfg.closed_window = args.closed_window;
     cfg.validate()?;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !netmit_user::sys::caps::is_root() {
         bail!(
             "netmit bench modes needs root (it builds a veth testbed in two network \
              namespaces and loads BPF programs): run it with sudo"
@@ -156,7 +155,7 @@ fn run_modes(args: ModesBenchArgs) -> anyhow::Result<()> {
             .expect("a valid template")
             .progress_chars("=> "),
     );
-    let report = modes::run(&cfg, &crate::stop::STOP, |p| {
+    let report = modes::run(&cfg, netmit_user::sys::signal::stop_flag(), |p| {
         bar.set_position(p.done as u64);
         bar.set_message(p.what.clone());
         if let Some(r) = &p.last {

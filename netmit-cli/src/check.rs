@@ -1,27 +1,27 @@
 //! `netmit check`: what works here, what does not, and the fallback.
 
-use anyhow::{Context, bail};
-use netmit_user::check::{self, Probe};
+use anyhow::bail;
+use netmit_user::{
+    check::{self, Probe},
+    sys::{IfName, Netdev, caps},
+};
 use serde_json::json;
 
 use crate::output;
 
-pub fn run(iface: Option<&str>, as_json: bool) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+pub fn run(iface: Option<&IfName>, as_json: bool) -> anyhow::Result<()> {
+    if !caps::is_root() {
         bail!("netmit check loads BPF programs and reads netlink state: run it with sudo");
     }
-    let system = check::system();
-    let device = match iface {
-        Some(name) => Some(check::iface(name).with_context(|| format!("probing {name}"))?),
-        None => None,
-    };
+    let dev = iface.map(Netdev::resolve).transpose()?;
+    let system = check::system(&netmit_user::host::System::new());
+    let device = dev.as_ref().map(check::iface);
     if as_json {
         return output::print_json(&json!({"system": system, "iface": iface, "device": device}));
     }
     print("kernel", &system);
     if let (Some(name), Some(d)) = (iface, &device) {
-        print(name, d);
+        print(name.as_str(), d);
     }
     Ok(())
 }

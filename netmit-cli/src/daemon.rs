@@ -2,7 +2,12 @@
 
 use anyhow::{Context, bail};
 use clap::Args;
-use netmit_user::daemon::{self, DaemonConfig};
+use netmit_user::{
+    daemon::{self, DaemonConfig},
+    duration,
+    host::System,
+    sys::caps,
+};
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
@@ -19,18 +24,17 @@ pub struct DaemonArgs {
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     if args.check_config {
         let config = DaemonConfig::load(&args.config)?;
-        config.check_system()?;
+        config.check_system(&System::new())?;
         println!(
-            "{}: valid ({} interface(s), interval {:?}, metrics on {})",
+            "{}: valid ({} interface(s), interval {}, metrics on {})",
             args.config.display(),
             config.interfaces.len(),
-            config.interval,
+            duration::Display(config.interval),
             config.metrics_address
         );
         return Ok(());
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !caps::is_root() {
         bail!(
             "the daemon needs root (BPF programs, netlink settings, /run/netmit): run it with sudo"
         );

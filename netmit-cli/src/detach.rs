@@ -2,17 +2,21 @@
 
 use anyhow::Context;
 use clap::Args;
-use netmit_user::ebpf;
+use netmit_user::{
+    ebpf::{self, PinRoot},
+    sys::{IfName, Netdev},
+};
 
 #[derive(Debug, Args)]
 pub struct DetachArgs {
     /// Interface to detach from.
-    pub iface: String,
+    pub iface: IfName,
 }
 
 pub fn run(args: DetachArgs) -> anyhow::Result<()> {
-    let prog =
-        ebpf::detach(&args.iface).with_context(|| format!("detaching from {}", args.iface))?;
+    let dev = Netdev::resolve(&args.iface)?;
+    let prog = ebpf::detach(&PinRoot::default(), &dev)
+        .with_context(|| format!("detaching from {}", args.iface))?;
     match prog {
         Some(id) => println!("detached program {id} from {}; pins removed", args.iface),
         None => println!("detached from {}; pins removed", args.iface),

@@ -92,7 +92,7 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
     let mut generator = Generator::new(cfg)?;
     crate::stop::install()?;
     let json = args.json;
-    let report = generator.run(&crate::stop::STOP, |s: &GenSample| {
+    let report = generator.run(netmit_user::sys::signal::stop_flag(), |s: &GenSample| {
         if !json {
             println!(
                 "{:>7.2} s  {:>12.0} pps  {:>9.1} Mbit/s",

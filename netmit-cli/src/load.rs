@@ -94,7 +94,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     let mut client = LoadClient::new(cfg)?;
     crate::stop::install()?;
     let live = !args.json && std::io::stdout().is_terminal();
-    let report = client.run(&crate::stop::STOP, |s: &LoadSample| {
+    let report = client.run(netmit_user::sys::signal::stop_flag(), |s: &LoadSample| {
         if live {
             print_sample(s);
         }

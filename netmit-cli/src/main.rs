@@ -27,6 +27,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
+    // A closed stdout ends a command quietly, as it ends `cat`; the daemon keeps running.
+    if !matches!(cli.command, args::Command::Daemon(_)) {
+        netmit_user::sys::signal::default_sigpipe();
+    }
     // The daemon reports its transitions at info level; commands only warn.
     let level = match cli.command {
         args::Command::Daemon(_) => "info",
@@ -59,7 +63,7 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Load(a) => load::run(a),
         #[cfg(feature = "lab")]
         args::Command::Serve(a) => serve::run(a),
-        args::Command::Check { iface, json } => check::run(iface.as_deref(), json),
+        args::Command::Check { iface, json } => check::run(iface.as_ref(), json),
         args::Command::Daemon(a) => daemon::run(a),
     }
 }

@@ -1,13 +1,10 @@
 //! Small helpers shared by the subcommands' output.
 
-use netmit_common::AttachMode;
-
-pub fn mode_name(mode: u32) -> &'static str {
-    match mode {
-        m if m == AttachMode::Native as u32 => "native",
-        m if m == AttachMode::Generic as u32 => "generic",
-        _ => "unknown",
-    }
+/// Prints text as it is (it ends with a newline).
+pub fn print(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
 }
 
 pub fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {

@@ -11,9 +11,9 @@ use std::{
 
 use anyhow::{Context, bail};
 use netmit_user::{
-    ebpf::PinLayout,
+    ebpf::PinRoot,
     sys::{
-        link as kernel,
+        IfName, Netdev, cpu,
         napi::{self, QueueKind},
     },
     xsk::{BindMode, BusyPoll, XskConfig, XskSocket, XskStats, echo::udp_reply_in_place},
@@ -37,7 +37,7 @@ pub enum XskMode {
 #[derive(Debug, Args)]
 pub struct RxArgs {
     /// Interface netmit is attached to.
-    pub iface: String,
+    pub iface: IfName,
     /// RX queue to receive on.
     #[arg(long, default_value_t = 0, conflicts_with = "all_queues")]
     pub queue: u32,
@@ -88,19 +88,18 @@ struct QueueResult {
 }
 
 pub fn run(args: RxArgs) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !netmit_user::sys::caps::is_root() {
         bail!("netmit rx needs root (AF_XDP sockets, the pinned XSK map): run it with sudo");
     }
-    let ifindex = kernel::ifindex(&args.iface)?;
-    if !PinLayout::for_iface(&args.iface).is_attached() {
+    let dev = Netdev::resolve(&args.iface)?;
+    if PinRoot::default().find(&dev)?.is_none() {
         bail!(
             "netmit is not attached to {0}; run `netmit attach {0} --steer 'proto=udp,dport=...,action=xsk'` first",
             args.iface
         );
     }
     let queues: Vec<u32> = if args.all_queues {
-        let mut q: Vec<u32> = napi::queues(ifindex)
+        let mut q: Vec<u32> = napi::queues(&dev)
             .with_context(|| format!("listing the RX queues of {}", args.iface))?
             .into_iter()
             .filter(|q| q.kind == QueueKind::Rx)
@@ -140,7 +139,7 @@ pub fn run(args: RxArgs) -> anyhow::Result<()> {
     // Open every socket first, so that a bad queue or mode fails before anything runs.
     let mut sockets = Vec::new();
     for &q in &queues {
-        let s = XskSocket::open_registered(&args.iface, q, &cfg)
+        let s = XskSocket::open_registered(&dev, q, &cfg)
             .with_context(|| format!("opening an AF_XDP socket on {} queue {q}", args.iface))?;
         sockets.push(s);
     }
@@ -224,18 +223,8 @@ pub fn run(args: RxArgs) -> anyhow::Result<()> {
 }
 
 fn pin_to_cpu(cpu: usize) -> anyhow::Result<()> {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays within it for cpu < CPU_SETSIZE.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if cpu >= libc::CPU_SETSIZE as usize {
-            bail!("CPU {cpu} is out of range");
-        }
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
-            bail!("pinning to CPU {cpu}: {}", std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    let set = cpu::CpuSet::of(&[cpu])?;
+    cpu::pin(0, &set).with_context(|| format!("pinning to CPU {cpu}"))
 }
 
 fn report(args: &RxArgs, results: &[QueueResult]) -> anyhow::Result<()> {

@@ -118,7 +118,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             cfg.reply,
         );
     }
-    let report = server.run(&crate::stop::STOP, |s: &ServeSample| {
+    let report = server.run(netmit_user::sys::signal::stop_flag(), |s: &ServeSample| {
         if !json {
             println!(
                 "{:>7.2} s  {:>10.0} req/s  {:>10} requests  {:>10} replies",

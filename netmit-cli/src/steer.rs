@@ -2,9 +2,9 @@
 
 use anyhow::{Context, bail};
 use netmit_user::{
-    ebpf::{PinLayout, SteerTables},
+    ebpf::{PinRoot, SteerTables},
     steer::{Rule, compile::ranked},
-    sys::link as kernel,
+    sys::{IfName, Netdev, bpf, fs::DirLock},
 };
 use serde_json::json;
 
@@ -17,7 +17,7 @@ pub enum SteerCommand {
     /// List the rules, best-ranked first, with their ids and hit counts.
     List {
         /// Interface.
-        iface: String,
+        iface: IfName,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -25,7 +25,7 @@ pub enum SteerCommand {
     /// Add one or more rules.
     Add {
         /// Interface.
-        iface: String,
+        iface: IfName,
         /// Rules to add.
         #[arg(required = true, value_name = "RULE", help = RULE_HELP)]
         rules: Vec<Rule>,
@@ -33,28 +33,39 @@ pub enum SteerCommand {
     /// Delete a rule by id (from `steer list`) or by its exact text.
     Del {
         /// Interface.
-        iface: String,
+        iface: IfName,
         /// Rule id, or the rule text.
         rule: String,
     },
 }
 
-pub fn open(iface: &str) -> anyhow::Result<SteerTables> {
-    let layout = PinLayout::for_iface(iface);
-    if !layout.is_attached() {
-        bail!("netmit is not attached to {iface}; run `netmit attach {iface}` first");
-    }
-    if !kernel::has_bpf_privileges() {
+/// The pinned maps of `iface`, and, for a change, the namespace's lock: every writer of an
+/// attachment (steer add/del, attach, detach, the daemon) holds it, so concurrent edits
+/// take turns and none is lost.
+fn open(iface: &IfName, edit: bool) -> anyhow::Result<(SteerTables, Option<DirLock>)> {
+    let dev = Netdev::resolve(iface)?;
+    let root = PinRoot::default();
+    if !bpf::has_bpf_privileges() {
         bail!("reading netmit's maps needs root (CAP_BPF or CAP_SYS_ADMIN): run it with sudo");
     }
-    SteerTables::from_pins(&layout).with_context(|| format!("opening the pins of {iface}"))
+    let lock = if edit {
+        Some(root.lock(&dev.netns)?)
+    } else {
+        None
+    };
+    let Some(layout) = root.find(&dev)? else {
+        bail!("netmit is not attached to {iface}; run `netmit attach {iface}` first");
+    };
+    let tables =
+        SteerTables::from_pins(&layout).with_context(|| format!("opening the pins of {iface}"))?;
+    Ok((tables, lock))
 }
 
 pub fn run(cmd: SteerCommand) -> anyhow::Result<()> {
     match cmd {
         SteerCommand::List { iface, json } => list(&iface, json),
         SteerCommand::Add { iface, rules } => {
-            let mut tables = open(&iface)?;
+            let (mut tables, _lock) = open(&iface, true)?;
             let ids = tables
                 .add_rules(&rules)
                 .with_context(|| format!("adding rules to {iface}"))?;
@@ -64,7 +75,7 @@ pub fn run(cmd: SteerCommand) -> anyhow::Result<()> {
             Ok(())
         }
         SteerCommand::Del { iface, rule } => {
-            let mut tables = open(&iface)?;
+            let (mut tables, _lock) = open(&iface, true)?;
             let id = match rule.parse::<u16>() {
                 Ok(id) => id,
                 Err(_) => {
@@ -87,8 +98,8 @@ pub fn run(cmd: SteerCommand) -> anyhow::Result<()> {
     }
 }
 
-fn list(iface: &str, as_json: bool) -> anyhow::Result<()> {
-    let tables = open(iface)?;
+fn list(iface: &IfName, as_json: bool) -> anyhow::Result<()> {
+    let (tables, _) = open(iface, false)?;
     let rules = tables.rules()?;
     let hits = tables.rule_hits(rules.iter().map(|r| r.id))?;
     let ranked = ranked(&rules);

@@ -4,15 +4,16 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
 use netmit_user::{
+    host::{Host, System},
     sys::{
+        IfName, Netdev, caps,
         coalesce::{self, CoalesceParam},
-        link as kernel,
         napi::{self, DeviceParam, NapiParam},
         sysctl::Sysctl,
     },
     tune::{
-        Journal, Setting, journal,
-        plan::{Profile, TuneRequest, plan},
+        Journal, journal,
+        plan::{Plan, Profile, TuneRequest},
     },
 };
 use serde_json::{Value, json};
@@ -28,7 +29,7 @@ pub enum TuneCommand {
     /// supported or not, with IRQ lines and an irqbalance warning.
     Show {
         /// Interface.
-        iface: String,
+        iface: IfName,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -40,7 +41,7 @@ pub enum TuneCommand {
     /// Apply a named bundle: latency, balanced, throughput or suspend.
     Profile {
         /// Interface.
-        iface: String,
+        iface: IfName,
         /// Profile name.
         #[arg(value_enum)]
         profile: ProfileName,
@@ -48,7 +49,7 @@ pub enum TuneCommand {
     /// Put back every original setting netmit changed (of one interface, if given).
     Restore {
         /// Interface (default: all).
-        iface: Option<String>,
+        iface: Option<IfName>,
     },
 }
 
@@ -67,7 +68,7 @@ pub enum ProfileName {
 #[derive(Debug, Args)]
 pub struct TuneSetArgs {
     /// Interface.
-    pub iface: String,
+    pub iface: IfName,
     /// Change only this NAPI instance (default: every NAPI of the interface).
     #[arg(long, value_name = "ID")]
     pub napi: Option<u32>,
@@ -129,18 +130,19 @@ pub fn run(cmd: TuneCommand) -> anyhow::Result<()> {
                 ProfileName::Throughput => Profile::Throughput,
                 ProfileName::Suspend => Profile::Suspend,
             };
-            let settings = plan(&iface, &profile.request())
+            let host = System::new();
+            let dev = Netdev::resolve(&iface)?;
+            let plan = Plan::for_device(&host, &dev, &profile.request())
                 .with_context(|| format!("planning profile {} on {iface}", profile.name()))?;
             println!("profile {}: {}", profile.name(), profile.source());
-            apply(settings)
+            apply(&host, &plan)
         }
-        TuneCommand::Restore { iface } => restore(iface.as_deref()),
+        TuneCommand::Restore { iface } => restore(iface.as_ref()),
     }
 }
 
 fn require_root(what: &str) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !caps::is_root() {
         bail!(
             "{what} needs root (CAP_NET_ADMIN, and write access to /run/netmit): run it with sudo"
         );
@@ -153,15 +155,26 @@ fn set(args: TuneSetArgs) -> anyhow::Result<()> {
         napi: args.napi,
         ..Default::default()
     };
-    let ns = |d: std::time::Duration| d.as_nanos().min(u64::MAX as u128) as u64;
+    // Nanoseconds, refused (not clamped) beyond what the knob takes.
+    let ns = |flag: &str, d: Duration| -> anyhow::Result<u64> {
+        u64::try_from(d.as_nanos()).map_err(|_| {
+            anyhow::anyhow!(
+                "--{flag} {}: the kernel takes at most {} ns (about 584 years)",
+                netmit_user::duration::display(d),
+                u64::MAX
+            )
+        })
+    };
     if let Some(v) = args.defer_hard_irqs {
         req.napi_values.push((NapiParam::DeferHardIrqs, v));
     }
     if let Some(d) = args.gro_flush_timeout {
-        req.napi_values.push((NapiParam::GroFlushTimeout, ns(d)));
+        req.napi_values
+            .push((NapiParam::GroFlushTimeout, ns("gro-flush-timeout", d)?));
     }
     if let Some(d) = args.irq_suspend_timeout {
-        req.napi_values.push((NapiParam::IrqSuspendTimeout, ns(d)));
+        req.napi_values
+            .push((NapiParam::IrqSuspendTimeout, ns("irq-suspend-timeout", d)?));
     }
     if let Some(on) = args.threaded {
         req.napi_values.push((NapiParam::Threaded, on as u64));
@@ -202,7 +215,7 @@ fn set(args: TuneSetArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--coalesce {name}: `{value}` is not a number"))?;
         req.coalesce.push((param, value));
     }
-    let mut settings = Vec::new();
+    let mut sysctls = Vec::new();
     for item in &args.sysctls {
         let (name, value) = item
             .split_once('=')
@@ -227,45 +240,53 @@ fn set(args: TuneSetArgs) -> anyhow::Result<()> {
                 sysctl.max()
             );
         }
-        settings.push((Setting::Sysctl { sysctl }, value));
+        sysctls.push((sysctl, value));
     }
-    if req.napi_values.is_empty() && req.coalesce.is_empty() && settings.is_empty() {
+    if req.napi_values.is_empty() && req.coalesce.is_empty() && sysctls.is_empty() {
         bail!("nothing to set: give at least one setting (see `netmit tune set --help`)");
     }
-    let mut planned = plan(&args.iface, &req)
+    let host = System::new();
+    let dev = Netdev::resolve(&args.iface)?;
+    let mut plan = Plan::for_device(&host, &dev, &req)
         .with_context(|| format!("checking the settings for {}", args.iface))?;
-    planned.extend(settings);
-    apply(planned)
+    for (sysctl, value) in sysctls {
+        plan.push_sysctl(sysctl, value);
+    }
+    apply(&host, &plan)
 }
 
-fn apply(settings: Vec<(Setting, u64)>) -> anyhow::Result<()> {
+fn apply(host: &dyn Host, plan: &Plan) -> anyhow::Result<()> {
     require_root("changing settings")?;
     let mut journal = Journal::open().context("opening the restore journal")?;
-    for (i, (setting, value)) in settings.iter().enumerate() {
-        let applied = journal.apply(setting, *value).with_context(|| {
-            format!(
-                "changing {setting} ({i} of {} settings were changed; `netmit tune restore` puts them back)",
-                settings.len()
-            )
-        })?;
-        let now = setting.read().unwrap_or(*value);
-        let clamp = if now != *value {
-            format!(" (the kernel set {now})")
+    let print = |c: &netmit_user::tune::plan::Change| {
+        let clamp = if c.now != c.value {
+            format!(" (the kernel set {})", c.now)
         } else {
             String::new()
         };
         println!(
-            "{setting}: {} -> {value}{clamp} (original {})",
-            applied.previous, applied.original
+            "{}: {} -> {}{clamp} (original {})",
+            c.setting, c.previous, c.value, c.original
         );
+    };
+    match plan.apply(host, &mut journal) {
+        Ok(changes) => {
+            changes.iter().for_each(print);
+            Ok(())
+        }
+        Err(e) => {
+            e.done.iter().for_each(print);
+            Err(e.into())
+        }
     }
-    Ok(())
 }
 
-fn restore(iface: Option<&str>) -> anyhow::Result<()> {
+fn restore(iface: Option<&IfName>) -> anyhow::Result<()> {
     require_root("restoring settings")?;
+    let host = System::new();
+    let dev = iface.map(Netdev::resolve).transpose()?;
     let mut journal = Journal::open().context("opening the restore journal")?;
-    let report = journal.restore(iface).context("restoring")?;
+    let report = journal.restore(&host, dev.as_ref()).context("restoring")?;
     for (setting, value) in &report.restored {
         println!("restored {setting} = {value}");
     }
@@ -274,14 +295,28 @@ fn restore(iface: Option<&str>) -> anyhow::Result<()> {
     }
     for (setting, value, netns) in &report.elsewhere {
         println!(
-            "kept {setting} = {value}: it belongs to network namespace {netns} (run \
-             `netmit tune restore` in that namespace)"
+            "kept {setting} = {value}: it belongs to {} (run `netmit tune restore` there)",
+            netns.describe()
+        );
+    }
+    for (setting, now, ours) in &report.overridden {
+        println!(
+            "left {setting} at {now}: it was changed after netmit set {}; the change is kept",
+            ours.map_or_else(|| "it".to_string(), |v| v.to_string())
+        );
+    }
+    for (iface, param) in &report.legacy {
+        println!(
+            "kept an entry of netmit 0.1's journal for {iface} {param}: run `netmit tune \
+             restore` in that interface's network namespace"
         );
     }
     if report.restored.is_empty()
         && report.failed.is_empty()
         && report.gone.is_empty()
         && report.elsewhere.is_empty()
+        && report.overridden.is_empty()
+        && report.legacy.is_empty()
     {
         println!(
             "nothing to restore{}",
@@ -300,8 +335,9 @@ fn restore(iface: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn show(iface: &str, as_json: bool) -> anyhow::Result<()> {
-    let ifindex = kernel::ifindex(iface).with_context(|| format!("showing {iface}"))?;
+fn show(iface: &IfName, as_json: bool) -> anyhow::Result<()> {
+    let dev = Netdev::resolve(iface)?;
+    let ifindex = dev.ifindex;
     let err = |e: &dyn std::error::Error| json!({"supported": false, "error": e.to_string()});
 
     let sysctls: BTreeMap<&str, Value> = Sysctl::ALL
@@ -321,18 +357,18 @@ fn show(iface: &str, as_json: bool) -> anyhow::Result<()> {
         .map(|p| {
             (
                 p.name(),
-                match napi::device_read(iface, *p) {
+                match napi::device_read(&dev, *p) {
                     Ok(v) => json!({"supported": true, "value": v, "description": p.description()}),
                     Err(e) => err(&e),
                 },
             )
         })
         .collect();
-    let napis = match napi::list(ifindex) {
+    let napis = match napi::list(&dev) {
         Ok(list) => json!({"supported": true, "instances": list}),
         Err(e) => err(&e),
     };
-    let coalescing = match coalesce::get(ifindex) {
+    let coalescing = match coalesce::get(&dev) {
         Ok(map) => {
             let params: BTreeMap<&str, Value> = CoalesceParam::ALL
                 .iter()
@@ -350,12 +386,12 @@ fn show(iface: &str, as_json: bool) -> anyhow::Result<()> {
         }
         Err(e) => err(&e),
     };
-    let irqs = napi::interrupts_for(iface).unwrap_or_default();
+    let irqs = napi::interrupts_for(&dev).unwrap_or_default();
     let irqbalance = napi::irqbalance_running();
     let journal: Vec<Value> = Journal::peek_at(&journal::run_dir())
         .context("reading the restore journal")?
         .iter()
-        .filter(|e| e.setting.iface() == Some(iface))
+        .filter(|e| e.setting.dev() == Some(&dev))
         .map(|e| json!({"setting": e.setting.to_string(), "original": e.original}))
         .collect();
     let report = json!({

@@ -370,6 +370,16 @@ pub enum AttachMode {
     Generic = 2,
 }
 
+impl AttachMode {
+    /// The mode's name, as the command line spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachMode::Native => "native",
+            AttachMode::Generic => "generic",
+        }
+    }
+}
+
 /// Protocol class of a packet, as the rule tables index it.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

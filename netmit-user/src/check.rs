@@ -6,15 +6,17 @@
 //! thread. Per-interface probes only read (XDP feature flags, NAPI and coalescing
 //! replies) or write a value back unchanged (napi-set).
 
-use std::{ffi::CString, fs, os::fd::FromRawFd, thread};
+use std::fs;
 
 use aya::programs::{Xdp, XdpMode};
 use serde::Serialize;
 
 use crate::{
     classify::{Classifier, Program},
-    ebpf::{load_object, pins},
-    sys::{coalesce, link as kernel, napi},
+    ebpf::{PinRoot, load_object, pins::BPFFS_MOUNT},
+    host::Host,
+    sys::{IfName, Netdev, coalesce, napi, netns, tap::Tap},
+    xsk::{BindMode, XskConfig, XskSocket},
 };
 use netmit_common::names;
 
@@ -48,17 +50,13 @@ fn probe(feature: &'static str, result: Result<String, String>, fallback: &'stat
     }
 }
 
-/// Probes of the kernel as a whole.
-pub fn system() -> Vec<Probe> {
+/// Probes of the kernel as a whole (NAPI netlink as `host` sees it).
+pub fn system(host: &dyn Host) -> Vec<Probe> {
     let mut out = Vec::new();
     out.push(probe(
         "bpffs at /sys/fs/bpf",
-        if pins::bpffs_mounted() {
-            Ok("mounted".into())
-        } else {
-            Err("not mounted".into())
-        },
-        "none: netmit's pins need it (mount -t bpf bpf /sys/fs/bpf)",
+        bpffs(),
+        "none: netmit's pins need it (mount -t bpf bpf /sys/fs/bpf -o mode=0700)",
     ));
     out.push(probe(
         "BPF program load and BPF_PROG_TEST_RUN",
@@ -89,10 +87,11 @@ pub fn system() -> Vec<Probe> {
         scratch.xsk_zerocopy,
         "copy mode (zero-copy needs driver support; see the per-device probe)",
     ));
-    let support = napi::kernel_support();
+    let support = host.napi_support();
     out.push(probe(
         "netdev netlink napi-get",
         match &support {
+            Ok(s) if s.forced_fallback => Err("switched off (sysfs only)".into()),
             Ok(s) if s.napi_get => Ok("napi-get answers".into()),
             Ok(_) => Err("the netdev family has no napi-get".into()),
             Err(e) => Err(crate::error::chain(e)),
@@ -141,11 +140,37 @@ pub fn system() -> Vec<Probe> {
     out
 }
 
+/// Whether bpffs is there, and if not, the likely reason: `ip netns exec` mounts a fresh
+/// sysfs over /sys for the namespace, which hides the bpffs mounted below it.
+fn bpffs() -> Result<String, String> {
+    if PinRoot::default().on_bpffs() {
+        return Ok("mounted".into());
+    }
+    let in_other_netns = netns::NetnsId::current().is_ok_and(|n| !n.is_initial());
+    let sysfs_remounted = fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| {
+        m.lines()
+            .filter(|l| l.split_whitespace().nth(4) == Some("/sys"))
+            .count()
+            > 1
+            || in_other_netns
+    });
+    if in_other_netns && sysfs_remounted {
+        Err(format!(
+            "not visible here: this runs in another network namespace whose /sys was \
+             remounted (as `ip netns exec` does), which hides {BPFFS_MOUNT}; run netmit with \
+             `nsenter --net=/run/netns/NAME netmit ...` instead"
+        ))
+    } else {
+        Err(format!(
+            "not mounted: mount it with `mount -t bpf bpf {BPFFS_MOUNT} -o mode=0700`"
+        ))
+    }
+}
+
 /// Probes of one interface.
-pub fn iface(name: &str) -> Result<Vec<Probe>, kernel::KernelError> {
-    let ifindex = kernel::ifindex(name)?;
+pub fn iface(dev: &Netdev) -> Vec<Probe> {
     let mut out = Vec::new();
-    let features = napi::xdp_features(ifindex);
+    let features = napi::xdp_features(dev);
     let flag = |bit: u64, what: &str| match &features {
         Ok(f) if f & bit != 0 => Ok(format!("the driver reports {what}")),
         Ok(f) => Err(format!(
@@ -168,7 +193,7 @@ pub fn iface(name: &str) -> Result<Vec<Probe>, kernel::KernelError> {
         flag(8, "xsk-zerocopy"),
         "AF_XDP copy mode",
     ));
-    let napis = napi::list(ifindex);
+    let napis = napi::list(dev);
     out.push(probe(
         "NAPI instances",
         match &napis {
@@ -176,9 +201,12 @@ pub fn iface(name: &str) -> Result<Vec<Probe>, kernel::KernelError> {
                 Err("none (a veth has one only with native XDP or GRO on)".into())
             }
             Ok(l) => Ok(format!(
-                "{} instance(s): ids {:?}",
+                "{} instance(s): ids {}",
                 l.len(),
-                l.iter().map(|n| n.id).collect::<Vec<_>>()
+                l.iter()
+                    .map(|n| n.id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
             Err(e) => Err(crate::error::chain(e)),
         },
@@ -200,7 +228,7 @@ pub fn iface(name: &str) -> Result<Vec<Probe>, kernel::KernelError> {
             "device-wide sysfs settings",
         ));
     }
-    match coalesce::get(ifindex) {
+    match coalesce::get(dev) {
         Ok(map) => {
             let supported: Vec<String> = map
                 .iter()
@@ -231,13 +259,13 @@ pub fn iface(name: &str) -> Result<Vec<Probe>, kernel::KernelError> {
     for p in napi::DeviceParam::ALL {
         out.push(probe(
             p.name(),
-            napi::device_read(name, p)
+            napi::device_read(dev, p)
                 .map(|v| format!("device-wide sysfs value {v}"))
                 .map_err(|e| crate::error::chain(&e)),
             "per-NAPI settings over netlink",
         ));
     }
-    Ok(out)
+    out
 }
 
 struct Scratch {
@@ -252,15 +280,9 @@ struct Scratch {
 /// zero-copy mode.
 fn on_scratch_tap() -> Scratch {
     let run = || -> Result<Scratch, String> {
-        // SAFETY: unshare on this thread only (threads do not share network namespaces).
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            return Err(format!(
-                "unshare(CLONE_NEWNET): {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        let _tap = Tap::create("nmprobe0")?;
-        let ifindex = kernel::ifindex("nmprobe0").map_err(|e| e.to_string())?;
+        let name = IfName::new("nmprobe0").expect("valid name");
+        let _tap = Tap::create(&name).map_err(|e| format!("creating a tap device: {e}"))?;
+        let dev = Netdev::resolve(&name).map_err(|e| e.to_string())?;
         let mut ebpf = load_object(false).map_err(|e| crate::error::chain(&e))?;
         let prog: &mut Xdp = ebpf
             .program_mut(names::PROG_PASS)
@@ -268,7 +290,7 @@ fn on_scratch_tap() -> Scratch {
             .try_into()
             .map_err(|e: aya::programs::ProgramError| e.to_string())?;
         prog.load().map_err(|e| crate::error::chain(&e))?;
-        let mut attempt = |mode, label: &str| match prog.attach_to_if_index(ifindex, mode) {
+        let mut attempt = |mode, label: &str| match prog.attach_to_if_index(dev.ifindex, mode) {
             Ok(id) => {
                 let link = prog.take_link(id).map_err(|e| e.to_string())?;
                 let fd: Result<aya::programs::links::FdLink, _> = link.try_into();
@@ -283,12 +305,25 @@ fn on_scratch_tap() -> Scratch {
         };
         let native = attempt(XdpMode::Driver, "native");
         let generic = attempt(XdpMode::Skb, "generic");
-        let bound =
-            |r: Result<(), String>| r.map(|()| "bound to queue 0 of a scratch tap".to_string());
+        // The smallest UMEM and rings the kernel takes: a bind is all that is tried.
+        let bind = |mode| {
+            let cfg = XskConfig {
+                frame_count: 64,
+                rx_ring: 64,
+                tx_ring: 64,
+                fill_ring: 64,
+                completion_ring: 64,
+                mode,
+                ..XskConfig::default()
+            };
+            XskSocket::open(&dev, 0, &cfg)
+                .map(|_| "bound to queue 0 of a scratch tap".to_string())
+                .map_err(|e| crate::error::chain(&e))
+        };
         // Zero-copy first: after a socket on a queue closes, the kernel answers EBUSY to
-        // a new bind on that queue for about a second.
-        let xsk_zerocopy = bound(xsk_bind(ifindex, XDP_ZEROCOPY));
-        let xsk_copy = bound(xsk_bind(ifindex, XDP_COPY));
+        // a new bind on that queue for a while.
+        let xsk_zerocopy = bind(BindMode::ZeroCopy);
+        let xsk_copy = bind(BindMode::Copy);
         Ok(Scratch {
             native,
             generic,
@@ -302,139 +337,10 @@ fn on_scratch_tap() -> Scratch {
         xsk_copy: Err(e.clone()),
         xsk_zerocopy: Err(e),
     };
-    match thread::spawn(run).join() {
+    match netns::in_new_netns(run) {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => failed(e),
-        Err(_) => failed("probe thread panicked".into()),
-    }
-}
-
-const SOL_XDP: libc::c_int = 283;
-const XDP_RX_RING: libc::c_int = 2;
-const XDP_UMEM_REG: libc::c_int = 4;
-const XDP_UMEM_FILL_RING: libc::c_int = 5;
-const XDP_UMEM_COMPLETION_RING: libc::c_int = 6;
-const XDP_COPY: u16 = 1 << 1;
-const XDP_ZEROCOPY: u16 = 1 << 2;
-
-/// Registers a small UMEM, sizes the rings and binds an AF_XDP socket to queue 0 of
-/// `ifindex` with `mode` (`XDP_COPY` or `XDP_ZEROCOPY`): the minimum the kernel needs to
-/// accept a bind. Nothing is mapped or received.
-fn xsk_bind(ifindex: u32, mode: u16) -> Result<(), String> {
-    const FRAMES: usize = 64;
-    const FRAME: usize = 4096;
-    #[repr(C)]
-    struct UmemReg {
-        addr: u64,
-        len: u64,
-        chunk_size: u32,
-        headroom: u32,
-        flags: u32,
-        tx_metadata_len: u32,
-    }
-    #[repr(C)]
-    struct SockaddrXdp {
-        family: u16,
-        flags: u16,
-        ifindex: u32,
-        queue_id: u32,
-        shared_umem_fd: u32,
-    }
-    let err = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
-    // SAFETY: socket(2) with constant arguments; `Fd` closes the descriptor.
-    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(err("socket(AF_XDP)"));
-    }
-    let _fd = Fd(fd);
-    let umem = vec![0u8; FRAMES * FRAME + FRAME];
-    let base = (umem.as_ptr() as usize).next_multiple_of(FRAME);
-    let reg = UmemReg {
-        addr: base as u64,
-        len: (FRAMES * FRAME) as u64,
-        chunk_size: FRAME as u32,
-        headroom: 0,
-        flags: 0,
-        tx_metadata_len: 0,
-    };
-    let set = |opt, val: *const libc::c_void, len: usize, what: &str| {
-        // SAFETY: `val` points to `len` readable bytes for the duration of the call.
-        if unsafe { libc::setsockopt(fd, SOL_XDP, opt, val, len as libc::socklen_t) } != 0 {
-            Err(err(what))
-        } else {
-            Ok(())
-        }
-    };
-    let reg_ptr = (&reg as *const UmemReg).cast();
-    set(
-        XDP_UMEM_REG,
-        reg_ptr,
-        std::mem::size_of::<UmemReg>(),
-        "XDP_UMEM_REG",
-    )?;
-    let ring = FRAMES as u32;
-    let ring_ptr = (&ring as *const u32).cast();
-    set(XDP_UMEM_FILL_RING, ring_ptr, 4, "XDP_UMEM_FILL_RING")?;
-    set(
-        XDP_UMEM_COMPLETION_RING,
-        ring_ptr,
-        4,
-        "XDP_UMEM_COMPLETION_RING",
-    )?;
-    set(XDP_RX_RING, ring_ptr, 4, "XDP_RX_RING")?;
-    let addr = SockaddrXdp {
-        family: libc::AF_XDP as u16,
-        flags: mode,
-        ifindex,
-        queue_id: 0,
-        shared_umem_fd: 0,
-    };
-    let len = std::mem::size_of::<SockaddrXdp>() as libc::socklen_t;
-    // SAFETY: bind with a pointer to a sockaddr_xdp of `len` bytes.
-    let rc = unsafe { libc::bind(fd, (&addr as *const SockaddrXdp).cast(), len) };
-    let result = if rc != 0 { Err(err("bind")) } else { Ok(()) };
-    // The socket (closed by `_fd`) pins the UMEM pages while bound; it goes first.
-    drop(_fd);
-    drop(umem);
-    result
-}
-
-struct Fd(libc::c_int);
-
-impl Drop for Fd {
-    fn drop(&mut self) {
-        // SAFETY: closing a descriptor this struct owns.
-        unsafe { libc::close(self.0) };
-    }
-}
-
-/// A non-persistent tap device: it disappears when the descriptor (held, never read)
-/// closes.
-struct Tap(#[allow(dead_code)] std::fs::File);
-
-impl Tap {
-    fn create(name: &str) -> Result<Tap, String> {
-        const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-        let path = CString::new("/dev/net/tun").expect("literal");
-        // SAFETY: plain open of a device node.
-        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return Err(format!(
-                "open /dev/net/tun: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        // SAFETY: fd was just opened and is owned here.
-        let file = unsafe { std::fs::File::from_raw_fd(fd) };
-        let mut ifr = [0u8; 40];
-        ifr[..name.len()].copy_from_slice(name.as_bytes());
-        let flags = (libc::IFF_TAP | libc::IFF_NO_PI) as u16;
-        ifr[16..18].copy_from_slice(&flags.to_ne_bytes());
-        // SAFETY: TUNSETIFF takes a struct ifreq (40 bytes) by pointer.
-        if unsafe { libc::ioctl(fd, TUNSETIFF, ifr.as_mut_ptr()) } != 0 {
-            return Err(format!("TUNSETIFF: {}", std::io::Error::last_os_error()));
-        }
-        Ok(Tap(file))
+        Err(e) => failed(crate::error::chain(&e)),
     }
 }
 

@@ -14,7 +14,6 @@ use netmit_common::{Malformed, NO_RULE, VERDICT_MAGIC, Verdict, VerdictRecord, n
 use crate::{
     ebpf::{SteerTables, TableError, load_object},
     steer::Rule,
-    sys::link as kernel,
 };
 
 /// Errors of the classifier.
@@ -81,7 +80,7 @@ pub struct Classifier {
 impl Classifier {
     /// Loads `program` with `rules` installed (ids 0.. in order).
     pub fn new(program: Program, rules: &[Rule]) -> Result<Self, ClassifyError> {
-        if !kernel::has_bpf_privileges() {
+        if !crate::sys::bpf::has_bpf_privileges() {
             return Err(ClassifyError::NotPermitted);
         }
         let traced = program == Program::Steer;

@@ -4,6 +4,9 @@
 //! thin shell over it, and the lab (crate `netmit-lab`: testbeds, the test server, load
 //! client, generator and benchmarks) builds on it without the core depending on the lab.
 //!
+//! - [`sys`]: everything netmit says to the kernel (the one place with system calls);
+//! - [`host`]: the seam between the logic and the kernel ([`host::Host`]), faked in unit tests;
+//! - [`status`]: what `netmit status` reports (gathered, then rendered);
 //! - [`steer`]: steering rules (syntax, compilation into lookup tables);
 //! - [`ebpf`]: the embedded eBPF object, its bpffs pins, typed tables, attach/detach;
 //! - [`check`]: probing what the kernel and a NIC support;
@@ -28,8 +31,10 @@ pub mod duration;
 pub mod ebpf;
 pub mod error;
 pub mod frames;
+pub mod host;
 pub mod metrics;
 pub mod signals;
+pub mod status;
 pub mod steer;
 pub mod sys;
 pub mod tune;

@@ -2,7 +2,7 @@
 //! view of an interface (`ip -j -d link`, bpftool, bpffs), so that tests never judge
 //! netmit by netmit's own output alone.
 
-use std::{path::Path, process::Output};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -97,9 +97,12 @@ pub fn wait_prog_gone(id: u64) -> bool {
     false
 }
 
-/// netmit's pin directory for `side`'s interface.
+/// netmit's pin directory for `side`'s interface (keyed by namespace and ifindex).
 pub fn pin_dir(tb: &Testbed, side: Side) -> std::path::PathBuf {
-    Path::new(crate::testbed::NETMIT_PINS).join(tb.ifname(side))
+    netmit_user::ebpf::PinRoot::default()
+        .layout(&tb.netdev(side))
+        .dir()
+        .to_path_buf()
 }
 
 /// A plain HTTP/1.0 GET to `127.0.0.1:port` from inside `side`'s namespace (for the

@@ -201,8 +201,8 @@ fn named_interfaces_get_their_settings_back() {
     }
     let tb = Testbed::new().expect("testbed");
     tb.set_gro(Side::B, true).expect("GRO on the server end");
-    let ifindex = tb.ifindex(Side::B);
-    let napis = |tb: &Testbed| tb.in_ns(Side::B, || napi::list(ifindex).expect("napi list"));
+    let dev = tb.netdev(Side::B);
+    let napis = |tb: &Testbed| tb.in_ns(Side::B, || napi::list(&dev).expect("napi list"));
     let id = napis(&tb)[0].id;
     // A value that is nobody's default, so a restore to defaults would show.
     tb.in_ns(Side::B, || napi::set(id, NapiParam::DeferHardIrqs, 7))

@@ -113,10 +113,8 @@ fn status(tb: &Testbed) -> Value {
 /// (defer-hard-irqs, gro-flush-timeout, irq-suspend-timeout) of A's only NAPI, from the
 /// kernel.
 fn napi_settings(tb: &Testbed) -> (u64, u64, u64) {
-    let ifindex = tb.ifindex_a();
-    let list = tb
-        .in_ns(Side::A, move || napi::list(ifindex))
-        .expect("napi-get");
+    let dev = tb.netdev(Side::A);
+    let list = tb.in_ns(Side::A, || napi::list(&dev)).expect("napi-get");
     assert_eq!(list.len(), 1, "one NAPI: {list:?}");
     let n = &list[0];
     (
@@ -129,9 +127,9 @@ fn napi_settings(tb: &Testbed) -> (u64, u64, u64) {
 /// GRO on gives A's veth a NAPI; its gro-flush-timeout becomes the distinctive original.
 fn prepare_originals(tb: &Testbed) {
     tb.set_gro(Side::A, true).expect("gro on");
-    let ifindex = tb.ifindex_a();
+    let dev = tb.netdev(Side::A);
     tb.in_ns(Side::A, move || {
-        let id = napi::list(ifindex).expect("napi list")[0].id;
+        let id = napi::list(&dev).expect("napi list")[0].id;
         napi::set(id, NapiParam::GroFlushTimeout, ORIGINAL_GRO_FLUSH_NS)
     })
     .expect("napi-set");
@@ -540,7 +538,10 @@ fn kill_9_then_restart_restores_the_originals() {
     // The crash left defer's values, the journal, the state file and XDP behind.
     assert_eq!(napi_settings(&tb), DEFER);
     assert!(scratch.run_dir().join("journal.json").exists());
-    assert!(scratch.run_dir().join("daemon.json").exists());
+    assert!(
+        state_file(&scratch.run_dir()).is_some(),
+        "the state file stays"
+    );
     assert!(kernel_xdp(&tb, Side::A).is_some());
 
     let low = load(&tb, 1_000);
@@ -598,7 +599,7 @@ fn check_config_rejects_bad_configs() {
         (
             "unknown-iface.toml",
             "[[interface]]\nname = \"nmnosuch0\"\n".to_string(),
-            "line 2, key interface[0].name: unknown interface `nmnosuch0`",
+            "line 2, key interface[0].name: interface `nmnosuch0` does not exist in network namespace",
         ),
         (
             "bad-rule.toml",
@@ -647,8 +648,8 @@ fn recreated_napi_gets_the_mode_and_its_originals() {
     let cfg = scratch.path("daemon.toml");
     fs::write(&cfg, config(&tb, true)).unwrap();
     let mut d = start_daemon(&tb, &scratch, &cfg, "daemon.log");
-    let ifindex = tb.ifindex_a();
-    let napi_id = || tb.in_ns(Side::A, move || napi::list(ifindex)).unwrap()[0].id;
+    let dev = tb.netdev(Side::A);
+    let napi_id = || tb.in_ns(Side::A, || napi::list(&dev)).unwrap()[0].id;
     let first = napi_id();
     // An administrator's value, not journaled: the daemon must treat it as the original.
     tb.in_ns(Side::A, move || {
@@ -665,7 +666,7 @@ fn recreated_napi_gets_the_mode_and_its_originals() {
     assert!(run.ok, "{}", run.stderr);
     let start = Instant::now();
     let second = loop {
-        let list = tb.in_ns(Side::A, move || napi::list(ifindex)).unwrap();
+        let list = tb.in_ns(Side::A, || napi::list(&dev)).unwrap();
         if let Some(n) = list.first()
             && n.id != first
             && n.value(NapiParam::DeferHardIrqs) == Some(DEFER.0)
@@ -698,7 +699,10 @@ fn recreated_napi_gets_the_mode_and_its_originals() {
     let exit = d.stop(libc::SIGTERM);
     assert!(exit.success(), "{}", d.log());
     assert_eq!(kernel_xdp(&tb, Side::A), None);
-    assert!(!scratch.run_dir().join("daemon.json").exists());
+    assert!(
+        state_file(&scratch.run_dir()).is_none(),
+        "the state file is removed"
+    );
     // What remains are the entries of the vanished NAPI, which the journal cannot forget.
     if let Ok(text) = fs::read_to_string(scratch.run_dir().join("journal.json")) {
         let j: Value = serde_json::from_str(&text).unwrap();
@@ -709,4 +713,17 @@ fn recreated_napi_gets_the_mode_and_its_originals() {
             );
         }
     }
+}
+
+/// The daemon's state file in `run_dir` (`daemon-netns-<cookie>.json`), if there is one.
+fn state_file(run_dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(run_dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("daemon-netns-") && n.ends_with(".json"))
+        })
 }

@@ -73,10 +73,8 @@ fn settled(tb: &Testbed, source: &NapiPollSource) -> (u64, BTreeMap<u32, NapiPol
 
 /// The one NAPI of A's veth end (netdev netlink, in A's namespace).
 fn veth_napi(tb: &Testbed) -> u32 {
-    let ifindex = tb.ifindex_a();
-    let napis = tb
-        .in_ns(Side::A, move || napi::list(ifindex))
-        .expect("napi-get");
+    let dev = tb.netdev(Side::A);
+    let napis = tb.in_ns(Side::A, || napi::list(&dev)).expect("napi-get");
     assert_eq!(napis.len(), 1, "one NAPI per veth queue: {napis:?}");
     napis[0].id
 }

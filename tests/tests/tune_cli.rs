@@ -50,10 +50,8 @@ fn testbed_with_napi() -> (Testbed, u32) {
     let tb = Testbed::new().expect("testbed");
     let run = netmit(&tb, Side::A, &["attach", tb.if_a(), "--mode", "native"]);
     assert!(run.ok, "{}", run.stderr);
-    let ifindex = tb.ifindex_a();
-    let napis = tb
-        .in_ns(Side::A, move || napi::list(ifindex))
-        .expect("napi list");
+    let dev = tb.netdev(Side::A);
+    let napis = tb.in_ns(Side::A, || napi::list(&dev)).expect("napi list");
     assert_eq!(
         napis.len(),
         1,
@@ -312,7 +310,7 @@ fn sysfs_fallback_when_napi_netlink_is_missing() {
             .arg(netmit_bin())
             .args(args)
             .env("NETMIT_RUN_DIR", &run.0)
-            .env("NETMIT_FORCE_NO_NAPI_NETLINK", "1")
+            .env("NETMIT_TEST_FORCE_SYSFS", "1")
             .output()
             .unwrap();
         (
@@ -345,7 +343,7 @@ fn show_on_the_hosts_nic_is_read_only() {
     if !require_root("show_on_the_hosts_nic_is_read_only") {
         return;
     }
-    if netmit_user::sys::link::ifindex("eth0").is_err() {
+    if netmit_user::sys::Netdev::resolve(&"eth0".parse().unwrap()).is_err() {
         eprintln!("SKIP show_on_the_hosts_nic_is_read_only: this machine has no eth0");
         return;
     }
@@ -414,7 +412,7 @@ fn check_probes_kernel_and_device() {
 
     let forced = tb
         .cmd(Side::A, netmit_bin(), ["check", "--json"])
-        .env("NETMIT_FORCE_NO_NAPI_NETLINK", "1")
+        .env("NETMIT_TEST_FORCE_SYSFS", "1")
         .output()
         .unwrap();
     let forced: serde_json::Value = serde_json::from_slice(&forced.stdout).unwrap();

@@ -7,9 +7,11 @@
 //! namespace (`Testbed::in_ns`).
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 
-use netmit_user::sys::coalesce::{self, Applied, CoalesceError, CoalesceParam};
+use netmit_user::sys::{
+    IfName, Netdev,
+    coalesce::{self, Applied, CoalesceError, CoalesceParam},
+};
 use tests::{
     support::require_root,
     testbed::{IFNAME_MAX, Side, Testbed},
@@ -17,8 +19,8 @@ use tests::{
 
 const RX_FRAMES: CoalesceParam = CoalesceParam::RxMaxFrames;
 
-/// Creates a tap in namespace A and returns its name and ifindex there.
-fn make_tap(tb: &Testbed) -> (String, u32) {
+/// Creates a tap in namespace A and returns its name and the device there.
+fn make_tap(tb: &Testbed) -> (String, Netdev) {
     let mut name = format!("{}t", tb.if_a());
     if name.len() > IFNAME_MAX {
         // Names are per namespace and the namespace is this testbed's own.
@@ -30,19 +32,19 @@ fn make_tap(tb: &Testbed) -> (String, u32) {
         ["tuntap", "add", "dev", &name, "mode", "tap"],
     )
     .expect("ip tuntap add");
-    let c = CString::new(name.as_str()).expect("interface name has no NUL");
-    // SAFETY: `c` is a valid NUL-terminated string.
-    let ifindex = tb.in_ns(Side::A, || unsafe { libc::if_nametoindex(c.as_ptr()) });
-    assert_ne!(ifindex, 0, "{name} has no ifindex in namespace A");
-    (name, ifindex)
+    let ifname: IfName = name.parse().expect("valid name");
+    let dev = tb
+        .in_ns(Side::A, || Netdev::resolve(&ifname))
+        .unwrap_or_else(|e| panic!("{name} in namespace A: {e}"));
+    (name, dev)
 }
 
-fn get(tb: &Testbed, ifindex: u32) -> Result<BTreeMap<CoalesceParam, u32>, CoalesceError> {
-    tb.in_ns(Side::A, || coalesce::get(ifindex))
+fn get(tb: &Testbed, dev: &Netdev) -> Result<BTreeMap<CoalesceParam, u32>, CoalesceError> {
+    tb.in_ns(Side::A, || coalesce::get(dev))
 }
 
-fn set(tb: &Testbed, ifindex: u32, values: &[(CoalesceParam, u32)]) -> Result<(), CoalesceError> {
-    tb.in_ns(Side::A, || coalesce::set(ifindex, values))
+fn set(tb: &Testbed, dev: &Netdev, values: &[(CoalesceParam, u32)]) -> Result<(), CoalesceError> {
+    tb.in_ns(Side::A, || coalesce::set(dev, values))
 }
 
 /// The `rx-frames:` value that `ethtool -c NAME` prints in namespace A (`None` for "n/a").
@@ -67,13 +69,13 @@ fn tap_reports_only_rx_frames() {
         return;
     }
     let tb = Testbed::new().expect("testbed");
-    let (name, ifindex) = make_tap(&tb);
-    let values = get(&tb, ifindex).expect("coalesce get on tap");
+    let (name, dev) = make_tap(&tb);
+    let values = get(&tb, &dev).expect("coalesce get on tap");
     // tun's supported_coalesce_params is ETHTOOL_COALESCE_RX_MAX_FRAMES, default 0.
     assert_eq!(values, BTreeMap::from([(RX_FRAMES, 0)]), "tap reply");
     assert_eq!(ethtool_rx_frames(&tb, &name), Some(0));
     assert_eq!(
-        tb.in_ns(Side::A, || coalesce::read(ifindex, RX_FRAMES))
+        tb.in_ns(Side::A, || coalesce::read(&dev, RX_FRAMES))
             .expect("read"),
         0
     );
@@ -85,13 +87,13 @@ fn set_rx_frames_reads_back_via_netlink_and_ethtool() {
         return;
     }
     let tb = Testbed::new().expect("testbed");
-    let (name, ifindex) = make_tap(&tb);
+    let (name, dev) = make_tap(&tb);
     let original = tb
-        .in_ns(Side::A, || coalesce::read(ifindex, RX_FRAMES))
+        .in_ns(Side::A, || coalesce::read(&dev, RX_FRAMES))
         .expect("read");
 
-    set(&tb, ifindex, &[(RX_FRAMES, 32)]).expect("set rx-frames 32");
-    assert_eq!(get(&tb, ifindex).expect("get").get(&RX_FRAMES), Some(&32));
+    set(&tb, &dev, &[(RX_FRAMES, 32)]).expect("set rx-frames 32");
+    assert_eq!(get(&tb, &dev).expect("get").get(&RX_FRAMES), Some(&32));
     assert_eq!(
         ethtool_rx_frames(&tb, &name),
         Some(32),
@@ -101,9 +103,9 @@ fn set_rx_frames_reads_back_via_netlink_and_ethtool() {
     // And the other way round: what `ethtool -C` sets, get() reads.
     tb.run(Side::A, "ethtool", ["-C", &name, "rx-frames", "17"])
         .expect("ethtool -C");
-    assert_eq!(get(&tb, ifindex).expect("get").get(&RX_FRAMES), Some(&17));
+    assert_eq!(get(&tb, &dev).expect("get").get(&RX_FRAMES), Some(&17));
 
-    set(&tb, ifindex, &[(RX_FRAMES, original)]).expect("restore rx-frames");
+    set(&tb, &dev, &[(RX_FRAMES, original)]).expect("restore rx-frames");
     assert_eq!(ethtool_rx_frames(&tb, &name), Some(original));
 }
 
@@ -113,15 +115,15 @@ fn rx_frames_above_64_is_clamped_silently() {
         return;
     }
     let tb = Testbed::new().expect("testbed");
-    let (name, ifindex) = make_tap(&tb);
+    let (name, dev) = make_tap(&tb);
     let original = tb
-        .in_ns(Side::A, || coalesce::read(ifindex, RX_FRAMES))
+        .in_ns(Side::A, || coalesce::read(&dev, RX_FRAMES))
         .expect("read");
 
     for (requested, effective) in [(64, 64), (65, 64), (200, 64), (u32::MAX, 64), (1, 1)] {
         let applied = tb
             .in_ns(Side::A, || {
-                coalesce::set_and_verify(ifindex, &[(RX_FRAMES, requested)])
+                coalesce::set_and_verify(&dev, &[(RX_FRAMES, requested)])
             })
             .unwrap_or_else(|e| panic!("set rx-frames {requested}: {e}"));
         assert_eq!(
@@ -140,7 +142,7 @@ fn rx_frames_above_64_is_clamped_silently() {
         );
     }
 
-    set(&tb, ifindex, &[(RX_FRAMES, original)]).expect("restore rx-frames");
+    set(&tb, &dev, &[(RX_FRAMES, original)]).expect("restore rx-frames");
 }
 
 #[test]
@@ -149,20 +151,16 @@ fn unsupported_param_is_refused_and_changes_nothing() {
         return;
     }
     let tb = Testbed::new().expect("testbed");
-    let (name, ifindex) = make_tap(&tb);
+    let (name, dev) = make_tap(&tb);
     let original = tb
-        .in_ns(Side::A, || coalesce::read(ifindex, RX_FRAMES))
+        .in_ns(Side::A, || coalesce::read(&dev, RX_FRAMES))
         .expect("read");
-    set(&tb, ifindex, &[(RX_FRAMES, 16)]).expect("set rx-frames 16");
+    set(&tb, &dev, &[(RX_FRAMES, 16)]).expect("set rx-frames 16");
 
     // rx-frames is supported, rx-usecs is not: the request must not go out at all (the
     // kernel would answer EINVAL, which would be a Netlink error, not ParamUnsupported).
-    let err = set(
-        &tb,
-        ifindex,
-        &[(RX_FRAMES, 8), (CoalesceParam::RxUsecs, 10)],
-    )
-    .expect_err("rx-usecs on tap");
+    let err = set(&tb, &dev, &[(RX_FRAMES, 8), (CoalesceParam::RxUsecs, 10)])
+        .expect_err("rx-usecs on tap");
     match &err {
         CoalesceError::ParamUnsupported {
             param,
@@ -172,7 +170,7 @@ fn unsupported_param_is_refused_and_changes_nothing() {
         } => {
             assert_eq!(
                 (*param, supported.as_slice(), *i),
-                (CoalesceParam::RxUsecs, &["rx-frames"][..], ifindex)
+                (CoalesceParam::RxUsecs, &["rx-frames"][..], dev.ifindex)
             );
         }
         other => panic!("expected ParamUnsupported, got {other:?}"),
@@ -182,26 +180,26 @@ fn unsupported_param_is_refused_and_changes_nothing() {
         "message names the tap: {err}"
     );
     assert_eq!(
-        get(&tb, ifindex).expect("get").get(&RX_FRAMES),
+        get(&tb, &dev).expect("get").get(&RX_FRAMES),
         Some(&16),
         "rx-frames changed"
     );
     assert_eq!(ethtool_rx_frames(&tb, &name), Some(16));
 
-    let err = tb.in_ns(Side::A, || coalesce::read(ifindex, CoalesceParam::RxUsecs));
+    let err = tb.in_ns(Side::A, || coalesce::read(&dev, CoalesceParam::RxUsecs));
     assert!(
         matches!(err, Err(CoalesceError::ParamUnsupported { .. })),
         "{err:?}"
     );
 
     // An out-of-range boolean is refused before anything is sent, too.
-    let err = set(&tb, ifindex, &[(CoalesceParam::UseAdaptiveRx, 2)]);
+    let err = set(&tb, &dev, &[(CoalesceParam::UseAdaptiveRx, 2)]);
     assert!(
         matches!(err, Err(CoalesceError::OutOfRange { value: 2, .. })),
         "{err:?}"
     );
 
-    set(&tb, ifindex, &[(RX_FRAMES, original)]).expect("restore rx-frames");
+    set(&tb, &dev, &[(RX_FRAMES, original)]).expect("restore rx-frames");
 }
 
 #[test]
@@ -210,20 +208,20 @@ fn veth_has_no_coalescing() {
         return;
     }
     let tb = Testbed::new().expect("testbed");
-    let ifindex = tb.ifindex_a();
+    let dev = tb.netdev(Side::A);
     let not_supported = |r: Result<(), CoalesceError>, what: &str| match r {
         Err(e @ CoalesceError::NotSupported { .. }) => {
             assert!(e.to_string().contains(tb.if_a()), "{what}: {e}");
         }
         other => panic!("{what}: expected NotSupported, got {other:?}"),
     };
-    not_supported(get(&tb, ifindex).map(drop), "get");
+    not_supported(get(&tb, &dev).map(drop), "get");
     not_supported(
-        tb.in_ns(Side::A, || coalesce::read(ifindex, RX_FRAMES))
+        tb.in_ns(Side::A, || coalesce::read(&dev, RX_FRAMES))
             .map(drop),
         "read",
     );
-    not_supported(set(&tb, ifindex, &[(RX_FRAMES, 1)]), "set");
+    not_supported(set(&tb, &dev, &[(RX_FRAMES, 1)]), "set");
     // The ethtool command agrees.
     let out = tb
         .cmd(Side::A, "ethtool", ["-c", tb.if_a()])
@@ -239,7 +237,11 @@ fn no_such_interface() {
         return;
     }
     let tb = Testbed::new().expect("testbed");
-    let err = tb.in_ns(Side::A, || coalesce::get(999_999));
+    let gone = Netdev {
+        ifindex: 999_999,
+        ..tb.netdev(Side::A)
+    };
+    let err = tb.in_ns(Side::A, || coalesce::get(&gone));
     assert!(
         matches!(
             err,

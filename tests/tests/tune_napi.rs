@@ -19,32 +19,23 @@
 //!   (busy-poll) is refused with ERANGE before Linux 6.19;
 //! - an unknown NAPI id is ENOENT with the `id` attribute flagged in the extended ack.
 //!
-//! The fallback hook is process-wide, so the one test that uses it takes [`HOOK`] for
-//! writing and every other test holds it for reading.
+//! The sysfs-only mode (`System::sysfs_only`) is a value, not a process-wide switch, so
+//! these tests run in parallel.
 
-use std::{
-    ffi::CString,
-    fs, io,
-    sync::{RwLock, RwLockReadGuard, RwLockWriteGuard},
+use std::{ffi::CString, fs, io};
+
+use netmit_user::{
+    host::{Host, System},
+    sys::{
+        Netdev, NetdevError,
+        napi::{self, DeviceParam, NapiError, NapiInfo, NapiParam, QueueKind},
+    },
 };
-
-use netmit_user::sys::napi::{self, DeviceParam, NapiError, NapiInfo, NapiParam, QueueKind};
 use tests::{
-    netmit::netmit,
+    netmit::{netmit, pin_dir},
     support::require_root,
-    testbed::{NETMIT_PINS, Side, Testbed},
+    testbed::{Side, Testbed},
 };
-
-/// Serialises [`napi::force_sysfs_fallback`] against the tests that need netlink.
-static HOOK: RwLock<()> = RwLock::new(());
-
-fn shared() -> RwLockReadGuard<'static, ()> {
-    HOOK.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    HOOK.write().unwrap_or_else(|p| p.into_inner())
-}
 
 /// An id no NAPI has (ids start above NR_CPUS and count up).
 const BOGUS_NAPI: u32 = 0x7fff_fff0;
@@ -62,10 +53,8 @@ fn detach(tb: &Testbed) {
 
 /// The single NAPI of side A's veth.
 fn napi_a(tb: &Testbed) -> NapiInfo {
-    let ifindex = tb.ifindex_a();
-    let list = tb
-        .in_ns(Side::A, || napi::list(ifindex))
-        .expect("napi list");
+    let dev = tb.netdev(Side::A);
+    let list = tb.in_ns(Side::A, || napi::list(&dev)).expect("napi list");
     assert_eq!(list.len(), 1, "one NAPI per veth rx queue: {list:?}");
     list.into_iter().next().expect("one NAPI")
 }
@@ -141,21 +130,30 @@ fn list_get_and_queues() {
     if !require_root("list_get_and_queues") {
         return;
     }
-    let _g = shared();
     let tb = Testbed::new().expect("testbed");
     let ifindex = tb.ifindex_a();
+    let dev = tb.netdev(Side::A);
 
     // A plain veth has no NAPI: an empty list, not an error.
     assert_eq!(
-        tb.in_ns(Side::A, || napi::list(ifindex)).expect("list"),
+        tb.in_ns(Side::A, || napi::list(&dev)).expect("list"),
         vec![]
     );
     // An interface that does not exist is an error.
+    let gone = Netdev {
+        ifindex: 0x7fff_0000,
+        ..dev.clone()
+    };
     assert!(matches!(
-        tb.in_ns(Side::A, || napi::list(0x7fff_0000)),
+        tb.in_ns(Side::A, || napi::list(&gone)),
         Err(NapiError::NoSuchIfindex {
             ifindex: 0x7fff_0000
         })
+    ));
+    // A device of this namespace asked about from another one is refused.
+    assert!(matches!(
+        napi::list(&dev),
+        Err(NapiError::Netdev(NetdevError::OtherNamespace { .. }))
     ));
 
     attach_native(&tb);
@@ -163,7 +161,7 @@ fn list_get_and_queues() {
     assert_eq!(info.ifindex, ifindex);
     // The NAPI services rx queue 0. veth (6.18) does not link queues to NAPIs
     // (netif_queue_set_napi), so queue-get shows the queue without a napi-id.
-    let queues = tb.in_ns(Side::A, || napi::queues(ifindex)).expect("queues");
+    let queues = tb.in_ns(Side::A, || napi::queues(&dev)).expect("queues");
     let rx0 = queues
         .iter()
         .find(|q| q.kind == QueueKind::Rx && q.id == 0)
@@ -206,11 +204,15 @@ fn list_get_and_queues() {
     );
     assert!(tb.in_ns(Side::A, napi::napi_netlink_supported));
     // The veth has no IRQ line of its own.
-    assert_eq!(napi::interrupts_for(tb.if_a()).expect("interrupts"), vec![]);
+    assert_eq!(
+        tb.in_ns(Side::A, || napi::interrupts_for(&dev))
+            .expect("interrupts"),
+        vec![]
+    );
 
     detach(&tb);
     assert_eq!(
-        tb.in_ns(Side::A, || napi::list(ifindex)).expect("list"),
+        tb.in_ns(Side::A, || napi::list(&dev)).expect("list"),
         vec![]
     );
 
@@ -220,7 +222,7 @@ fn list_get_and_queues() {
     assert_eq!(gro.ifindex, ifindex);
     tb.set_gro(Side::A, false).expect("gro off");
     assert_eq!(
-        tb.in_ns(Side::A, || napi::list(ifindex)).expect("list"),
+        tb.in_ns(Side::A, || napi::list(&dev)).expect("list"),
         vec![]
     );
 }
@@ -230,14 +232,12 @@ fn set_reads_back_via_netlink_and_not_sysfs() {
     if !require_root("set_reads_back_via_netlink_and_not_sysfs") {
         return;
     }
-    let _g = shared();
     let tb = Testbed::new().expect("testbed");
     attach_native(&tb);
     let id = napi_a(&tb).id;
-    let if_a = tb.if_a().to_string();
-    let sysfs = |param| {
-        with_ns_sysfs(&tb, Side::A, || napi::device_read(&if_a, param)).expect("sysfs read")
-    };
+    let dev = tb.netdev(Side::A);
+    let sysfs =
+        |param| with_ns_sysfs(&tb, Side::A, || napi::device_read(&dev, param)).expect("sysfs read");
     assert_eq!(sysfs(DeviceParam::DeferHardIrqs), 0);
     assert_eq!(sysfs(DeviceParam::GroFlushTimeout), 0);
 
@@ -349,7 +349,6 @@ fn errors_change_nothing() {
     if !require_root("errors_change_nothing") {
         return;
     }
-    let _g = shared();
     let tb = Testbed::new().expect("testbed");
     attach_native(&tb);
     let id = napi_a(&tb).id;
@@ -386,28 +385,32 @@ fn errors_change_nothing() {
         "unchanged"
     );
 
-    // sysfs: names that do not exist, and a sysfs that shows another namespace.
+    // sysfs: a device that is gone, and a sysfs that shows another namespace.
+    let dev = tb.netdev(Side::A);
+    let gone = Netdev {
+        ifindex: 0x7fff_0001,
+        ..dev.clone()
+    };
     assert!(matches!(
         tb.in_ns(Side::A, || napi::device_read(
-            "nm-nosuch0",
+            &gone,
             DeviceParam::DeferHardIrqs
         )),
-        Err(NapiError::NoSuchInterface { .. })
+        Err(NapiError::NoSuchIfindex { .. })
     ));
-    let if_a = tb.if_a().to_string();
     // Without the remount, /sys/class/net is the host's: refused, not misread.
     assert!(matches!(
         tb.in_ns(Side::A, || napi::device_write(
-            &if_a,
+            &dev,
             DeviceParam::GroFlushTimeout,
             1
         )),
         Err(NapiError::SysfsOtherNamespace { .. })
     ));
-    // The interface is not in the host's namespace at all.
+    // From the host's namespace the device is refused outright.
     assert!(matches!(
-        napi::device_read(&if_a, DeviceParam::GroFlushTimeout),
-        Err(NapiError::NoSuchInterface { .. })
+        napi::device_read(&dev, DeviceParam::GroFlushTimeout),
+        Err(NapiError::Netdev(NetdevError::OtherNamespace { .. }))
     ));
     detach(&tb);
 }
@@ -417,13 +420,16 @@ fn device_defaults_round_trip() {
     if !require_root("device_defaults_round_trip") {
         return;
     }
-    let _g = shared();
     let tb = Testbed::new().expect("testbed");
     attach_native(&tb);
-    let pins = std::path::Path::new(NETMIT_PINS).join(tb.if_a());
+    let pins = pin_dir(&tb, Side::A);
     assert!(pins.exists());
     let host_mounts = host_sys_mounts();
-    let (if_a, if_b, ifindex) = (tb.if_a().to_string(), tb.if_b().to_string(), tb.ifindex_a());
+    let (dev, dev_b, if_b) = (
+        tb.netdev(Side::A),
+        tb.netdev(Side::B),
+        tb.if_b().to_string(),
+    );
 
     let napis = with_ns_sysfs(&tb, Side::A, || {
         // This thread sees the namespace's sysfs; the rest of the process still sees bpffs.
@@ -445,18 +451,18 @@ fn device_defaults_round_trip() {
             (DeviceParam::GroFlushTimeout, 30_000),
             (DeviceParam::Threaded, 1),
         ] {
-            napi::device_write(&if_a, param, value).expect("device write");
+            napi::device_write(&dev, param, value).expect("device write");
             assert_eq!(
-                napi::device_read(&if_a, param).expect("device read"),
+                napi::device_read(&dev, param).expect("device read"),
                 value,
                 "{param}"
             );
             // A device-wide write reaches every NAPI of the device.
-            let list = napi::list(ifindex).expect("list");
+            let list = napi::list(&dev).expect("list");
             seen.push((param, list[0].value(param.napi_param())));
         }
         assert!(matches!(
-            napi::device_write(&if_a, DeviceParam::Threaded, 2),
+            napi::device_write(&dev, DeviceParam::Threaded, 2),
             Err(NapiError::OutOfRange {
                 param: "threaded",
                 value: 2,
@@ -464,12 +470,12 @@ fn device_defaults_round_trip() {
             })
         ));
         assert_eq!(
-            napi::device_read(&if_a, DeviceParam::Threaded).expect("read"),
+            napi::device_read(&dev, DeviceParam::Threaded).expect("read"),
             1,
             "unchanged"
         );
         for param in DeviceParam::ALL {
-            napi::device_write(&if_a, param, 0).expect("back to 0");
+            napi::device_write(&dev, param, 0).expect("back to 0");
         }
         seen
     });
@@ -483,7 +489,7 @@ fn device_defaults_round_trip() {
     );
     // Side B's veth has no NAPI (no XDP, GRO off): the kernel refuses threaded with EIO.
     let err = with_ns_sysfs(&tb, Side::B, || {
-        napi::device_write(&if_b, DeviceParam::Threaded, 1)
+        napi::device_write(&dev_b, DeviceParam::Threaded, 1)
     })
     .expect_err("no NAPI on B");
     assert!(
@@ -503,52 +509,37 @@ fn device_defaults_round_trip() {
     detach(&tb);
 }
 
-/// Restores the hook even when an assertion fails.
-struct Unforce;
-
-impl Drop for Unforce {
-    fn drop(&mut self) {
-        napi::force_sysfs_fallback(false);
-    }
-}
-
 #[test]
-fn forced_fallback_hook() {
-    if !require_root("forced_fallback_hook") {
+fn sysfs_only_host() {
+    if !require_root("sysfs_only_host") {
         return;
     }
-    let _g = exclusive();
     let tb = Testbed::new().expect("testbed");
     attach_native(&tb);
     let id = napi_a(&tb).id;
-    let ifindex = tb.ifindex_a();
-    {
-        napi::force_sysfs_fallback(true);
-        let _unforce = Unforce;
-        assert!(napi::sysfs_fallback_forced());
-        assert!(!tb.in_ns(Side::A, napi::napi_netlink_supported));
-        assert!(matches!(
-            tb.in_ns(Side::A, || napi::list(ifindex)),
-            Err(NapiError::NotSupported { .. })
-        ));
-        assert!(matches!(
-            set(&tb, id, NapiParam::DeferHardIrqs, 5),
-            Err(NapiError::NotSupported { .. })
-        ));
-        assert!(
-            tb.in_ns(Side::A, napi::kernel_support)
-                .expect("support")
-                .forced_fallback
-        );
-        // Range checks still come first.
-        assert!(matches!(
-            set(&tb, id, NapiParam::Threaded, 9),
-            Err(NapiError::OutOfRange { .. })
-        ));
-    }
-    assert!(!napi::sysfs_fallback_forced());
-    assert!(tb.in_ns(Side::A, napi::napi_netlink_supported));
-    // Nothing was sent while forced.
+    let dev = tb.netdev(Side::A);
+    let host = System::new().sysfs_only();
+    assert!(!tb.in_ns(Side::A, || host.napi_netlink()));
+    assert!(matches!(
+        tb.in_ns(Side::A, || host.napi_list(&dev)),
+        Err(NapiError::NotSupported { .. })
+    ));
+    assert!(matches!(
+        tb.in_ns(Side::A, || host.napi_set(id, NapiParam::DeferHardIrqs, 5)),
+        Err(NapiError::NotSupported { .. })
+    ));
+    assert!(
+        tb.in_ns(Side::A, || host.napi_support())
+            .expect("support")
+            .forced_fallback
+    );
+    // Range checks still come first.
+    assert!(matches!(
+        tb.in_ns(Side::A, || host.napi_set(id, NapiParam::Threaded, 9)),
+        Err(NapiError::OutOfRange { .. })
+    ));
+    // The default host uses netlink here, and nothing was sent by the other one.
+    assert!(tb.in_ns(Side::A, || System::new().napi_netlink()));
     assert_eq!(get(&tb, id).expect("get").defer_hard_irqs, Some(0));
     detach(&tb);
 }

@@ -107,12 +107,12 @@ fn receive_until_quiet(xsk: &mut XskSocket, quiet: Duration) -> Vec<Vec<u8>> {
 
 /// Opens an XSK on queue 0 of `side`'s interface, inside its namespace.
 fn open(tb: &Testbed, side: Side, cfg: &XskConfig, register: bool) -> Result<XskSocket, XskError> {
-    let iface = tb.ifname(side).to_string();
+    let dev = tb.netdev(side);
     tb.in_ns(side, move || {
         if register {
-            XskSocket::open_registered(&iface, 0, cfg)
+            XskSocket::open_registered(&dev, 0, cfg)
         } else {
-            XskSocket::open(&iface, 0, cfg)
+            XskSocket::open(&dev, 0, cfg)
         }
     })
 }
@@ -285,7 +285,7 @@ fn dropping_a_socket_leaves_a_newer_registration_alone() {
     // Another socket (bound to B's veth end) takes over A's slot 0 behind the first
     // socket's back.
     let second = open(&tb, Side::B, &XskConfig::default(), false).expect("open XSK in B");
-    let mut tables = SteerTables::from_pins(&PinLayout::for_iface(tb.if_a())).unwrap();
+    let mut tables = SteerTables::from_pins(&PinLayout::in_dir(pin_dir(&tb, Side::A))).unwrap();
     tables
         .xsks_mut()
         .set(0, std::os::fd::AsRawFd::as_raw_fd(&second), 0)
@@ -324,11 +324,9 @@ fn xsk_error_cases() {
         )
     );
 
-    let iface = tb.if_a().to_string();
+    let dev = tb.netdev(Side::A);
     let e = tb
-        .in_ns(Side::A, || {
-            XskSocket::open(&iface, 5, &XskConfig::default())
-        })
+        .in_ns(Side::A, || XskSocket::open(&dev, 5, &XskConfig::default()))
         .unwrap_err();
     match &e {
         XskError::QueueOutOfRange { queue, queues, .. } => assert_eq!((*queue, *queues), (5, 1)),
@@ -337,9 +335,7 @@ fn xsk_error_cases() {
     // A veth allocates a queue per possible CPU but activates one: queue 1 is out of
     // range too, although IFLA_NUM_RX_QUEUES says 2 on a two-CPU machine.
     let e = tb
-        .in_ns(Side::A, || {
-            XskSocket::open(&iface, 1, &XskConfig::default())
-        })
+        .in_ns(Side::A, || XskSocket::open(&dev, 1, &XskConfig::default()))
         .unwrap_err();
     assert!(
         matches!(
@@ -355,7 +351,11 @@ fn xsk_error_cases() {
 
     let e = tb
         .in_ns(Side::A, || {
-            XskSocket::open("nmnosuch0", 0, &XskConfig::default())
+            let gone = netmit_user::sys::Netdev {
+                ifindex: u32::MAX - 11,
+                ..dev.clone()
+            };
+            XskSocket::open(&gone, 0, &XskConfig::default())
         })
         .unwrap_err();
     assert!(matches!(e, XskError::NoSuchInterface { .. }), "{e:?}");

@@ -1,15 +1,10 @@
 //! What the generator needs to know about its interface, read in the calling thread's
-//! network namespace: index, MAC address, MTU and transmit counters (rtnetlink
-//! `RTM_GETLINK`), and a default source address (`getifaddrs(3)`).
+//! network namespace: the device, its MAC address, MTU and transmit counters (rtnetlink,
+//! [`netmit_user::sys::link`]), and a default source address ([`netmit_user::sys::ifaddr`]).
 
-use std::{
-    ffi::{CStr, CString},
-    io,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-};
+use std::net::IpAddr;
 
-use netlink_bindings::rt_link::{self, Ifinfomsg};
-use netlink_socket2::NetlinkSocket;
+use netmit_user::sys::{IfName, Netdev, ifaddr, link};
 
 use super::{GenError, MacAddr, report::IfaceCounters};
 
@@ -22,48 +17,28 @@ pub(crate) struct LinkInfo {
 }
 
 /// Resolves `iface` in the calling thread's network namespace.
-pub(crate) fn ifindex(iface: &str) -> Result<u32, GenError> {
+pub(crate) fn resolve(iface: &str) -> Result<Netdev, GenError> {
     let unknown = || GenError::UnknownInterface(iface.to_string());
-    let c = CString::new(iface).map_err(|_| unknown())?;
-    // SAFETY: `c` is a valid NUL-terminated string.
-    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
-        0 => Err(unknown()),
-        i => Ok(i),
-    }
+    let name: IfName = iface.parse().map_err(|_| unknown())?;
+    Netdev::resolve(&name).map_err(|_| unknown())
 }
 
-/// Reads MAC, MTU and transmit counters of `ifindex`.
-pub(crate) fn link_info(iface: &str, ifindex: u32) -> Result<LinkInfo, GenError> {
-    let err = |source: io::Error| GenError::Netlink {
-        iface: iface.to_string(),
-        source,
-    };
-    let mut sock = NetlinkSocket::new();
-    let header = Ifinfomsg {
-        ifi_index: ifindex as i32,
-        ..Ifinfomsg::new()
-    };
-    let request = rt_link::Request::new().op_getlink_do(&header);
-    let mut replies = sock.request(&request).map_err(err)?;
-    let (_, attrs) = replies
-        .recv_one()
-        .map_err(|e| err(io::Error::new(e.as_io_error().kind(), e.to_string())))?;
-    let mac = attrs
-        .get_address()
-        .ok()
-        .and_then(|a| <[u8; 6]>::try_from(a).ok())
-        .map(MacAddr);
-    let mtu = attrs.get_mtu().unwrap_or(1500);
-    let counters = attrs
-        .get_stats64()
-        .map(|s| IfaceCounters {
-            tx_packets: s.tx_packets,
-            tx_bytes: s.tx_bytes,
-            tx_dropped: s.tx_dropped,
-            tx_errors: s.tx_errors,
-        })
-        .unwrap_or_default();
-    Ok(LinkInfo { mac, mtu, counters })
+/// Reads MAC, MTU and transmit counters of `dev`.
+pub(crate) fn link_info(dev: &Netdev) -> Result<LinkInfo, GenError> {
+    let attrs = link::get(dev).map_err(|e| GenError::Netlink {
+        iface: dev.name.to_string(),
+        source: std::io::Error::other(netmit_user::error::chain(&e)),
+    })?;
+    Ok(LinkInfo {
+        mac: attrs.mac.map(MacAddr),
+        mtu: attrs.mtu,
+        counters: IfaceCounters {
+            tx_packets: attrs.counters.tx_packets,
+            tx_bytes: attrs.counters.tx_bytes,
+            tx_dropped: attrs.counters.tx_dropped,
+            tx_errors: attrs.counters.tx_errors,
+        },
+    })
 }
 
 /// Counter deltas, tolerating counters that went backwards (a device reset).
@@ -78,46 +53,10 @@ pub(crate) fn delta(before: &IfaceCounters, after: &IfaceCounters) -> IfaceCount
 
 /// An address of `iface` of the same family as `like`: the first global one, else any.
 pub(crate) fn source_address(iface: &str, like: IpAddr) -> Result<IpAddr, GenError> {
-    let mut addrs = Vec::new();
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `ifap` with a list we free below.
-    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
-        return Err(GenError::Addresses {
-            iface: iface.to_string(),
-            source: io::Error::last_os_error(),
-        });
-    }
-    let mut cur = ifap;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
-        let ifa = unsafe { &*cur };
-        cur = ifa.ifa_next;
-        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        if unsafe { CStr::from_ptr(ifa.ifa_name) }.to_bytes() != iface.as_bytes() {
-            continue;
-        }
-        // SAFETY: ifa_addr points to a sockaddr whose family says which struct it is.
-        match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
-            libc::AF_INET => {
-                // SAFETY: AF_INET addresses are sockaddr_in.
-                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                addrs.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                    sin.sin_addr.s_addr,
-                ))));
-            }
-            libc::AF_INET6 => {
-                // SAFETY: AF_INET6 addresses are sockaddr_in6.
-                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                addrs.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
-            }
-            _ => {}
-        }
-    }
-    // SAFETY: `ifap` came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(ifap) };
+    let addrs = ifaddr::of(iface).map_err(|source| GenError::Addresses {
+        iface: iface.to_string(),
+        source,
+    })?;
     pick_source(&addrs, like).ok_or_else(|| GenError::NoSourceAddress {
         iface: iface.to_string(),
         family: if like.is_ipv4() { "IPv4" } else { "IPv6" },
@@ -165,11 +104,11 @@ mod tests {
     #[test]
     fn unknown_interface() {
         assert!(matches!(
-            ifindex("nmnosuch0"),
+            resolve("nmnosuch0"),
             Err(GenError::UnknownInterface(n)) if n == "nmnosuch0"
         ));
-        assert!(ifindex("bad\0name").is_err());
-        assert!(ifindex("lo").is_ok());
+        assert!(resolve("bad\0name").is_err());
+        assert!(resolve("lo").is_ok());
     }
 
     #[test]

@@ -126,7 +126,7 @@ use netmit_common::{TrafficState, names};
 pub use frame::{FrameSpec, MAX_FRAME, MIN_FRAME, MacAddr, PortRange, Template};
 pub use report::{GenReport, GenSample, IfaceCounters, WIRE_OVERHEAD};
 
-use netmit_user::{ebpf::EBPF_OBJECT, sys::link as kernel};
+use netmit_user::ebpf::EBPF_OBJECT;
 
 /// Largest live-frames batch the kernel accepts (`TEST_XDP_MAX_BATCH`).
 pub const MAX_LIVE_BATCH: u32 = 256;
@@ -416,6 +416,7 @@ impl GenConfig {
 /// continue where they stopped).
 pub struct Generator {
     cfg: GenConfig,
+    dev: netmit_user::sys::Netdev,
     ifindex: u32,
     template: Template,
     src_mac: MacAddr,
@@ -469,8 +470,9 @@ impl Generator {
     /// ([`GenError::LiveFramesUnsupported`]), or a failed load.
     pub fn new(cfg: GenConfig) -> Result<Self, GenError> {
         cfg.validate()?;
-        let ifindex = iface::ifindex(&cfg.iface)?;
-        let link = iface::link_info(&cfg.iface, ifindex)?;
+        let dev = iface::resolve(&cfg.iface)?;
+        let ifindex = dev.ifindex;
+        let link = iface::link_info(&dev)?;
         if cfg.size > link.mtu as usize + 14 {
             return Err(GenError::FrameExceedsMtu {
                 iface: cfg.iface.clone(),
@@ -496,7 +498,7 @@ impl Generator {
             size: cfg.size,
             stamp: cfg.stamp,
         })?;
-        if !kernel::has_bpf_privileges() {
+        if !netmit_user::sys::bpf::has_bpf_privileges() {
             return Err(GenError::NotPermitted);
         }
 
@@ -534,6 +536,7 @@ impl Generator {
         };
         let generator = Self {
             cfg,
+            dev,
             ifindex,
             template,
             src_mac,
@@ -682,7 +685,7 @@ impl Generator {
         progress: impl FnMut(&GenSample),
     ) -> Result<GenReport, GenError> {
         let plan = self.cfg.plan();
-        let before = iface::link_info(&self.cfg.iface, self.ifindex).ok();
+        let before = iface::link_info(&self.dev).ok();
         let counters = self.counters()?;
         let start_total = program_total(&counters)?;
         let ctx = xdp_md(self.template.bytes.len(), self.ifindex);
@@ -735,7 +738,7 @@ impl Generator {
     fn counters_after(&self, before: &IfaceCounters, packets: u64) -> Option<IfaceCounters> {
         let mut delta = None;
         for _ in 0..10 {
-            let after = iface::link_info(&self.cfg.iface, self.ifindex).ok()?;
+            let after = iface::link_info(&self.dev).ok()?;
             let d = iface::delta(before, &after.counters);
             delta = Some(d);
             if d.tx_packets + d.tx_dropped >= packets {

@@ -119,7 +119,6 @@ mod run;
 mod slots;
 
 use std::{
-    ffi::CString,
     net::{IpAddr, SocketAddr},
     sync::atomic::AtomicBool,
     time::Duration,
@@ -134,7 +133,6 @@ pub use program::{LoadProgram, MAX_WINDOW, monotonic_ns};
 pub use report::{LoadReport, LoadSample};
 
 use crate::r#gen::{GenConfig, Generator, MAX_FRAME, MIN_FRAME, MacAddr, PortRange, Rate};
-use netmit_user::sys::link as kernel;
 
 /// How requests are sent.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -408,7 +406,7 @@ impl LoadClient {
     pub fn new(cfg: LoadConfig) -> Result<Self, LoadError> {
         cfg.validate()?;
         let ifindex = ifindex(&cfg.iface)?;
-        if !kernel::has_bpf_privileges() {
+        if !netmit_user::sys::bpf::has_bpf_privileges() {
             return Err(LoadError::NotPermitted);
         }
         let server_mac = match cfg.server_mac {
@@ -475,12 +473,10 @@ impl LoadClient {
 
 fn ifindex(iface: &str) -> Result<u32, LoadError> {
     let unknown = || LoadError::UnknownInterface(iface.to_string());
-    let c = CString::new(iface).map_err(|_| unknown())?;
-    // SAFETY: `c` is a valid NUL-terminated string.
-    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
-        0 => Err(unknown()),
-        i => Ok(i),
-    }
+    let name: netmit_user::sys::IfName = iface.parse().map_err(|_| unknown())?;
+    netmit_user::sys::Netdev::resolve(&name)
+        .map(|d| d.ifindex)
+        .map_err(|_| unknown())
 }
 
 /// Load clients run on benchmark threads.

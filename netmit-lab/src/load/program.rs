@@ -10,7 +10,7 @@ use aya::{
 use netmit_common::{LatencyHist, LoadCounters, LoadParams, names};
 
 use super::{Buckets, LoadError};
-use netmit_user::{ebpf::EBPF_OBJECT, sys::link as kernel};
+use netmit_user::ebpf::EBPF_OBJECT;
 
 /// The most closed-loop slots (the window): the slot map's size and what user space
 /// checks for lost requests every few milliseconds, one map lookup per slot.
@@ -50,7 +50,7 @@ impl LoadProgram {
     /// [`LoadError::NotPermitted`] without BPF privileges, or a failed load (the
     /// verifier's log is in the source error).
     pub fn load(params: LoadParams, slots: u32) -> Result<Self, LoadError> {
-        if !kernel::has_bpf_privileges() {
+        if !netmit_user::sys::bpf::has_bpf_privileges() {
             return Err(LoadError::NotPermitted);
         }
         let mut loader = EbpfLoader::new();

@@ -3,7 +3,6 @@
 //! snapshots and samples both are measured with.
 
 use std::{
-    io,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
@@ -379,39 +378,13 @@ pub(super) fn closed(
 }
 
 /// Pins the calling thread to one CPU and restores its affinity on drop.
-pub(super) struct CpuPin(libc::cpu_set_t);
+pub(super) struct CpuPin(#[allow(dead_code)] netmit_user::sys::cpu::Pinned);
 
 impl CpuPin {
     pub(super) fn new(cpu: usize) -> Result<Self, LoadError> {
-        let err = |source| LoadError::Affinity { cpu, source };
-        if cpu >= libc::CPU_SETSIZE as usize {
-            return Err(err(io::Error::from_raw_os_error(libc::EINVAL)));
-        }
-        // SAFETY: an all-zero cpu_set_t is an empty set.
-        let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: a valid pointer to a set of `size` bytes; 0 is the calling thread.
-        if unsafe { libc::sched_getaffinity(0, size, &mut old) } != 0 {
-            return Err(err(io::Error::last_os_error()));
-        }
-        // SAFETY: as above.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `cpu` is below CPU_SETSIZE, checked above.
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-        // SAFETY: as above.
-        if unsafe { libc::sched_setaffinity(0, size, &set) } != 0 {
-            return Err(err(io::Error::last_os_error()));
-        }
-        Ok(Self(old))
-    }
-}
-
-impl Drop for CpuPin {
-    fn drop(&mut self) {
-        // SAFETY: restores the set read in `new` on the same thread.
-        unsafe {
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.0);
-        }
+        netmit_user::sys::cpu::Pinned::to(cpu)
+            .map(CpuPin)
+            .map_err(|source| LoadError::Affinity { cpu, source })
     }
 }
 
@@ -459,15 +432,7 @@ mod tests {
 
     #[test]
     fn cpu_pin_restores_the_affinity() {
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: as in CpuPin.
-        let read = || unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::sched_getaffinity(0, size, &mut set);
-            (0..libc::CPU_SETSIZE as usize)
-                .filter(|&c| libc::CPU_ISSET(c, &set))
-                .collect::<Vec<_>>()
-        };
+        let read = || netmit_user::sys::cpu::current().unwrap().cpus();
         let before = read();
         {
             let _pin = CpuPin::new(before[0]).unwrap();

@@ -379,7 +379,7 @@ impl Server {
 
     /// The interface served on, if known (always in xsk mode).
     pub fn iface(&self) -> Option<&str> {
-        self.target.iface.as_deref()
+        self.target.iface.as_ref().map(|d| d.name.as_str())
     }
 
     /// Number of server threads [`Server::run`] starts.
@@ -477,7 +477,7 @@ impl Server {
         Ok(ServeReport {
             mode: cfg.mode,
             reply: cfg.reply,
-            iface: target.iface,
+            iface: target.iface.map(|d| d.name.to_string()),
             address: target.addr,
             port: cfg.port,
             threads: per_thread.len(),
@@ -505,21 +505,13 @@ impl Server {
 /// Pins the calling thread to `cpu`, if given.
 fn pin_to_cpu(thread: usize, cpu: Option<usize>) -> Result<(), ServeError> {
     let Some(cpu) = cpu else { return Ok(()) };
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays within it because `validate`
-    // checked cpu < CPU_SETSIZE.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set)
-    };
-    if rc != 0 {
-        return Err(ServeError::Affinity {
+    netmit_user::sys::cpu::CpuSet::of(&[cpu])
+        .and_then(|set| netmit_user::sys::cpu::pin(0, &set))
+        .map_err(|source| ServeError::Affinity {
             thread,
             cpu,
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+            source,
+        })
 }
 
 #[cfg(test)]

@@ -8,11 +8,9 @@
 //! An address stands for itself; the interface that holds it is looked up too, because
 //! xsk mode needs it (kernel modes only report it).
 
-use std::{
-    ffi::{CStr, CString},
-    io,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-};
+use std::net::IpAddr;
+
+use netmit_user::sys::{IfName, Netdev, ifaddr};
 
 use super::ServeError;
 
@@ -21,7 +19,7 @@ use super::ServeError;
 pub struct Target {
     /// The interface: the one named, or the one holding the address (`None` for an
     /// address no interface holds, such as the unspecified address).
-    pub iface: Option<String>,
+    pub iface: Option<Netdev>,
     /// The address to bind to.
     pub addr: IpAddr,
 }
@@ -36,36 +34,32 @@ pub struct Target {
 /// ([`ServeError::AddressNotLocal`]).
 pub fn resolve(spec: &str) -> Result<Target, ServeError> {
     let spec = spec.trim();
+    let addresses = || {
+        ifaddr::addresses()
+            .map_err(|e| ServeError::io("listing interface addresses (getifaddrs)", e))
+    };
     if let Ok(addr) = spec.parse::<IpAddr>() {
-        let iface = interface_addresses()?
+        let iface = addresses()?
             .into_iter()
             .find(|(_, a)| *a == addr)
-            .map(|(name, _)| name);
+            .and_then(|(name, _)| Netdev::resolve(&name.parse().ok()?).ok());
         return Ok(Target { iface, addr });
     }
-    if !interface_exists(spec) {
-        return Err(ServeError::UnknownTarget(spec.to_string()));
-    }
-    let addrs: Vec<IpAddr> = interface_addresses()?
+    let unknown = || ServeError::UnknownTarget(spec.to_string());
+    let name: IfName = spec.parse().map_err(|_| unknown())?;
+    let dev = Netdev::resolve(&name).map_err(|_| unknown())?;
+    let addrs: Vec<IpAddr> = addresses()?
         .into_iter()
-        .filter(|(name, _)| name == spec)
+        .filter(|(n, _)| n == spec)
         .map(|(_, a)| a)
         .collect();
     let addr = pick_address(&addrs).ok_or_else(|| ServeError::NoAddress {
         iface: spec.to_string(),
     })?;
     Ok(Target {
-        iface: Some(spec.to_string()),
+        iface: Some(dev),
         addr,
     })
-}
-
-fn interface_exists(name: &str) -> bool {
-    let Ok(c) = CString::new(name) else {
-        return false;
-    };
-    // SAFETY: `c` is a valid NUL-terminated string.
-    !name.is_empty() && unsafe { libc::if_nametoindex(c.as_ptr()) } != 0
 }
 
 /// The address an interface stands for: the first IPv4 address that is not link-local,
@@ -81,50 +75,6 @@ fn pick_address(addrs: &[IpAddr]) -> Option<IpAddr> {
             .find(|a| matches!(a, IpAddr::V6(v) if !v.is_unicast_link_local() && !v.is_loopback()))
     };
     global_v4.or_else(global_v6).or_else(|| v4().next())
-}
-
-/// Every (interface, address) pair of the calling thread's network namespace.
-fn interface_addresses() -> Result<Vec<(String, IpAddr)>, ServeError> {
-    let mut out = Vec::new();
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `ifap` with a list that is freed below.
-    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
-        return Err(ServeError::io(
-            "listing interface addresses (getifaddrs)",
-            io::Error::last_os_error(),
-        ));
-    }
-    let mut cur = ifap;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
-        let ifa = unsafe { &*cur };
-        cur = ifa.ifa_next;
-        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
-            .to_string_lossy()
-            .into_owned();
-        // SAFETY: ifa_addr points to a sockaddr whose family says which struct it is.
-        let addr = match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
-            libc::AF_INET => {
-                // SAFETY: AF_INET addresses are sockaddr_in.
-                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
-            }
-            libc::AF_INET6 => {
-                // SAFETY: AF_INET6 addresses are sockaddr_in6.
-                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
-            }
-            _ => continue,
-        };
-        out.push((name, addr));
-    }
-    // SAFETY: `ifap` came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(ifap) };
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -162,10 +112,10 @@ mod tests {
         ));
         assert!(matches!(resolve(""), Err(ServeError::UnknownTarget(_))));
         let lo = resolve("lo").unwrap();
-        assert_eq!(lo.addr, IpAddr::V4(Ipv4Addr::LOCALHOST));
-        assert_eq!(lo.iface.as_deref(), Some("lo"));
+        assert_eq!(lo.addr, IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        assert_eq!(lo.iface.as_ref().map(|d| d.name.as_str()), Some("lo"));
         let by_addr = resolve("127.0.0.1").unwrap();
-        assert_eq!(by_addr.iface.as_deref(), Some("lo"));
+        assert_eq!(by_addr.iface.as_ref().map(|d| d.ifindex), Some(1));
         let any = resolve("0.0.0.0").unwrap();
         assert_eq!(any.iface, None);
     }

@@ -39,10 +39,10 @@ use super::{
     report::{Counters, Live, ThreadReport, XskThreadReport},
 };
 use netmit_user::{
-    ebpf::{PinLayout, SteerTables},
+    ebpf::{PinRoot, SteerTables},
     steer::{PacketFields, compile::ranked, matches},
     sys::{
-        link as kernel,
+        Netdev,
         napi::{self, QueueKind},
     },
     xsk::{BindMode, XskConfig, XskSocket, echo::udp_reply_in_place},
@@ -58,17 +58,19 @@ const DRAIN: Duration = Duration::from_millis(200);
 ///
 /// [`ServeError::XskNotPermitted`], [`ServeError::NotAttached`], [`ServeError::NotSteered`] naming the rule that wins
 /// instead, [`ServeError::Rules`] if the pinned rules cannot be read.
-pub(crate) fn check_steering(iface: &str, addr: IpAddr, port: u16) -> Result<(), ServeError> {
-    if !kernel::has_bpf_privileges() {
+pub(crate) fn check_steering(dev: &Netdev, addr: IpAddr, port: u16) -> Result<(), ServeError> {
+    if !netmit_user::sys::bpf::has_bpf_privileges() {
         return Err(ServeError::XskNotPermitted);
     }
-    let layout = PinLayout::for_iface(iface);
-    if !layout.is_attached() {
-        return Err(ServeError::NotAttached {
-            iface: iface.to_string(),
-            port,
-        });
-    }
+    let iface = dev.name.as_str();
+    let not_attached = || ServeError::NotAttached {
+        iface: iface.to_string(),
+        port,
+    };
+    let layout = PinRoot::default()
+        .find(dev)
+        .map_err(|_| not_attached())?
+        .ok_or_else(not_attached)?;
     let rules_err = |source| ServeError::Rules {
         iface: iface.to_string(),
         source: Box::new(source),
@@ -114,13 +116,11 @@ pub(crate) fn check_steering(iface: &str, addr: IpAddr, port: u16) -> Result<(),
     })
 }
 
-/// The RX queues of `iface`, in order.
-pub(crate) fn rx_queues(iface: &str) -> Result<Vec<u32>, ServeError> {
-    let ifindex =
-        kernel::ifindex(iface).map_err(|_| ServeError::UnknownTarget(iface.to_string()))?;
-    let mut q: Vec<u32> = napi::queues(ifindex)
+/// The RX queues of `dev`, in order.
+pub(crate) fn rx_queues(dev: &Netdev) -> Result<Vec<u32>, ServeError> {
+    let mut q: Vec<u32> = napi::queues(dev)
         .map_err(|e| ServeError::Queues {
-            iface: iface.to_string(),
+            iface: dev.name.to_string(),
             source: Box::new(e),
         })?
         .into_iter()
@@ -146,7 +146,7 @@ pub(crate) struct XskWorker {
 impl XskWorker {
     /// Opens the socket of `queue` and registers it in netmit's XSKMAP for that queue.
     pub(crate) fn open(
-        iface: &str,
+        dev: &Netdev,
         queue: u32,
         port: u16,
         format: ReplyFormat,
@@ -157,7 +157,7 @@ impl XskWorker {
             mode: bind,
             ..XskConfig::default()
         };
-        let sock = XskSocket::open_registered(iface, queue, &cfg)?;
+        let sock = XskSocket::open_registered(dev, queue, &cfg)?;
         Ok(Self {
             sock,
             port,

@@ -85,8 +85,8 @@
 //! # Cleanup
 //!
 //! Dropping a [`Testbed`] (also while unwinding from a panicking test) kills any process it
-//! spawned that is still alive, removes netmit's bpffs pins of its two interfaces
-//! (`/sys/fs/bpf/netmit/<ifname>`, [`NETMIT_PINS`]: bpffs is not per namespace), closes its
+//! spawned that is still alive, removes netmit's bpffs pins of its two interfaces (bpffs
+//! is not per namespace; only netmit's own pins of these devices go), closes its
 //! namespace fds and deletes both namespaces, which destroys the veth pair. Errors during
 //! teardown are printed to stderr (test binaries install no logger, and a leftover must
 //! not go unnoticed) and otherwise ignored, so `Drop` never panics. If [`Testbed::new`]
@@ -123,10 +123,8 @@ pub use error::{Result, TestbedError};
 pub use naming::{IFNAME_MAX, NAME_STEM, NETNS_RUN_DIR, leftovers, process_prefix, tagged_prefix};
 pub use netns::skip_reason;
 
+use netmit_user::{ebpf::PinRoot, error::chain, sys::Netdev};
 use netns::{NetnsGuard, check_output, ns_command};
-
-/// Where netmit pins its objects (one directory per interface).
-pub const NETMIT_PINS: &str = "/sys/fs/bpf/netmit";
 
 /// How many counter values [`Testbed::with_prefix`] tries before giving up on stale names.
 const NAME_ATTEMPTS: u32 = 1000;
@@ -434,6 +432,18 @@ impl Testbed {
     pub fn ifindex_b(&self) -> u32 {
         self.ifindex(Side::B)
     }
+
+    /// The device handle of `side`'s veth end (resolved inside its namespace).
+    ///
+    /// # Panics
+    ///
+    /// If the namespace cannot be entered or the device is gone: testbed devices exist for
+    /// the testbed's lifetime unless a test removes them.
+    pub fn netdev(&self, side: Side) -> Netdev {
+        let ifindex = self.ifindex(side);
+        self.in_ns(side, move || Netdev::by_index(ifindex))
+            .unwrap_or_else(|e| panic!("testbed {side}: {e}"))
+    }
 }
 
 impl Drop for Testbed {
@@ -441,13 +451,25 @@ impl Drop for Testbed {
         self.kill_leaked_children();
         // netmit pins are global (bpffs is not per namespace); a test that failed before
         // `netmit detach` would leave them behind. Deleting the namespaces removes the
-        // veth and with it the XDP link; removing the pins releases the maps.
+        // veth and with it the XDP link; removing the pins releases the maps. Only
+        // netmit's own pins are removed, and only those of this testbed's devices.
+        let root = PinRoot::default();
         for side in [Side::A, Side::B] {
-            let pins = Path::new(NETMIT_PINS).join(self.ifname(side));
-            if pins.exists()
-                && let Err(e) = fs::remove_dir_all(&pins)
-            {
-                eprintln!("testbed {}: removing {}: {e}", self.id, pins.display());
+            let ifindex = self.ifindex(side);
+            let Ok(Ok(dev)) = self.try_in_ns(side, move || Netdev::by_index(ifindex)) else {
+                continue;
+            };
+            let layout = root.layout(&dev);
+            if layout.dir().exists() {
+                if let Err(e) = root.remove(&layout) {
+                    eprintln!(
+                        "testbed {}: removing {}: {}",
+                        self.id,
+                        layout.dir().display(),
+                        chain(&e)
+                    );
+                }
+                root.tidy(&dev.netns);
             }
         }
         // Then the fields drop: namespace fds close, and NetnsGuard deletes the namespaces.

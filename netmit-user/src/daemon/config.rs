@@ -47,8 +47,9 @@ use crate::{
     control::{Mode, Policy, PolicyConfig},
     duration,
     ebpf::ModeRequest,
+    host::Host,
     steer::Rule,
-    sys::link as kernel,
+    sys::IfName,
 };
 
 /// Default address of the metrics server.
@@ -91,7 +92,7 @@ impl AttachSetting {
 #[derive(Clone, Debug, PartialEq)]
 pub struct InterfaceConfig {
     /// Interface name.
-    pub name: String,
+    pub name: IfName,
     /// Where `name` is in the file (for errors found later, such as a missing interface).
     pub name_at: Location,
     /// XDP attachment.
@@ -355,14 +356,16 @@ impl DaemonConfig {
             let iface = iface.get_ref();
             let name = iface.name.get_ref().clone();
             let name_at = at(iface.name.span(), format!("interface[{i}].name"));
-            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
-                problems.push(Problem {
-                    at: name_at.clone(),
-                    message: format!(
-                        "`{name}` is not a valid interface name (1 to 15 characters, no '/' or spaces)"
-                    ),
-                });
-            }
+            let valid = match IfName::new(&name) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    problems.push(Problem {
+                        at: name_at.clone(),
+                        message: e.to_string(),
+                    });
+                    None
+                }
+            };
             if let Some(first) = seen.get(&name) {
                 problems.push(Problem {
                     at: name_at.clone(),
@@ -424,6 +427,8 @@ impl DaemonConfig {
                     Policy::default()
                 }
             };
+            // An invalid name is a problem already; the entry only completes the pass.
+            let Some(name) = valid else { continue };
             interfaces.push(InterfaceConfig {
                 name,
                 name_at,
@@ -446,17 +451,18 @@ impl DaemonConfig {
 
     /// Checks what depends on the system: every interface exists in this network
     /// namespace.
-    pub fn check_system(&self) -> Result<(), ConfigError> {
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming each missing interface, its line and namespace.
+    pub fn check_system(&self, host: &dyn Host) -> Result<(), ConfigError> {
         let problems: Vec<Problem> = self
             .interfaces
             .iter()
-            .filter(|i| kernel::ifindex(&i.name).is_err())
-            .map(|i| Problem {
+            .filter_map(|i| host.resolve(&i.name).err().map(|e| (i, e)))
+            .map(|(i, e)| Problem {
                 at: i.name_at.clone(),
-                message: format!(
-                    "unknown interface `{}`: it does not exist in this network namespace (see `ip link`)",
-                    i.name
-                ),
+                message: e.to_string(),
             })
             .collect();
         if problems.is_empty() {
@@ -471,7 +477,7 @@ impl DaemonConfig {
 
     /// The interface called `name`.
     pub fn interface(&self, name: &str) -> Option<&InterfaceConfig> {
-        self.interfaces.iter().find(|i| i.name == name)
+        self.interfaces.iter().find(|i| i.name.as_str() == name)
     }
 }
 
@@ -507,7 +513,7 @@ mod tests {
         assert_eq!(c.metrics_address, "127.0.0.1:19464".parse().unwrap());
         assert_eq!(c.interfaces.len(), 2);
         let a = &c.interfaces[0];
-        assert_eq!(a.name, "eth1");
+        assert_eq!(a.name.as_str(), "eth1");
         assert_eq!(a.name_at.line, 5);
         assert_eq!(a.attach, AttachSetting::Native);
         assert_eq!(a.rules.len(), 1);
@@ -655,14 +661,27 @@ mod tests {
 
     #[test]
     fn unknown_interface_is_a_system_check() {
+        let host = crate::host::fake::FakeHost::new();
+        host.add("eth1", 1);
         let c = DaemonConfig::parse("\n[[interface]]\nname = \"nmno0such\"\n", "t").unwrap();
-        let e = c.check_system().unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "t: line 3, key interface[0].name: unknown interface `nmno0such`: it does not exist \
-             in this network namespace (see `ip link`)"
+        let e = c.check_system(&host).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "t: line 3, key interface[0].name: interface `nmno0such` does not exist in \
+                 network namespace net:["
+            ),
+            "{e}"
         );
-        let lo = DaemonConfig::parse("[[interface]]\nname = \"lo\"\n", "t").unwrap();
-        lo.check_system().unwrap();
+        let ok = DaemonConfig::parse("[[interface]]\nname = \"eth1\"\n", "t").unwrap();
+        ok.check_system(&host).unwrap();
+    }
+
+    #[test]
+    fn interface_names_follow_the_kernel_rules() {
+        for bad in [".", "..", "x/..", "a b", "0123456789abcdef", ""] {
+            let (_, key, msg) = one(&format!("[[interface]]\nname = \"{bad}\"\n"));
+            assert_eq!(key, "interface[0].name", "{bad}");
+            assert!(msg.contains("interface name"), "{bad}: {msg}");
+        }
     }
 }

@@ -4,6 +4,8 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
+    path::PathBuf,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -17,10 +19,11 @@ use super::{
 };
 use crate::{
     control::Capabilities,
-    ebpf,
+    ebpf::AttachError,
+    host::Host,
     metrics::{ErrorKind, Metrics, SharedSnapshot, Snapshot},
     signals::{NapiPollSource, read_softirqs},
-    sys::napi::{self, NapiParam},
+    sys::{Presence, napi::NapiParam},
     tune::{Journal, Setting, journal::RestoreReport},
 };
 
@@ -39,6 +42,8 @@ pub struct ShutdownReport {
 
 /// The blocking core.
 pub(crate) struct Engine {
+    host: Arc<dyn Host>,
+    run_dir: PathBuf,
     config: DaemonConfig,
     ifaces: Vec<Iface>,
     source: Option<NapiPollSource>,
@@ -51,9 +56,9 @@ pub(crate) struct Engine {
 
 /// Probes what this kernel can do for the modes: per-NAPI netlink (6.13) with its knobs,
 /// or the device-wide sysfs files (deferral only).
-fn probe() -> (bool, Capabilities) {
-    if napi::napi_netlink_supported() {
-        let support = napi::kernel_support().unwrap_or_default();
+fn probe(host: &dyn Host) -> (bool, Capabilities) {
+    if host.napi_netlink() {
+        let support = host.napi_support().unwrap_or_default();
         let has = |p| support.set_max.contains_key(&p);
         (
             true,
@@ -77,12 +82,14 @@ impl Engine {
     /// Sets everything up; `adopted` are interfaces a crashed daemon had attached (they are
     /// detached on exit as if this daemon had attached them).
     pub fn new(
+        host: Arc<dyn Host>,
+        run_dir: PathBuf,
         config: DaemonConfig,
         metrics: Metrics,
         snapshot: SharedSnapshot,
         adopted: &BTreeSet<String>,
     ) -> Engine {
-        let (netlink, capabilities) = probe();
+        let (netlink, capabilities) = probe(host.as_ref());
         if !netlink {
             warn!(
                 "per-NAPI netlink (napi-set, Linux 6.13) is not available: using the device-wide \
@@ -104,11 +111,13 @@ impl Engine {
             .interfaces
             .iter()
             .map(|c| {
-                metrics.set_mode(&c.name, crate::control::Mode::Interrupt);
-                Iface::new(c.clone(), capabilities, adopted.contains(&c.name))
+                metrics.set_mode(c.name.as_str(), crate::control::Mode::Interrupt);
+                Iface::new(c.clone(), capabilities, adopted.contains(c.name.as_str()))
             })
             .collect();
         Engine {
+            host,
+            run_dir,
             config,
             ifaces,
             source,
@@ -163,6 +172,8 @@ impl Engine {
             None => None,
         };
         let ctx = TickContext {
+            host: self.host.as_ref(),
+            run_dir: &self.run_dir,
             now: Instant::now(),
             system: &system,
             napi_counters: counters.as_ref(),
@@ -205,7 +216,7 @@ impl Engine {
             .collect();
         let mut ifaces = Vec::new();
         for cfg in &config.interfaces {
-            match old.remove(&cfg.name) {
+            match old.remove(cfg.name.as_str()) {
                 Some(mut iface) => {
                     iface.reconfigure(cfg.clone());
                     ifaces.push(iface);
@@ -213,7 +224,7 @@ impl Engine {
                 None => {
                     info!("{}: now managed", cfg.name);
                     self.metrics
-                        .set_mode(&cfg.name, crate::control::Mode::Interrupt);
+                        .set_mode(cfg.name.as_str(), crate::control::Mode::Interrupt);
                     ifaces.push(Iface::new(cfg.clone(), self.capabilities, false));
                 }
             }
@@ -240,8 +251,18 @@ impl Engine {
     /// Restores an interface's settings and detaches what the daemon attached.
     fn release(&self, iface: &Iface, report: &mut ShutdownReport) {
         let name = iface.name();
-        match Journal::open() {
-            Ok(mut journal) => match journal.restore(Some(name)) {
+        // The device of the last tick; without one (it never appeared, or is gone) the
+        // configured name's device now, if any, else only the restore of what the journal
+        // holds for devices of this namespace that still exist.
+        let dev = iface
+            .dev()
+            .cloned()
+            .or_else(|| self.host.resolve(&iface.cfg.name).ok());
+        let Some(dev) = dev else {
+            return;
+        };
+        match Journal::open_at(&self.run_dir) {
+            Ok(mut journal) => match journal.restore(self.host.as_ref(), Some(&dev)) {
                 Ok(r) => self.check_restore(r, report),
                 Err(e) => {
                     self.metrics.count_error(ErrorKind::Restore);
@@ -259,12 +280,10 @@ impl Engine {
             }
         }
         if iface.attached_by_daemon && !iface.cfg.keep_attached_on_exit {
-            match ebpf::detach(name) {
-                Ok(prog) => info!("{name}: detached netmit's XDP program {prog:?}"),
-                Err(ebpf::AttachError::NotAttached { .. }) => {}
-                Err(ebpf::AttachError::Kernel(crate::sys::link::KernelError::NoSuchInterface(
-                    _,
-                ))) => {}
+            match self.host.detach(&dev) {
+                Ok(Some(prog)) => info!("{name}: detached netmit's XDP program {prog}"),
+                Ok(None) => info!("{name}: detached netmit's XDP program"),
+                Err(AttachError::NotAttached { .. } | AttachError::Netdev(_)) => {}
                 Err(e) => {
                     self.metrics.count_error(ErrorKind::Attach);
                     report
@@ -278,7 +297,7 @@ impl Engine {
     /// Checks that what a restore wrote reads back as the original.
     fn check_restore(&self, r: RestoreReport, report: &mut ShutdownReport) {
         for (setting, value) in &r.restored {
-            match setting.read() {
+            match setting.read(self.host.as_ref()) {
                 Ok(now) if now == *value => {
                     debug!("restored {setting} = {value}");
                     report.restored += 1;
@@ -295,7 +314,7 @@ impl Engine {
         }
         for (setting, value, why) in &r.failed {
             self.metrics.count_error(ErrorKind::Restore);
-            if object_gone(setting) {
+            if object_gone(self.host.as_ref(), setting) {
                 // Nothing left to restore; the journal keeps the entry (it cannot forget).
                 warn!("not restoring {setting} = {value}: it no longer exists ({why})");
                 continue;
@@ -318,13 +337,14 @@ impl Engine {
 }
 
 /// Whether the NAPI or interface a setting belongs to no longer exists.
-fn object_gone(setting: &Setting) -> bool {
+fn object_gone(host: &dyn Host, setting: &Setting) -> bool {
     match setting {
-        Setting::Napi { napi_id, .. } => {
-            matches!(napi::get(*napi_id), Err(napi::NapiError::NoSuchNapi { .. }))
-        }
-        Setting::Device { iface, .. } | Setting::Coalesce { iface, .. } => {
-            crate::sys::link::ifindex(iface).is_err()
+        Setting::Napi { napi_id, .. } => matches!(
+            host.napi_get(*napi_id),
+            Err(crate::sys::napi::NapiError::NoSuchNapi { .. })
+        ),
+        Setting::Device { dev, .. } | Setting::Coalesce { dev, .. } => {
+            matches!(host.recheck(dev), Ok(Presence::Gone))
         }
         Setting::Sysctl { .. } => false,
     }
@@ -332,12 +352,16 @@ fn object_gone(setting: &Setting) -> bool {
 
 /// The start-up restore: everything a crashed run (or an interrupted `netmit tune`) left
 /// in the journal goes back before the daemon changes anything.
-pub(crate) fn startup_restore(metrics: &Metrics) -> Result<usize, crate::tune::JournalError> {
-    let mut journal = Journal::open()?;
+pub(crate) fn startup_restore(
+    host: &dyn Host,
+    run_dir: &std::path::Path,
+    metrics: &Metrics,
+) -> Result<usize, crate::tune::JournalError> {
+    let mut journal = Journal::open_at(run_dir)?;
     if journal.entries().is_empty() {
         return Ok(0);
     }
-    let report = journal.restore(None)?;
+    let report = journal.restore(host, None)?;
     for (setting, value) in &report.restored {
         info!("start-up restore: {setting} = {value} (left by an earlier run)");
     }

@@ -1,9 +1,13 @@
 //! One managed interface: resolving it, keeping XDP attached, reading its counters,
 //! asking the controller and putting the mode's settings on every NAPI it has.
 //!
-//! The interface is re-resolved every tick, because interfaces disappear and come back
-//! (a driver reload, a veth re-created by a container runtime): a new ifindex means a new
-//! instance, whose XDP attachment is redone (if configured) and whose NAPIs are new. The
+//! The configuration names an interface; the daemon manages the device that carries that
+//! name in its network namespace, held as a [`Netdev`]. Every tick it rechecks that
+//! device, because devices disappear and come back (a driver reload, a veth re-created by
+//! a container runtime) and are renamed: a device that is gone is forgotten and the name
+//! resolved again (a new ifindex means a new instance, whose XDP attachment is redone, if
+//! configured, and whose NAPIs are new); a device renamed away gets its settings back and
+//! the XDP the daemon attached removed, since it is no longer the configured interface. The
 //! NAPIs are re-listed every tick too: a NAPI id changes when the kernel re-creates the
 //! NAPI, and every NAPI must carry the settings of the current mode. The rule is
 //! convergence rather than events: [`Iface::converge`] applies the current mode to each
@@ -14,6 +18,7 @@
 
 use std::{
     collections::BTreeMap,
+    path::Path,
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -26,26 +31,27 @@ use super::{
 };
 use crate::{
     control::{Capabilities, Controller, Decision, Mode, ModeSettings, ModeTarget, Sample},
-    ebpf::{self, AttachOptions, PinLayout, SteerTables, tables::QueueCounters},
+    ebpf::{AttachError, AttachOptions, tables::QueueCounters},
+    host::{Host, XdpStatus},
     metrics::{
         ErrorKind, Metrics,
         snapshot::{
             IfaceSnapshot, NapiView, QueueView, SampleView, TransitionView, VerdictCount, XdpView,
         },
     },
-    sys::{
-        coalesce::{self, CoalesceParam},
-        link as kernel,
-        napi::{self, NapiInfo},
-    },
+    sys::{Netdev, Presence, coalesce::CoalesceParam, napi::NapiInfo},
     tune::{
         Journal, Setting,
-        plan::{TuneRequest, plan},
+        plan::{Plan, TuneRequest},
     },
 };
 
 /// What a tick of every interface shares.
 pub(crate) struct TickContext<'a> {
+    /// The machine.
+    pub host: &'a dyn Host,
+    /// The journal's directory.
+    pub run_dir: &'a Path,
     /// When the tick's readings were taken.
     pub now: Instant,
     /// Machine- and namespace-wide counters.
@@ -70,11 +76,11 @@ pub(crate) struct Iface {
     pub cfg: InterfaceConfig,
     controller: Controller,
     capabilities: Capabilities,
-    ifindex: Option<u32>,
+    /// The device carrying the configured name, while there is one.
+    dev: Option<Netdev>,
     /// The daemon attached XDP here (and detaches it on exit).
     pub attached_by_daemon: bool,
     attached: bool,
-    tables: Option<(u32, SteerTables)>,
     /// The mode whose settings each NAPI carries, by NAPI id.
     applied: BTreeMap<u32, Mode>,
     /// Every NAPI seen on this interface, with its RX queues (to recognise a re-created
@@ -105,10 +111,9 @@ impl Iface {
             cfg,
             controller,
             capabilities,
-            ifindex: None,
+            dev: None,
             attached_by_daemon: adopted,
             attached: false,
-            tables: None,
             applied: BTreeMap::new(),
             seen: BTreeMap::new(),
             device_applied: None,
@@ -128,7 +133,12 @@ impl Iface {
     }
 
     pub fn name(&self) -> &str {
-        &self.cfg.name
+        self.cfg.name.as_str()
+    }
+
+    /// The device currently managed, if it exists.
+    pub fn dev(&self) -> Option<&Netdev> {
+        self.dev.as_ref()
     }
 
     /// Takes a new configuration of the same interface (reload). The mode is kept
@@ -165,32 +175,13 @@ impl Iface {
     /// One tick: resolve, attach, read, decide, converge.
     pub fn tick(&mut self, ctx: &TickContext) {
         self.last_error = None;
-        let name = self.cfg.name.clone();
-        let ifindex = match kernel::ifindex(&name) {
-            Ok(i) => i,
-            Err(_) => {
-                if self.ifindex.is_some() || !self.missing_logged {
-                    warn!("{name}: the interface does not exist (any more); waiting for it");
-                    self.missing_logged = true;
-                }
-                self.forget_instance();
-                self.ifindex = None;
-                return;
-            }
+        let Some(dev) = self.follow(ctx) else {
+            return;
         };
-        if self.ifindex != Some(ifindex) {
-            if self.ifindex.is_some() || self.missing_logged {
-                info!("{name}: interface (re)appeared with ifindex {ifindex}");
-            }
-            self.forget_instance();
-            self.ifindex = Some(ifindex);
-            self.missing_logged = false;
-        }
-
-        self.ensure_attached(ctx, ifindex);
+        self.ensure_attached(ctx, &dev);
 
         self.napis = if ctx.netlink {
-            match napi::list(ifindex) {
+            match ctx.host.napi_list(&dev) {
                 Ok(list) => list,
                 Err(e) => {
                     self.fail(
@@ -210,7 +201,7 @@ impl Iface {
             self.carry_over_originals(ctx);
         }
 
-        let reading = self.read(ctx, ifindex);
+        let reading = self.read(ctx, &dev);
         let mut changed = false;
         if let Some((t0, r0, s0)) = &self.prev
             && comparable(r0, &reading)
@@ -229,9 +220,91 @@ impl Iface {
         changed |= self.converge(ctx);
         if changed && ctx.netlink {
             // Publish the values as the kernel now has them.
-            if let Ok(list) = napi::list(ifindex) {
+            if let Ok(list) = ctx.host.napi_list(&dev) {
                 self.napis = list;
             }
+        }
+    }
+
+    /// Finds the device that carries the configured name now: the one of the last tick if
+    /// it is still there under that name, else whatever the name resolves to.
+    fn follow(&mut self, ctx: &TickContext) -> Option<Netdev> {
+        let name = self.cfg.name.clone();
+        if let Some(dev) = self.dev.clone() {
+            match ctx.host.recheck(&dev) {
+                Ok(Presence::Same) => return Some(dev),
+                Ok(Presence::Renamed(to)) => {
+                    info!(
+                        "{name}: the device (ifindex {}) was renamed to {to}; it is no longer \
+                         managed: putting its settings back",
+                        dev.ifindex
+                    );
+                    self.release_device(ctx, &dev);
+                    self.forget_instance();
+                    self.dev = None;
+                }
+                Ok(Presence::Gone) | Err(_) => {
+                    self.forget_instance();
+                    self.dev = None;
+                }
+            }
+        }
+        match ctx.host.resolve(&name) {
+            Ok(dev) => {
+                if self.missing_logged {
+                    info!(
+                        "{name}: interface (re)appeared with ifindex {}",
+                        dev.ifindex
+                    );
+                }
+                self.missing_logged = false;
+                self.dev = Some(dev.clone());
+                Some(dev)
+            }
+            Err(e) => {
+                if !self.missing_logged {
+                    warn!("{name}: {e}; waiting for it");
+                    self.missing_logged = true;
+                }
+                None
+            }
+        }
+    }
+
+    /// Hands a device the daemon no longer manages back: its journaled settings restored,
+    /// the XDP the daemon attached detached.
+    fn release_device(&mut self, ctx: &TickContext, dev: &Netdev) {
+        if let Some(mut journal) = self.open_journal(ctx) {
+            match journal.restore(ctx.host, Some(dev)) {
+                Ok(r) => {
+                    for (s, v) in &r.restored {
+                        info!("{}: restored {s} = {v}", self.cfg.name);
+                    }
+                    for (s, v, why) in &r.failed {
+                        self.fail(
+                            ctx,
+                            ErrorKind::Restore,
+                            format!("could not restore {s} = {v}: {why}"),
+                        );
+                    }
+                }
+                Err(e) => self.fail(
+                    ctx,
+                    ErrorKind::Restore,
+                    format!("restoring: {}", crate::error::chain(&e)),
+                ),
+            }
+        }
+        if self.attached_by_daemon && !self.cfg.keep_attached_on_exit {
+            match ctx.host.detach(dev) {
+                Ok(_) | Err(AttachError::NotAttached { .. }) => {}
+                Err(e) => self.fail(
+                    ctx,
+                    ErrorKind::Attach,
+                    format!("detaching from {dev}: {}", crate::error::chain(&e)),
+                ),
+            }
+            self.attached_by_daemon = false;
         }
     }
 
@@ -240,7 +313,6 @@ impl Iface {
         self.applied.clear();
         self.device_applied = None;
         self.coalesce_applied = None;
-        self.tables = None;
         self.prev = None;
         self.napis.clear();
         self.queues.clear();
@@ -252,60 +324,72 @@ impl Iface {
     /// truth: live pins mean attached (by the CLI or by an earlier daemon), whoever did it.
     /// Pins whose link no longer drives the interface (it was re-created) are stale: they
     /// are removed and the program attached again.
-    fn ensure_attached(&mut self, ctx: &TickContext, ifindex: u32) {
+    fn ensure_attached(&mut self, ctx: &TickContext, dev: &Netdev) {
+        let status = match ctx.host.xdp_status(dev) {
+            Ok(s) => s,
+            Err(e) => {
+                self.attached = false;
+                self.attach_failed(
+                    ctx,
+                    format!("reading the XDP state: {}", crate::error::chain(&e)),
+                );
+                return;
+            }
+        };
         let Some(mode) = self.cfg.attach.request() else {
-            self.attached = PinLayout::for_iface(&self.cfg.name).is_attached();
+            self.attached = matches!(status, XdpStatus::Ours { .. });
             return;
         };
         let name = self.cfg.name.clone();
-        let layout = PinLayout::for_iface(&name);
-        if layout.is_attached() {
-            let link = kernel::pinned_link_info(&layout.link());
-            let state = kernel::xdp_state(ifindex);
-            match (link, state) {
-                (Ok(link), Ok(Some(state))) if state.prog_id == link.prog_id => {
-                    self.attached = true;
-                    self.attach_problem = None;
-                    return;
-                }
-                (Ok(link), Ok(Some(state))) => {
-                    self.attached = false;
-                    self.attach_failed(
-                        ctx,
-                        format!(
-                            "netmit's pins say program {} but the interface runs program {}; \
-                             leaving it alone",
-                            link.prog_id, state.prog_id
-                        ),
-                    );
-                    return;
-                }
-                (_, Err(e)) => {
-                    self.attach_failed(ctx, format!("reading the XDP state: {e}"));
-                    return;
-                }
-                _ => {
-                    info!(
-                        "{name}: netmit's pins are stale (the interface was re-created); attaching again"
-                    );
-                    if let Err(e) = ebpf::detach(&name) {
-                        debug!("{name}: removing stale pins: {e}");
-                    }
-                    self.tables = None;
+        match status {
+            XdpStatus::Ours { .. } => {
+                self.attached = true;
+                self.attach_problem = None;
+                return;
+            }
+            XdpStatus::Mismatch { pinned, running } => {
+                self.attached = false;
+                self.attach_failed(
+                    ctx,
+                    format!(
+                        "netmit's pins say program {pinned} but the interface runs program \
+                         {running}; leaving it alone"
+                    ),
+                );
+                return;
+            }
+            XdpStatus::Foreign { prog_id } => {
+                self.attached = false;
+                self.attach_failed(
+                    ctx,
+                    format!(
+                        "the interface runs an XDP program netmit did not attach (id {prog_id}); \
+                         leaving it alone"
+                    ),
+                );
+                return;
+            }
+            XdpStatus::Stale => {
+                info!(
+                    "{name}: netmit's pins are stale (the interface was re-created); attaching again"
+                );
+                if let Err(e) = ctx.host.detach(dev) {
+                    debug!("{name}: removing stale pins: {e}");
                 }
             }
+            XdpStatus::None => {}
         }
         let opts = AttachOptions {
             mode,
             rules: self.cfg.rules.clone(),
             force: false,
         };
-        match ebpf::attach(&name, &opts) {
+        match ctx.host.attach(dev, &opts) {
             Ok(a) => {
                 info!(
-                    "{name}: attached netmit's XDP program {} in {:?} mode with {} rule(s)",
+                    "{name}: attached netmit's XDP program {} in {} mode with {} rule(s)",
                     a.prog_id,
-                    a.mode,
+                    a.mode.name(),
                     a.rule_ids.len()
                 );
                 self.attached = true;
@@ -328,19 +412,12 @@ impl Iface {
         self.last_error = Some(message);
     }
 
-    fn read(&mut self, ctx: &TickContext, ifindex: u32) -> IfaceReading {
+    fn read(&mut self, ctx: &TickContext, dev: &Netdev) -> IfaceReading {
         let mut xdp_packets = None;
         self.queues.clear();
         if self.attached {
-            let layout = PinLayout::for_iface(&self.cfg.name);
-            let link_id = kernel::pinned_link_info(&layout.link()).map(|l| l.id).ok();
-            if link_id.is_none() || self.tables.as_ref().map(|t| Some(t.0)) != Some(link_id) {
-                self.tables = SteerTables::from_pins(&layout)
-                    .ok()
-                    .and_then(|t| Some((link_id?, t)));
-            }
-            match self.tables.as_ref().map(|(_, t)| t.queue_counters()) {
-                Some(Ok(queues)) => {
+            match ctx.host.queue_counters(dev) {
+                Ok(queues) => {
                     xdp_packets = Some(
                         queues
                             .iter()
@@ -350,13 +427,14 @@ impl Iface {
                     );
                     self.queues = queues;
                 }
-                Some(Err(e)) => {
-                    self.tables = None;
-                    self.fail(ctx, ErrorKind::Sample, format!("reading XDP counters: {e}"));
-                }
-                None => {}
+                Err(e) => self.fail(
+                    ctx,
+                    ErrorKind::Sample,
+                    format!("reading XDP counters: {}", crate::error::chain(&e)),
+                ),
             }
         }
+        let ifindex = dev.ifindex;
         let napi = ctx.napi_counters.map(|all| {
             if ctx.netlink {
                 self.napis
@@ -371,7 +449,7 @@ impl Iface {
                     .collect()
             }
         });
-        self.irqs = match napi::interrupts_for(&self.cfg.name) {
+        self.irqs = match ctx.host.interrupts(dev) {
             Ok(lines) if lines.is_empty() => None,
             Ok(lines) => Some(lines.iter().map(|l| l.total()).sum()),
             Err(e) => {
@@ -396,7 +474,7 @@ impl Iface {
         let ok = self.apply_everywhere(ctx, to);
         if ok {
             info!("{name}: {from} -> {to}: {reason}");
-            ctx.metrics.record_transition(&name, from, to);
+            ctx.metrics.record_transition(name.as_str(), from, to);
             self.transitions += 1;
             self.mode_since = Some(unix_now());
         } else {
@@ -433,10 +511,12 @@ impl Iface {
     /// originals of the vanished id are recorded for the new id before anything is applied,
     /// and the restore puts the true originals back.
     ///
-    /// The vanished id's entries cannot be removed from the journal (it has no API for
-    /// that; restoring them fails with "no such NAPI" and they are kept).
+    /// The vanished id's entries are then forgotten: nothing is left to restore there.
     fn carry_over_originals(&mut self, ctx: &TickContext) {
         let name = self.cfg.name.clone();
+        let Some(dev) = self.dev.clone() else {
+            return;
+        };
         let current: BTreeMap<u32, Vec<u32>> = self
             .napis
             .iter()
@@ -447,13 +527,15 @@ impl Iface {
             .copied()
             .filter(|id| !self.seen.contains_key(id))
             .collect();
-        let Ok(entries) = Journal::peek_at(&crate::tune::journal::run_dir()) else {
+        let Ok(entries) = Journal::peek_at(ctx.run_dir) else {
             return;
         };
         let mut vanished: BTreeMap<u32, Vec<(Setting, u64)>> = BTreeMap::new();
         for e in entries {
-            if let Setting::Napi { iface, napi_id, .. } = &e.setting
-                && *iface == name
+            if let Setting::Napi {
+                dev: of, napi_id, ..
+            } = &e.setting
+                && *of == dev
                 && !current.contains_key(napi_id)
             {
                 vanished
@@ -497,11 +579,14 @@ impl Iface {
                     continue;
                 };
                 let successor = Setting::Napi {
-                    iface: name.clone(),
+                    dev: dev.clone(),
                     napi_id: new,
                     param: *param,
                 };
-                if let Err(e) = journal.record(&successor, *original) {
+                let moved = journal
+                    .record(&successor, *original)
+                    .and_then(|_| journal.forget(setting));
+                if let Err(e) = moved {
                     self.fail(
                         ctx,
                         ErrorKind::Apply,
@@ -543,7 +628,7 @@ impl Iface {
     }
 
     fn open_journal(&mut self, ctx: &TickContext) -> Option<Journal> {
-        match Journal::open() {
+        match Journal::open_at(ctx.run_dir) {
             Ok(j) => Some(j),
             Err(e) => {
                 self.fail(
@@ -557,7 +642,9 @@ impl Iface {
     }
 
     fn apply_napi(&mut self, ctx: &TickContext, napi_id: u32, mode: Mode) -> bool {
-        let name = self.cfg.name.clone();
+        let Some(dev) = self.dev.clone() else {
+            return false;
+        };
         let policy = self.controller.policy().clone();
         let Some(mut journal) = self.open_journal(ctx) else {
             return false;
@@ -573,11 +660,11 @@ impl Iface {
                         continue;
                     }
                     let setting = Setting::Napi {
-                        iface: name.clone(),
+                        dev: dev.clone(),
                         napi_id,
                         param,
                     };
-                    if let Err(e) = journal.apply(&setting, value) {
+                    if let Err(e) = journal.apply(ctx.host, &setting, value) {
                         ok = false;
                         self.fail(
                             ctx,
@@ -591,11 +678,14 @@ impl Iface {
                 let entries: Vec<(Setting, u64)> = journal
                     .entries()
                     .iter()
-                    .filter(|e| matches!(&e.setting, Setting::Napi { iface, napi_id: id, .. } if *iface == name && *id == napi_id))
+                    .filter(|e| {
+                        matches!(&e.setting, Setting::Napi { dev: of, napi_id: id, .. }
+                            if *of == dev && *id == napi_id)
+                    })
                     .map(|e| (e.setting.clone(), e.original))
                     .collect();
                 for (setting, original) in entries {
-                    if let Err(e) = journal.apply(&setting, original) {
+                    if let Err(e) = journal.apply(ctx.host, &setting, original) {
                         ok = false;
                         self.fail(
                             ctx,
@@ -618,7 +708,9 @@ impl Iface {
     /// The sysfs fallback: device-wide values for every NAPI of the device, planned by
     /// `tune::plan` (which also refuses what has no fallback, e.g. irq-suspend-timeout).
     fn apply_device(&mut self, ctx: &TickContext, mode: Mode) -> bool {
-        let name = self.cfg.name.clone();
+        let Some(dev) = self.dev.clone() else {
+            return false;
+        };
         let policy = self.controller.policy().clone();
         let Some(mut journal) = self.open_journal(ctx) else {
             return false;
@@ -630,8 +722,8 @@ impl Iface {
                     napi_values: s.napi_values().to_vec(),
                     ..Default::default()
                 };
-                match plan(&name, &req) {
-                    Ok(p) => p,
+                match Plan::for_device(ctx.host, &dev, &req) {
+                    Ok(p) => p.steps,
                     Err(e) => {
                         self.fail(
                             ctx,
@@ -645,12 +737,12 @@ impl Iface {
             ModeTarget::Originals => journal
                 .entries()
                 .iter()
-                .filter(|e| matches!(&e.setting, Setting::Device { iface, .. } if *iface == name))
+                .filter(|e| matches!(&e.setting, Setting::Device { dev: of, .. } if *of == dev))
                 .map(|e| (e.setting.clone(), e.original))
                 .collect(),
         };
         for (setting, value) in settings {
-            if let Err(e) = journal.apply(&setting, value) {
+            if let Err(e) = journal.apply(ctx.host, &setting, value) {
                 ok = false;
                 self.fail(
                     ctx,
@@ -668,7 +760,7 @@ impl Iface {
     /// NIC coalescing of `mode` where the driver has it; parameters the mode does not
     /// name go back to their originals. Devices without coalescing (veth) have nothing to do.
     fn apply_coalesce(&mut self, ctx: &TickContext, mode: Mode) -> bool {
-        let Some(ifindex) = self.ifindex else {
+        let Some(dev) = self.dev.clone() else {
             return false;
         };
         let name = self.cfg.name.clone();
@@ -677,7 +769,7 @@ impl Iface {
             ModeTarget::Settings(ModeSettings { coalesce, .. }) => coalesce.clone(),
             ModeTarget::Originals => BTreeMap::new(),
         };
-        let supported = match coalesce::get(ifindex) {
+        let supported = match ctx.host.coalesce_get(&dev) {
             Ok(s) => s,
             Err(e) => {
                 debug!("{name}: no NIC coalescing ({e})");
@@ -694,7 +786,7 @@ impl Iface {
             .map(|(&param, &v)| {
                 (
                     Setting::Coalesce {
-                        iface: name.clone(),
+                        dev: dev.clone(),
                         param,
                     },
                     u64::from(v),
@@ -702,8 +794,8 @@ impl Iface {
             })
             .collect();
         for e in journal.entries() {
-            if let Setting::Coalesce { iface, param } = &e.setting
-                && *iface == name
+            if let Setting::Coalesce { dev: of, param } = &e.setting
+                && *of == dev
                 && !named.contains_key(param)
             {
                 todo.push((e.setting.clone(), e.original));
@@ -711,7 +803,7 @@ impl Iface {
         }
         let mut ok = true;
         for (setting, value) in todo {
-            if let Err(e) = journal.apply(&setting, value) {
+            if let Err(e) = journal.apply(ctx.host, &setting, value) {
                 ok = false;
                 self.fail(
                     ctx,
@@ -769,8 +861,8 @@ impl Iface {
             })
             .collect();
         IfaceSnapshot {
-            device: self.cfg.name.clone(),
-            ifindex: self.ifindex,
+            device: self.cfg.name.to_string(),
+            ifindex: self.dev.as_ref().map(|d| d.ifindex),
             mode: self.controller.mode(),
             mode_since_unix: self.mode_since,
             last_transition: self.last_transition.clone(),

@@ -49,6 +49,9 @@ pub use run::run;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DaemonError {
+    /// The run directory (journal, state file) is not usable, or the namespace unknown.
+    #[error("the run directory")]
+    RunDir(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The configuration is invalid or unreadable.
     #[error(transparent)]
     Config(#[from] ConfigError),

@@ -23,9 +23,14 @@ use super::{
     engine::{Engine, ShutdownReport, startup_restore},
     http::{self, AppState},
     iface::unix_now,
-    state::{self, DaemonState},
+    state::{DaemonState, StateFile},
 };
-use crate::metrics::{ErrorKind, Exposition, Metrics, snapshot};
+use crate::{
+    host::{Host, System},
+    metrics::{ErrorKind, Exposition, Metrics, snapshot},
+    sys::fs::trusted_dir,
+    tune::journal,
+};
 
 /// How long the HTTP server may take to finish its requests at shutdown.
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
@@ -46,7 +51,12 @@ enum Command {
 /// not all be put back at exit.
 pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     let config = DaemonConfig::load(config_path)?;
-    config.check_system()?;
+    let host: Arc<dyn Host> = Arc::new(System::new());
+    config.check_system(host.as_ref())?;
+    let run_dir = journal::run_dir();
+    trusted_dir(&run_dir, true).map_err(|e| DaemonError::RunDir(Box::new(e)))?;
+    let netns = host.netns().map_err(|e| DaemonError::RunDir(Box::new(e)))?;
+    let state_file = StateFile::new(&run_dir, &netns);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(4)
@@ -54,7 +64,13 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
-    runtime.block_on(serve(config, config_path.to_path_buf()))
+    runtime.block_on(serve(
+        config,
+        config_path.to_path_buf(),
+        host,
+        run_dir,
+        state_file,
+    ))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -65,17 +81,24 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| DaemonError::Task(e.to_string()))
 }
 
-async fn serve(config: DaemonConfig, config_path: PathBuf) -> Result<(), DaemonError> {
+async fn serve(
+    config: DaemonConfig,
+    config_path: PathBuf,
+    host: Arc<dyn Host>,
+    run_dir: PathBuf,
+    state_file: StateFile,
+) -> Result<(), DaemonError> {
     let started = Instant::now();
-    if let Some(other) = state::running() {
+    if let Some(other) = state_file.running() {
         return Err(DaemonError::AlreadyRunning {
             pid: other.pid,
             address: other.metrics_address,
-            path: state::path(),
+            path: state_file.path().to_path_buf(),
         });
     }
     // A state file left by a crashed daemon: adopt the interfaces it attached.
-    let adopted: BTreeSet<String> = state::read()
+    let adopted: BTreeSet<String> = state_file
+        .read()
         .map(|s| {
             if !s.attached_by_daemon.is_empty() {
                 info!(
@@ -91,7 +114,8 @@ async fn serve(config: DaemonConfig, config_path: PathBuf) -> Result<(), DaemonE
     let snapshot = snapshot::shared();
     let (exposition, metrics) = Exposition::new(snapshot.clone());
     let m = metrics.clone();
-    let restored = blocking(move || startup_restore(&m)).await??;
+    let (h, dir) = (host.clone(), run_dir.clone());
+    let restored = blocking(move || startup_restore(h.as_ref(), &dir, &m)).await??;
     if restored > 0 {
         info!("start-up restore: put back {restored} setting(s) left by an earlier run");
     }
@@ -117,7 +141,8 @@ async fn serve(config: DaemonConfig, config_path: PathBuf) -> Result<(), DaemonE
         config: config_path.display().to_string(),
     });
     let m = metrics.clone();
-    let engine = blocking(move || Engine::new(config, m, snapshot, &adopted)).await?;
+    let h = host.clone();
+    let engine = blocking(move || Engine::new(h, run_dir, config, m, snapshot, &adopted)).await?;
     let state = DaemonState {
         pid: std::process::id(),
         metrics_address: address.to_string(),
@@ -125,10 +150,12 @@ async fn serve(config: DaemonConfig, config_path: PathBuf) -> Result<(), DaemonE
         started_at_unix,
         attached_by_daemon: engine.attached_by_daemon(),
     };
-    state::write(&state).map_err(|source| DaemonError::StateFile {
-        path: state::path(),
-        source,
-    })?;
+    state_file
+        .write(&state)
+        .map_err(|source| DaemonError::StateFile {
+            path: state_file.path().to_path_buf(),
+            source,
+        })?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (cmd_tx, cmd_rx) = mpsc::channel(4);
@@ -139,7 +166,8 @@ async fn serve(config: DaemonConfig, config_path: PathBuf) -> Result<(), DaemonE
         stop_rx,
         config_path,
         metrics,
-        state,
+        (state, state_file.clone()),
+        host,
     ));
 
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
@@ -166,8 +194,8 @@ async fn serve(config: DaemonConfig, config_path: PathBuf) -> Result<(), DaemonE
         Ok(Err(e)) => warn!("HTTP server task: {e}"),
         Err(_) => warn!("HTTP server did not finish within {HTTP_DRAIN:?}"),
     }
-    if let Err(e) = state::remove() {
-        warn!("removing {}: {e}", state::path().display());
+    if let Err(e) = state_file.remove() {
+        warn!("removing {}: {e}", state_file.path().display());
     }
     let report = report?;
     info!("restored {} setting(s)", report.restored);
@@ -214,7 +242,8 @@ async fn control_loop(
     mut stop: watch::Receiver<bool>,
     config_path: PathBuf,
     metrics: Metrics,
-    mut state: DaemonState,
+    (mut state, state_file): (DaemonState, StateFile),
+    host: Arc<dyn Host>,
 ) -> Result<ShutdownReport, DaemonError> {
     let mut ticker = interval(engine.interval());
     loop {
@@ -223,9 +252,10 @@ async fn control_loop(
             () = async { let _ = stop.wait_for(|s| *s).await; } => break,
             Some(Command::Reload) = commands.recv() => {
                 let path = config_path.clone();
+                let h = host.clone();
                 let loaded = blocking(move || {
                     let c = DaemonConfig::load(&path)?;
-                    c.check_system()?;
+                    c.check_system(h.as_ref())?;
                     Ok::<_, super::config::ConfigError>(c)
                 })
                 .await?;
@@ -252,8 +282,8 @@ async fn control_loop(
                 let attached = engine.attached_by_daemon();
                 if attached != state.attached_by_daemon {
                     state.attached_by_daemon = attached;
-                    if let Err(e) = state::write(&state) {
-                        warn!("updating {}: {e}", state::path().display());
+                    if let Err(e) = state_file.write(&state) {
+                        warn!("updating {}: {e}", state_file.path().display());
                     }
                 }
             }

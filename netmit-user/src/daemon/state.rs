@@ -1,5 +1,7 @@
-//! The daemon's state file, `daemon.json` in the run directory (`/run/netmit`, or
-//! `$NETMIT_RUN_DIR`), next to the restore journal.
+//! The daemon's state file, `daemon-<netns>.json` in the run directory (`/run/netmit`, or
+//! `$NETMIT_RUN_DIR`), next to the restore journal. There is one per network namespace
+//! (keyed as bpffs pins are, see [`NetnsId::key`]): /run is shared by every namespace, and
+//! a daemon in each of two namespaces manages its own devices.
 //!
 //! It says that a daemon runs, where its HTTP server listens and which interfaces it
 //! attached XDP to:
@@ -19,16 +21,18 @@ use std::{
     fs,
     io::{self, Read, Write},
     net::{SocketAddr, TcpStream},
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::Duration,
 };
 
 use serde::{Deserialize, Serialize};
 
-use crate::tune::journal;
+use crate::sys::{NetnsId, fs::create_private_file};
 
-/// File name in the run directory.
-pub const STATE_FILE: &str = "daemon.json";
+/// File name in the run directory: `daemon-<netns key>.json`.
+pub fn file_name(netns: &NetnsId) -> String {
+    format!("daemon-{}.json", netns.key())
+}
 
 /// The content of the state file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,48 +49,71 @@ pub struct DaemonState {
     pub attached_by_daemon: Vec<String>,
 }
 
-/// Path of the state file.
-pub fn path() -> PathBuf {
-    journal::run_dir().join(STATE_FILE)
+/// The state file of the daemon of one network namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateFile {
+    path: PathBuf,
 }
 
-/// The state file's content, if there is a readable one (alive or not).
-pub fn read() -> Option<DaemonState> {
-    serde_json::from_slice(&fs::read(path()).ok()?).ok()
+impl StateFile {
+    /// The state file of namespace `netns` in `run_dir`.
+    pub fn new(run_dir: &Path, netns: &NetnsId) -> StateFile {
+        StateFile {
+            path: run_dir.join(file_name(netns)),
+        }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The content, if there is a readable file (alive or not).
+    pub fn read(&self) -> Option<DaemonState> {
+        serde_json::from_slice(&fs::read(&self.path).ok()?).ok()
+    }
+
+    /// The state of a running daemon (the file exists and its pid is a live netmit process
+    /// other than this one).
+    pub fn running(&self) -> Option<DaemonState> {
+        self.read()
+            .filter(|s| is_netmit(s.pid) && s.pid != std::process::id())
+    }
+
+    /// Writes the file atomically (mode 0600) into the trusted run directory.
+    ///
+    /// # Errors
+    ///
+    /// The file system's error.
+    pub fn write(&self, state: &DaemonState) -> io::Result<()> {
+        let tmp = self
+            .path
+            .with_extension(format!("json.tmp.{}", std::process::id()));
+        let mut f = create_private_file(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(state).expect("state serialises"))?;
+        f.sync_all()?;
+        fs::rename(&tmp, &self.path)
+    }
+
+    /// Removes the file (if it is this process's).
+    ///
+    /// # Errors
+    ///
+    /// The file system's error, other than a missing file.
+    pub fn remove(&self) -> io::Result<()> {
+        match self.read() {
+            Some(s) if s.pid != std::process::id() => Ok(()),
+            _ => match fs::remove_file(&self.path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        }
+    }
 }
 
 /// Whether `pid` is a running netmit process.
 pub fn is_netmit(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "netmit")
-}
-
-/// The state of a running daemon (the file exists and its pid is a live netmit process).
-pub fn running() -> Option<DaemonState> {
-    read().filter(|s| is_netmit(s.pid) && s.pid != std::process::id())
-}
-
-/// Writes the state file atomically.
-pub fn write(state: &DaemonState) -> io::Result<()> {
-    let path = path();
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("json.tmp.{}", std::process::id()));
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(state).expect("state serialises"))?;
-    f.sync_all()?;
-    fs::rename(&tmp, &path)
-}
-
-/// Removes the state file (if it is this process's).
-pub fn remove() -> io::Result<()> {
-    match read() {
-        Some(s) if s.pid != std::process::id() => Ok(()),
-        _ => match fs::remove_file(path()) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        },
-    }
 }
 
 /// Errors asking a daemon for its status.

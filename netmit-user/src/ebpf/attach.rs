@@ -4,18 +4,24 @@
 //! command finds it (see [`super::pins`]). Every check runs before anything is changed;
 //! a failure after the first change rolls back what was done.
 
-use std::{fs, io};
+use std::io;
 
 use aya::programs::{ProgramError, Xdp, XdpMode, links::FdLink};
 use netmit_common::{AttachMode, names};
 
 use super::{
     load_object,
-    pins::{PinLayout, bpffs_mounted},
+    pins::{PinError, PinLayout, PinRoot},
     tables::{SteerTables, TableError},
 };
-use crate::steer::Rule;
-use crate::sys::link::{self as kernel, KernelError, XdpAttached};
+use crate::{
+    steer::Rule,
+    sys::{
+        Netdev, NetdevError,
+        bpf::{self, BpfError},
+        link::{self, LinkError, XdpAttached},
+    },
+};
 
 /// Which XDP mode to ask for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,10 +49,8 @@ pub struct AttachOptions {
 /// A successful attachment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {
-    /// Interface name.
-    pub iface: String,
-    /// Interface index.
-    pub ifindex: u32,
+    /// The device.
+    pub dev: Netdev,
     /// Mode obtained.
     pub mode: AttachMode,
     /// Kernel program id.
@@ -66,19 +70,25 @@ pub enum AttachError {
     /// Missing privileges.
     #[error("{0} needs root (CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN): run it with sudo")]
     NotPermitted(&'static str),
-    /// bpffs is not mounted.
-    #[error("no bpffs at /sys/fs/bpf: mount it with `mount -t bpf bpf /sys/fs/bpf`")]
-    NoBpffs,
-    /// The interface does not exist.
+    /// The pin root or the namespace's directory is missing, untrusted or unusable.
     #[error(transparent)]
-    Kernel(#[from] KernelError),
+    Pins(#[from] PinError),
+    /// The device is gone or in another namespace.
+    #[error(transparent)]
+    Netdev(#[from] NetdevError),
+    /// rtnetlink failed.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// A bpf(2) command failed.
+    #[error(transparent)]
+    Bpf(#[from] BpfError),
     /// netmit is already attached.
     #[error(
         "netmit is already attached to {iface} (program {prog_id}); change rules with \
          `netmit steer add|del {iface}` or run `netmit detach {iface}` first"
     )]
     AlreadyAttached {
-        /// Interface.
+        /// Interface name.
         iface: String,
         /// Program id.
         prog_id: u32,
@@ -134,9 +144,9 @@ pub enum AttachError {
     /// Map access failed.
     #[error(transparent)]
     Tables(#[from] TableError),
-    /// Pin directory handling failed.
+    /// Pinning or removing a pin failed.
     #[error("{what} {path}")]
-    Pins {
+    Pin {
         /// The step.
         what: &'static str,
         /// The path.
@@ -145,27 +155,35 @@ pub enum AttachError {
         #[source]
         source: io::Error,
     },
+    /// The foreign program could not be removed.
+    #[error("the kernel still reports an XDP program on {iface} 2 s after removing it")]
+    ForeignStays {
+        /// Interface name.
+        iface: String,
+    },
 }
 
-/// Loads the steering program, attaches it to `iface` and pins it.
+/// Loads the steering program, attaches it to `dev` and pins it under `root`.
 ///
 /// # Errors
 ///
-/// Fails without changing anything if the caller lacks privileges, the interface does
-/// not exist, netmit or (without `force`) another program is attached, or there are too
-/// many rules. A failure after the pin directory was created removes it again.
-pub fn attach(iface: &str, opts: &AttachOptions) -> Result<Attachment, AttachError> {
-    if !kernel::has_bpf_privileges() {
+/// Fails without changing anything if the caller lacks privileges, the device is gone,
+/// the pin directories are untrusted, netmit or (without `force`) another program is
+/// attached, or there are too many rules. A failure after the pin directory was created
+/// removes it again.
+pub fn attach(
+    root: &PinRoot,
+    dev: &Netdev,
+    opts: &AttachOptions,
+) -> Result<Attachment, AttachError> {
+    if !bpf::has_bpf_privileges() {
         return Err(AttachError::NotPermitted("netmit attach"));
     }
-    let ifindex = kernel::ifindex(iface)?;
-    if !bpffs_mounted() {
-        return Err(AttachError::NoBpffs);
-    }
-    let layout = PinLayout::for_iface(iface);
-    let _lock = PinsLock::acquire()?;
-    if layout.is_attached() {
-        let prog_id = kernel::pinned_link_info(&layout.link())
+    dev.check_here()?;
+    let iface = dev.name.as_str();
+    let _lock = root.lock(&dev.netns)?;
+    if let Some(layout) = root.find(dev)? {
+        let prog_id = bpf::pinned_link_info(&layout.link())
             .map(|l| l.prog_id)
             .unwrap_or(0);
         return Err(AttachError::AlreadyAttached {
@@ -176,14 +194,14 @@ pub fn attach(iface: &str, opts: &AttachOptions) -> Result<Attachment, AttachErr
     if opts.rules.len() > netmit_common::MAX_RULES {
         return Err(AttachError::TooManyRules(opts.rules.len()));
     }
-    let foreign = kernel::xdp_state(ifindex)?;
+    let foreign = link::xdp_state(dev)?;
     if let Some(state) = foreign
         && !opts.force
     {
         return Err(AttachError::Foreign {
             iface: iface.into(),
             prog_id: state.prog_id,
-            name: kernel::program_name(state.prog_id).unwrap_or_else(|| "?".into()),
+            name: bpf::program_name(state.prog_id).unwrap_or_else(|| "?".into()),
             mode: state.attached,
         });
     }
@@ -205,34 +223,28 @@ pub fn attach(iface: &str, opts: &AttachOptions) -> Result<Attachment, AttachErr
     // Checks are done; from here on, changes are rolled back on error.
     let replaced = match foreign {
         Some(state) => {
-            remove_foreign(ifindex, state)?;
+            remove_foreign(dev, state)?;
             Some(state.prog_id)
         }
         None => None,
     };
-    if let Some(parent) = layout.dir().parent() {
-        fs::create_dir_all(parent).map_err(|source| AttachError::Pins {
-            what: "creating",
-            path: parent.display().to_string(),
-            source,
-        })?;
-    }
-    // A directory without a link is the leftover of an interrupted attach.
-    let _ = fs::remove_dir_all(layout.dir());
-    fs::create_dir(layout.dir()).map_err(|source| AttachError::Pins {
+    let layout = root.layout(dev);
+    // A directory without a link is the leftover of an interrupted attach; it is removed
+    // only if it holds nothing but netmit's pins.
+    root.remove(&layout)?;
+    std::fs::create_dir(layout.dir()).map_err(|source| AttachError::Pin {
         what: "creating",
         path: layout.dir().display().to_string(),
         source,
     })?;
 
-    let result = attach_pinned(&mut ebpf, iface, ifindex, &layout, opts);
+    let result = attach_pinned(&mut ebpf, dev, &layout, opts);
     if result.is_err() {
-        let _ = fs::remove_dir_all(layout.dir());
+        let _ = root.remove(&layout);
     }
     let (mode, prog_id, rule_ids, native_error) = result?;
     Ok(Attachment {
-        iface: iface.into(),
-        ifindex,
+        dev: dev.clone(),
         mode,
         prog_id,
         rule_ids,
@@ -245,11 +257,11 @@ type Attached = (AttachMode, u32, Vec<u16>, Option<String>);
 
 fn attach_pinned(
     ebpf: &mut aya::Ebpf,
-    iface: &str,
-    ifindex: u32,
+    dev: &Netdev,
     layout: &PinLayout,
     opts: &AttachOptions,
 ) -> Result<Attached, AttachError> {
+    let (iface, ifindex) = (dev.name.as_str(), dev.ifindex);
     let mut tables = SteerTables::from_ebpf(ebpf, Some(layout))?;
     let rule_ids = tables.add_rules(&opts.rules)?;
 
@@ -285,7 +297,7 @@ fn attach_pinned(
                     mode: mode_name,
                     reason: format!("the kernel attached without a bpf_link ({e}); netmit needs bpf_link (Linux 5.9+)"),
                 })?;
-                fd_link.pin(layout.link()).map_err(|e| AttachError::Pins {
+                fd_link.pin(layout.link()).map_err(|e| AttachError::Pin {
                     what: "pinning the link at",
                     path: format!("{} ({e})", layout.link().display()),
                     source: io::Error::other(e.to_string()),
@@ -317,123 +329,72 @@ fn attach_pinned(
     })
 }
 
-fn remove_foreign(ifindex: u32, state: kernel::XdpState) -> Result<(), AttachError> {
+fn remove_foreign(dev: &Netdev, state: link::XdpState) -> Result<(), AttachError> {
     // Link info carries an ifindex but no network namespace, and ifindexes repeat across
     // namespaces: the link must also run the program that rtnetlink reports for this very
     // device, or it may be another namespace's attachment.
-    match kernel::xdp_link_of(ifindex, state.prog_id)? {
-        Some(link) => kernel::detach_link_id(link.id)?,
-        None => kernel::netlink_detach(ifindex, state.attached)?,
+    match bpf::xdp_link_of(dev.ifindex, state.prog_id)? {
+        Some(l) => bpf::detach_link_id(l.id)?,
+        None => link::netlink_detach(dev, state.attached)?,
     }
     // Confirm the interface is free before attaching (a removal that did not take
     // effect would otherwise surface as an EBUSY from bpf_link_create).
     for _ in 0..40 {
-        if kernel::xdp_state(ifindex)?.is_none() {
+        if link::xdp_state(dev)?.is_none() {
             return Ok(());
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Err(AttachError::Pins {
-        what: "removing the foreign XDP program from",
-        path: format!("ifindex {ifindex}"),
-        source: io::Error::other("the kernel still reports an XDP program after 2 s"),
+    Err(AttachError::ForeignStays {
+        iface: dev.name.to_string(),
     })
 }
 
-/// Detaches netmit from `iface` and removes its pins.
+/// Detaches netmit from `dev` and removes its pins.
 ///
 /// The link is detached explicitly (`BPF_LINK_DETACH`), so the program leaves the
 /// interface even if another process still holds the link open.
 ///
 /// # Errors
 ///
-/// [`AttachError::NotAttached`] (changing nothing) when netmit has no pins for `iface`.
-pub fn detach(iface: &str) -> Result<Option<u32>, AttachError> {
-    let layout = PinLayout::for_iface(iface);
-    // Without privileges the lock cannot be taken (the root is root's); the checks below
-    // still say what is wrong.
-    let root_exists = std::path::Path::new(super::pins::BPFFS_ROOT).exists();
-    let _lock = if kernel::has_bpf_privileges() && root_exists {
-        Some(PinsLock::acquire()?)
+/// [`AttachError::NotAttached`] (changing nothing) when netmit has no pins for `dev`.
+pub fn detach(root: &PinRoot, dev: &Netdev) -> Result<Option<u32>, AttachError> {
+    dev.check_here()?;
+    let iface = dev.name.as_str();
+    let privileged = bpf::has_bpf_privileges();
+    if !privileged {
+        return Err(AttachError::NotPermitted("netmit detach"));
+    }
+    let _lock = if root.check(&dev.netns)? {
+        Some(root.lock(&dev.netns)?)
     } else {
         None
     };
-    if !layout.is_attached() {
-        let note = match kernel::ifindex(iface) {
-            Err(_) if !layout.dir().exists() => {
-                return Err(AttachError::Kernel(KernelError::NoSuchInterface(
-                    iface.into(),
-                )));
-            }
-            Ok(ifindex) => match kernel::xdp_state(ifindex).ok().flatten() {
-                Some(s) => format!(
-                    " (it has an XDP program netmit did not attach, id {}; netmit leaves it alone)",
-                    s.prog_id
-                ),
-                None => String::new(),
-            },
-            Err(_) => String::new(),
+    let Some(layout) = root.find(dev)? else {
+        let note = match link::xdp_state(dev).ok().flatten() {
+            Some(s) => format!(
+                " (it has an XDP program netmit did not attach, id {}; netmit leaves it alone)",
+                s.prog_id
+            ),
+            None => String::new(),
         };
-        if layout.dir().exists() && kernel::has_bpf_privileges() {
-            // Leftover of an interrupted attach: tidy it, but still report "not attached".
-            let _ = fs::remove_dir_all(layout.dir());
-        }
+        // Leftover of an interrupted attach: tidy it (only if it is netmit's), but still
+        // report "not attached".
+        let _ = root.remove(&root.layout(dev));
         return Err(AttachError::NotAttached {
             iface: iface.into(),
             note,
         });
-    }
-    if !kernel::has_bpf_privileges() {
-        return Err(AttachError::NotPermitted("netmit detach"));
-    }
-    let link = kernel::obj_get(&layout.link())?;
-    let prog_id = kernel::pinned_link_info(&layout.link())
-        .ok()
-        .map(|l| l.prog_id);
+    };
+    let link_fd = bpf::obj_get(&layout.link())?;
+    let prog_id = bpf::link_info(&link_fd).ok().map(|l| l.prog_id);
     // A link whose interface disappeared is already defunct; detaching it is a no-op.
-    match kernel::detach_link_fd(&link) {
+    match bpf::detach_link_fd(&link_fd) {
         Ok(()) => {}
-        Err(KernelError::Bpf { source, .. }) if source.raw_os_error() == Some(libc::ENOLINK) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOLINK) => {}
         Err(e) => return Err(e.into()),
     }
-    // A daemon watching the interface may tidy the pins of the now detached program at
-    // the same moment (CLI and daemon work side by side): entries that vanish under us
-    // are gone either way.
-    match fs::remove_dir_all(layout.dir()) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(AttachError::Pins {
-                what: "removing",
-                path: layout.dir().display().to_string(),
-                source,
-            });
-        }
-    }
+    root.remove(&layout)?;
+    root.tidy(&dev.netns);
     Ok(prog_id)
-}
-
-/// An exclusive `flock` of netmit's bpffs root, held across an attach or detach, so that
-/// the CLI and a daemon changing the same interface at the same moment take turns
-/// instead of racing on its pins. The kernel drops the lock when the process dies.
-struct PinsLock(#[allow(dead_code)] fs::File);
-
-impl PinsLock {
-    fn acquire() -> Result<Self, AttachError> {
-        let root = std::path::Path::new(super::pins::BPFFS_ROOT);
-        let err = |what: &'static str| {
-            move |source| AttachError::Pins {
-                what,
-                path: root.display().to_string(),
-                source,
-            }
-        };
-        fs::create_dir_all(root).map_err(err("creating"))?;
-        let dir = fs::File::open(root).map_err(err("opening"))?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&dir), libc::LOCK_EX) } != 0 {
-            return Err(err("locking")(io::Error::last_os_error()));
-        }
-        Ok(Self(dir))
-    }
 }

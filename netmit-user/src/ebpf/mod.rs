@@ -12,7 +12,7 @@ use aya::{Ebpf, EbpfLoader};
 use netmit_common::names;
 
 pub use attach::{AttachError, AttachOptions, Attachment, ModeRequest, attach, detach};
-pub use pins::PinLayout;
+pub use pins::{PinError, PinLayout, PinRoot};
 pub use tables::{SteerTables, TableError};
 
 /// The eBPF object (ELF) compiled from `netmit-ebpf`.
@@ -26,22 +26,8 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 pub fn load_object(trace_verdicts: bool) -> Result<Ebpf, aya::EbpfError> {
     // BPF memory is charged to the memory cgroup on current kernels; where
     // RLIMIT_MEMLOCK still applies and cannot be raised, loading reports it.
-    raise_memlock();
+    crate::sys::bpf::raise_memlock();
     EbpfLoader::new()
         .override_global(names::GLOBAL_TRACE, &(trace_verdicts as u8), true)
         .load(EBPF_OBJECT)
-}
-
-fn raise_memlock() {
-    let rlim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: plain syscall with a valid pointer.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
-        log::debug!(
-            "could not raise RLIMIT_MEMLOCK ({}); fine on kernels that charge BPF memory to the cgroup",
-            std::io::Error::last_os_error()
-        );
-    }
 }

@@ -52,6 +52,7 @@
 //! calling *thread*; call these functions from a thread that has joined the namespace of
 //! the interface.
 
+use super::netdev::{Netdev, NetdevError};
 use std::{collections::BTreeMap, ffi::CStr, fmt, io};
 
 use netlink_bindings::ethtool::{self, Coalesce, OpCoalesceGetDo, OpCoalesceSetDo};
@@ -418,6 +419,9 @@ pub enum CoalesceError {
         /// The parameter.
         param: CoalesceParam,
     },
+    /// The device is in another namespace than the calling thread.
+    #[error(transparent)]
+    Netdev(#[from] NetdevError),
     /// No interface with this index in the calling thread's network namespace (`ENODEV`).
     #[error("no interface with index {ifindex} in this network namespace (see `ip link`)")]
     NoSuchInterface {
@@ -476,7 +480,12 @@ const HINT_READ_ONLY: &str = "its driver reports coalescing but cannot change it
 
 /// Reads every coalescing parameter the driver of `ifindex` reports (see the module doc for
 /// what "reports" means). Needs no privileges.
-pub fn get(ifindex: u32) -> Result<BTreeMap<CoalesceParam, u32>, CoalesceError> {
+pub fn get(dev: &Netdev) -> Result<BTreeMap<CoalesceParam, u32>, CoalesceError> {
+    dev.check_here()?;
+    get_index(dev.ifindex)
+}
+
+fn get_index(ifindex: u32) -> Result<BTreeMap<CoalesceParam, u32>, CoalesceError> {
     const WHAT: &str = "coalesce-get";
     let mut sock = NetlinkSocket::new();
     let request = get_request(ifindex);
@@ -498,12 +507,12 @@ pub fn get(ifindex: u32) -> Result<BTreeMap<CoalesceParam, u32>, CoalesceError> 
 }
 
 /// Reads one parameter; [`CoalesceError::ParamUnsupported`] if the driver does not report it.
-pub fn read(ifindex: u32, param: CoalesceParam) -> Result<u32, CoalesceError> {
-    let values = get(ifindex)?;
+pub fn read(dev: &Netdev, param: CoalesceParam) -> Result<u32, CoalesceError> {
+    let values = get(dev)?;
     values
         .get(&param)
         .copied()
-        .ok_or_else(|| unsupported(ifindex, param, &values))
+        .ok_or_else(|| unsupported(dev.ifindex, param, &values))
 }
 
 /// Writes coalescing parameters in one request (the kernel applies all or none).
@@ -513,8 +522,9 @@ pub fn read(ifindex: u32, param: CoalesceParam) -> Result<u32, CoalesceError> {
 /// supported by the driver ([`CoalesceError::ParamUnsupported`]). An empty `values` changes
 /// nothing. The driver may clamp what it stores (tap clamps `rx-frames` to 64 without an
 /// error): read back with [`get`], or use [`set_and_verify`]. Needs `CAP_NET_ADMIN`.
-pub fn set(ifindex: u32, values: &[(CoalesceParam, u32)]) -> Result<(), CoalesceError> {
-    let current = get(ifindex)?;
+pub fn set(dev: &Netdev, values: &[(CoalesceParam, u32)]) -> Result<(), CoalesceError> {
+    let current = get(dev)?;
+    let ifindex = dev.ifindex;
     validate(ifindex, values, &current)?;
     if values.is_empty() {
         return Ok(());
@@ -532,11 +542,12 @@ pub fn set(ifindex: u32, values: &[(CoalesceParam, u32)]) -> Result<(), Coalesce
 /// [`set`], then reads the parameters back and returns requested against effective values,
 /// so that a clamping driver is visible ([`Applied::adjusted`]).
 pub fn set_and_verify(
-    ifindex: u32,
+    dev: &Netdev,
     values: &[(CoalesceParam, u32)],
 ) -> Result<Vec<Applied>, CoalesceError> {
-    set(ifindex, values)?;
-    let now = get(ifindex)?;
+    set(dev, values)?;
+    let now = get(dev)?;
+    let ifindex = dev.ifindex;
     values
         .iter()
         .map(|&(param, requested)| {

@@ -15,13 +15,28 @@
 //! - A journal that cannot be parsed is an error, never silently replaced: it may hold the
 //!   only record of an original value.
 //!
+//! # Someone else's setting is theirs
+//!
+//! Each entry also remembers the value netmit last wrote (and, while a write is under way,
+//! the value it is about to write). A restore puts the original back only where the
+//! setting still holds netmit's value; where an administrator or another tool has changed
+//! it since, the entry is retired and their value left alone
+//! ([`RestoreReport::overridden`]).
+//!
+//! # Namespaces
+//!
+//! Entries name their device by network namespace and ifindex ([`Netdev`]); a restore
+//! acts only on the entries of the namespace it runs in (plus the system-wide sysctls) and
+//! leaves the others for a restore run there ([`RestoreReport::elsewhere`]).
+//!
 //! The journal lives in `/run/netmit` (tmpfs: it does not survive a reboot, and neither do
-//! the settings it records). `NETMIT_RUN_DIR` overrides the location.
+//! the settings it records). `NETMIT_RUN_DIR` overrides the location. The directory must be
+//! trusted (a real directory, ours, writable by no one else; see [`crate::sys::fs`]) and
+//! the file is written with mode 0600 whatever the umask.
 
 use std::{
-    fs::{self, File, OpenOptions},
+    fs::{self, File},
     io::{self, Write},
-    os::{fd::AsRawFd, unix::fs::DirBuilderExt},
     path::{Path, PathBuf},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -29,16 +44,27 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::setting::{Setting, SettingError};
-use crate::sys::napi::NapiError;
+use crate::{
+    host::Host,
+    sys::{
+        Netdev, NetnsId,
+        fs::{DirLock, TrustError, create_private_file, trusted_dir},
+        napi::NapiError,
+    },
+};
 
 /// Default journal directory.
 pub const DEFAULT_RUN_DIR: &str = "/run/netmit";
 const FILE: &str = "journal.json";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The format of netmit 0.1 (entries keyed by interface name), still read.
+const VERSION_NAMES: u32 = 1;
 
-/// Test hook: when set to a path, [`Journal::apply`] creates that file right after it
-/// recorded a new original and then waits forever before changing the setting, so a test
-/// can kill the process at the worst moment.
+/// Test builds of the binary only (`test-hooks` feature): when set to a path,
+/// [`Journal::apply`] creates that file right after it recorded a new original and then
+/// waits forever before changing the setting, so a test can kill the process at the worst
+/// moment.
+#[cfg(feature = "test-hooks")]
 pub const CRASH_HOOK_ENV: &str = "NETMIT_TEST_PAUSE_AFTER_JOURNAL";
 
 /// The journal directory: `$NETMIT_RUN_DIR` or [`DEFAULT_RUN_DIR`].
@@ -75,6 +101,9 @@ pub enum JournalError {
         /// Parser message.
         reason: String,
     },
+    /// The journal directory is not trusted.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
     /// Reading or writing a setting failed.
     #[error("{setting}")]
     Setting {
@@ -93,48 +122,47 @@ pub struct Entry {
     pub setting: Setting,
     /// Its value before netmit first changed it.
     pub original: u64,
+    /// The value netmit last wrote (`None`: not known, e.g. the write was interrupted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written: Option<u64>,
+    /// The value netmit is about to write (set before the write, cleared after it), so
+    /// that a crash in between still recognises the setting as netmit's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<u64>,
     /// When it was recorded (seconds since the epoch).
     pub recorded_at: u64,
     /// The process that recorded it.
     pub pid: u32,
-    /// Inode of the network namespace the setting lives in (`/proc/thread-self/ns/net`
-    /// when it was recorded); `None` for system-wide sysctls and for entries written by
-    /// netmit versions that did not record it. Interface names and NAPI ids only mean
-    /// something in their namespace, so a restore run elsewhere leaves the entry alone
-    /// ([`RestoreReport::elsewhere`]) instead of writing another namespace's interface of
-    /// the same name or retiring a NAPI it merely cannot see.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub netns: Option<u64>,
 }
 
 impl Entry {
-    /// Whether this entry is about `setting` as seen from network namespace `netns`.
-    fn is(&self, setting: &Setting, netns: Option<u64>) -> bool {
-        &self.setting == setting && (self.netns.is_none() || self.netns == netns)
+    /// Whether `current` is a value netmit put there (or nothing says otherwise).
+    pub fn is_netmits(&self, current: u64) -> bool {
+        match (self.written, self.pending) {
+            (None, None) => true,
+            (w, p) => w == Some(current) || p == Some(current),
+        }
+    }
+
+    /// The namespace the entry's device lives in; `None` for a system-wide sysctl.
+    pub fn netns(&self) -> Option<NetnsId> {
+        self.setting.dev().map(|d| d.netns)
     }
 }
 
-/// The network namespace `setting` lives in, seen from the calling thread: `None` for a
-/// system-wide sysctl (or when the namespace cannot be read).
-fn netns_of(setting: &Setting) -> Option<u64> {
-    match setting {
-        Setting::Sysctl { .. } => None,
-        _ => current_netns(),
-    }
-}
-
-/// Inode of the calling thread's network namespace.
-pub fn current_netns() -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata("/proc/thread-self/ns/net")
-        .ok()
-        .map(|m| m.ino())
+/// Whether `e` is about `setting` (the same device by namespace and ifindex).
+fn same(e: &Entry, setting: &Setting) -> bool {
+    &e.setting == setting
 }
 
 #[derive(Serialize, Deserialize)]
 struct JournalFile {
     version: u32,
     entries: Vec<Entry>,
+    /// Entries of the 0.1 format that could not be read as devices here (another
+    /// namespace's, or of a device that is gone), kept as they were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    legacy: Vec<serde_json::Value>,
 }
 
 /// What a restore did.
@@ -149,9 +177,15 @@ pub struct RestoreReport {
     /// new id; the kernel carries the queue's settings over, and the new id's original is
     /// recorded when netmit changes it.)
     pub gone: Vec<(Setting, u64)>,
-    /// Settings of another network namespace (with its inode): left in the journal for a
-    /// restore run in that namespace.
-    pub elsewhere: Vec<(Setting, u64, u64)>,
+    /// Settings of another network namespace: left in the journal for a restore run in
+    /// that namespace.
+    pub elsewhere: Vec<(Setting, u64, NetnsId)>,
+    /// Settings someone else changed after netmit did (the value now, netmit's value):
+    /// theirs; the original is not written back and the entry is retired.
+    pub overridden: Vec<(Setting, u64, Option<u64>)>,
+    /// Entries of netmit 0.1's journal format for other namespaces or devices that are gone
+    /// (interface name, setting name), kept.
+    pub legacy: Vec<(String, String)>,
 }
 
 /// The result of [`Journal::apply`].
@@ -167,56 +201,129 @@ pub struct Applied {
 pub struct Journal {
     dir: PathBuf,
     entries: Vec<Entry>,
+    legacy: Vec<serde_json::Value>,
     /// Holds the exclusive lock for the journal's lifetime.
-    _lock: File,
+    _lock: DirLock,
+}
+
+/// An entry of netmit 0.1's journal: devices by name, the namespace by inode.
+#[derive(Deserialize)]
+struct EntryV1 {
+    setting: serde_json::Value,
+    original: u64,
+    recorded_at: u64,
+    pid: u32,
+    #[serde(default)]
+    netns: Option<u64>,
+}
+
+fn corrupt(path: &Path, reason: impl ToString) -> JournalError {
+    JournalError::Corrupt {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Parses a journal file of either version. Version 1 entries of devices in the calling
+/// thread's namespace are converted (their name resolved to the device now carrying it);
+/// the others are kept verbatim in `legacy`.
+fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<Entry>, Vec<serde_json::Value>), JournalError> {
+    #[derive(Deserialize)]
+    struct Head {
+        version: u32,
+    }
+    let head: Head = serde_json::from_slice(bytes).map_err(|e| corrupt(path, e))?;
+    match head.version {
+        VERSION => {
+            let file: JournalFile = serde_json::from_slice(bytes).map_err(|e| corrupt(path, e))?;
+            Ok((file.entries, file.legacy))
+        }
+        VERSION_NAMES => {
+            #[derive(Deserialize)]
+            struct FileV1 {
+                entries: Vec<serde_json::Value>,
+            }
+            let file: FileV1 = serde_json::from_slice(bytes).map_err(|e| corrupt(path, e))?;
+            let here = NetnsId::current().ok();
+            let mut entries = Vec::new();
+            let mut legacy = Vec::new();
+            for raw in file.entries {
+                match convert_v1(&raw, here) {
+                    Some(e) => entries.push(e),
+                    None => legacy.push(raw),
+                }
+            }
+            Ok((entries, legacy))
+        }
+        v => Err(corrupt(
+            path,
+            format!("version {v} (this netmit reads 1 and 2)"),
+        )),
+    }
+}
+
+/// A version-1 entry as a version-2 one, when its device can be named here.
+fn convert_v1(raw: &serde_json::Value, here: Option<NetnsId>) -> Option<Entry> {
+    let old: EntryV1 = serde_json::from_value(raw.clone()).ok()?;
+    let mut setting = old.setting.clone();
+    if let Some(iface) = setting
+        .get("iface")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+    {
+        let here = here?;
+        if old.netns.is_some_and(|ino| ino != here.inode) {
+            return None;
+        }
+        let dev = Netdev::resolve(&iface.parse().ok()?).ok()?;
+        let obj = setting.as_object_mut()?;
+        obj.remove("iface");
+        obj.insert("dev".into(), serde_json::to_value(dev).ok()?);
+    }
+    Some(Entry {
+        setting: serde_json::from_value(setting).ok()?,
+        original: old.original,
+        written: None,
+        pending: None,
+        recorded_at: old.recorded_at,
+        pid: old.pid,
+    })
 }
 
 impl Journal {
     /// Opens the journal in [`run_dir`], waiting for other netmit processes to finish.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError`]: an untrusted directory, a corrupt journal (never overwritten).
     pub fn open() -> Result<Self, JournalError> {
         Self::open_at(&run_dir())
     }
 
-    /// Opens the journal in `dir`, creating the directory if needed.
+    /// Opens the journal in `dir`, creating the directory (mode 0700) if needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Journal::open`].
     pub fn open_at(dir: &Path) -> Result<Self, JournalError> {
-        let io = |what: &'static str, path: &Path| {
-            let path = path.display().to_string();
-            move |source| JournalError::Io { what, path, source }
-        };
-        if !dir.exists() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io("creating", dir))?;
-        }
-        let lock = File::open(dir).map_err(io("opening", dir))?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io("locking", dir)(io::Error::last_os_error()));
-        }
+        trusted_dir(dir, true)?;
+        let lock = DirLock::acquire(dir)?;
         let path = dir.join(FILE);
-        let entries = match fs::read(&path) {
-            Ok(bytes) => {
-                let file: JournalFile =
-                    serde_json::from_slice(&bytes).map_err(|e| JournalError::Corrupt {
-                        path: path.display().to_string(),
-                        reason: e.to_string(),
-                    })?;
-                if file.version != VERSION {
-                    return Err(JournalError::Corrupt {
-                        path: path.display().to_string(),
-                        reason: format!("version {} (this netmit writes {VERSION})", file.version),
-                    });
-                }
-                file.entries
+        let (entries, legacy) = match fs::read(&path) {
+            Ok(bytes) => parse(&path, &bytes)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), Vec::new()),
+            Err(source) => {
+                return Err(JournalError::Io {
+                    what: "reading",
+                    path: path.display().to_string(),
+                    source,
+                });
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io("reading", &path)(e)),
         };
         Ok(Self {
             dir: dir.to_path_buf(),
             entries,
+            legacy,
             _lock: lock,
         })
     }
@@ -226,26 +333,26 @@ impl Journal {
         &self.entries
     }
 
+    /// The entry of `setting`, if netmit changed it.
+    pub fn entry(&self, setting: &Setting) -> Option<&Entry> {
+        self.entries.iter().find(|e| same(e, setting))
+    }
+
     /// The recorded original of `setting`, if netmit changed it.
     pub fn original(&self, setting: &Setting) -> Option<u64> {
-        let netns = netns_of(setting);
-        self.entries
-            .iter()
-            .find(|e| e.is(setting, netns))
-            .map(|e| e.original)
+        self.entry(setting).map(|e| e.original)
     }
 
     /// Reads the entries without creating, locking or changing anything (for display; a
     /// concurrent writer's atomic rename means the file read is whole).
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Corrupt`] or [`JournalError::Io`].
     pub fn peek_at(dir: &Path) -> Result<Vec<Entry>, JournalError> {
         let path = dir.join(FILE);
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<JournalFile>(&bytes)
-                .map(|f| f.entries)
-                .map_err(|e| JournalError::Corrupt {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                }),
+            Ok(bytes) => parse(&path, &bytes).map(|(e, _)| e),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(source) => Err(JournalError::Io {
                 what: "reading",
@@ -257,6 +364,10 @@ impl Journal {
 
     /// Records `original` for `setting` unless an original is already recorded; persists.
     /// Returns the recorded original (the first one).
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Io`] when the journal cannot be written.
     pub fn record(&mut self, setting: &Setting, original: u64) -> Result<u64, JournalError> {
         if let Some(first) = self.original(setting) {
             return Ok(first);
@@ -264,73 +375,167 @@ impl Journal {
         self.entries.push(Entry {
             setting: setting.clone(),
             original,
+            written: None,
+            pending: None,
             recorded_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             pid: std::process::id(),
-            netns: netns_of(setting),
         });
         self.persist()?;
         Ok(original)
     }
 
-    /// Changes `setting` to `value`, recording its original first.
-    pub fn apply(&mut self, setting: &Setting, value: u64) -> Result<Applied, JournalError> {
+    fn entry_mut(&mut self, setting: &Setting) -> Option<&mut Entry> {
+        self.entries.iter_mut().find(|e| same(e, setting))
+    }
+
+    /// Changes `setting` to `value`, recording its original first and the value netmit
+    /// wrote after.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Setting`] when the setting cannot be read or written (the journal
+    /// keeps the original), [`JournalError::Io`] when the journal cannot be written (then
+    /// nothing was changed).
+    pub fn apply(
+        &mut self,
+        host: &dyn Host,
+        setting: &Setting,
+        value: u64,
+    ) -> Result<Applied, JournalError> {
         let wrap = |source| JournalError::Setting {
             setting: setting.to_string(),
             source,
         };
-        let previous = setting.read().map_err(wrap)?;
+        let previous = setting.read(host).map_err(wrap)?;
         let newly_recorded = self.original(setting).is_none();
         let original = self.record(setting, previous)?;
+        #[cfg(feature = "test-hooks")]
         if newly_recorded && let Some(marker) = std::env::var_os(CRASH_HOOK_ENV) {
             let _ = fs::write(marker, b"journal written, setting not yet changed\n");
             loop {
                 std::thread::park();
             }
         }
-        setting.write(value).map_err(wrap)?;
+        let entry = self.entry_mut(setting).expect("recorded above");
+        if entry.written != Some(value) {
+            entry.pending = Some(value);
+            self.persist()?;
+        }
+        setting.write(host, value).map_err(wrap)?;
+        let entry = self.entry_mut(setting).expect("recorded above");
+        let changed = entry.written != Some(value) || entry.pending.is_some();
+        entry.written = Some(value);
+        entry.pending = None;
+        if changed || newly_recorded {
+            self.persist()?;
+        }
         Ok(Applied { previous, original })
     }
 
-    /// Puts back every recorded original (of `iface` only, if given) and removes the
-    /// entries that were restored, and those of NAPI instances that no longer exist
-    /// ([`RestoreReport::gone`]). Other failures are reported and their entries kept.
-    pub fn restore(&mut self, iface: Option<&str>) -> Result<RestoreReport, JournalError> {
+    /// Forgets the entry of `setting` without touching the setting (it is someone else's
+    /// now); true if there was one.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Io`] when the journal cannot be written.
+    pub fn forget(&mut self, setting: &Setting) -> Result<bool, JournalError> {
+        let before = self.entries.len();
+        self.entries.retain(|e| !same(e, setting));
+        if self.entries.len() == before {
+            return Ok(false);
+        }
+        self.persist()?;
+        Ok(true)
+    }
+
+    /// Puts back every recorded original (of device `only`, if given) where the setting
+    /// still holds netmit's value, and removes the entries that were restored, those of
+    /// NAPI instances that no longer exist ([`RestoreReport::gone`]) and those of settings
+    /// someone else changed ([`RestoreReport::overridden`]). Other failures are reported
+    /// and their entries kept.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Io`] when the journal cannot be written.
+    pub fn restore(
+        &mut self,
+        host: &dyn Host,
+        only: Option<&Netdev>,
+    ) -> Result<RestoreReport, JournalError> {
         let mut report = RestoreReport::default();
-        let here = current_netns();
+        let here = host.netns().ok();
+        for raw in &self.legacy {
+            report.legacy.push((
+                raw.pointer("/setting/iface")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("?")
+                    .to_string(),
+                raw.pointer("/setting/param")
+                    .or_else(|| raw.pointer("/setting/sysctl"))
+                    .map(|v| v.to_string().trim_matches('"').to_string())
+                    .unwrap_or_default(),
+            ));
+        }
         // Newest first, so that a setting changed through two mechanisms (device-wide,
         // then per NAPI) ends at the oldest original.
         let mut i = self.entries.len();
         while i > 0 {
             i -= 1;
-            let e = &self.entries[i];
-            if iface.is_some_and(|want| e.setting.iface() != Some(want)) {
+            let e = self.entries[i].clone();
+            if only.is_some_and(|want| e.setting.dev() != Some(want)) {
                 continue;
             }
-            if let Some(ns) = e.netns
-                && Some(ns) != here
+            if let Some(ns) = e.netns()
+                && here.is_none_or(|h| !h.same(&ns))
             {
-                report.elsewhere.push((e.setting.clone(), e.original, ns));
+                report.elsewhere.push((e.setting, e.original, ns));
                 continue;
             }
-            match e.setting.write(e.original) {
-                Ok(()) => {
-                    let e = self.entries.remove(i);
-                    report.restored.push((e.setting, e.original));
-                    self.persist()?;
-                }
-                Err(SettingError::Napi(NapiError::NoSuchNapi { .. })) => {
-                    let e = self.entries.remove(i);
+            let current = match e.setting.read(host) {
+                Ok(v) => v,
+                Err(SettingError::Napi(
+                    NapiError::NoSuchNapi { .. } | NapiError::NoSuchIfindex { .. },
+                )) => {
+                    self.entries.remove(i);
                     report.gone.push((e.setting, e.original));
                     self.persist()?;
+                    continue;
                 }
                 Err(err) => {
                     report
                         .failed
-                        .push((e.setting.clone(), e.original, crate::error::chain(&err)))
+                        .push((e.setting, e.original, crate::error::chain(&err)));
+                    continue;
                 }
+            };
+            if !e.is_netmits(current) {
+                log::info!(
+                    "{}: left at {current}: it was changed after netmit set {} (the change is theirs)",
+                    e.setting,
+                    e.written.or(e.pending).unwrap_or_default()
+                );
+                self.entries.remove(i);
+                report.overridden.push((e.setting, current, e.written));
+                self.persist()?;
+                continue;
+            }
+            match e.setting.write(host, e.original) {
+                Ok(()) => {
+                    self.entries.remove(i);
+                    report.restored.push((e.setting, e.original));
+                    self.persist()?;
+                }
+                Err(SettingError::Napi(NapiError::NoSuchNapi { .. })) => {
+                    self.entries.remove(i);
+                    report.gone.push((e.setting, e.original));
+                    self.persist()?;
+                }
+                Err(err) => report
+                    .failed
+                    .push((e.setting, e.original, crate::error::chain(&err))),
             }
         }
         Ok(report)
@@ -347,7 +552,7 @@ impl Journal {
                 source,
             }
         };
-        if self.entries.is_empty() {
+        if self.entries.is_empty() && self.legacy.is_empty() {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -358,14 +563,10 @@ impl Journal {
             let body = serde_json::to_vec_pretty(&JournalFile {
                 version: VERSION,
                 entries: self.entries.clone(),
+                legacy: self.legacy.clone(),
             })
             .expect("journal entries serialise");
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)
-                .map_err(io("creating", &tmp))?;
+            let mut f = create_private_file(&tmp).map_err(io("creating", &tmp))?;
             f.write_all(&body).map_err(io("writing", &tmp))?;
             f.sync_all().map_err(io("syncing", &tmp))?;
             fs::rename(&tmp, &path).map_err(io("renaming into", &path))?;
@@ -379,12 +580,23 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::sysctl::Sysctl;
+    use crate::{
+        host::fake::FakeHost,
+        sys::{napi::NapiParam, sysctl::Sysctl},
+    };
 
     fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("netmit-journal-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         d
+    }
+
+    fn napi_setting(dev: &Netdev, napi_id: u32) -> Setting {
+        Setting::Napi {
+            dev: dev.clone(),
+            napi_id,
+            param: NapiParam::DeferHardIrqs,
+        }
     }
 
     #[test]
@@ -405,13 +617,83 @@ mod tests {
         let j = Journal::open_at(&dir).unwrap();
         assert_eq!(j.entries().len(), 1);
         assert_eq!(j.original(&s), Some(0));
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(fs::metadata(dir.join(FILE)).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        drop(j);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn apply_and_restore_through_the_host() {
+        let dir = tmpdir("apply");
+        let host = FakeHost::new();
+        let dev = host.add("eth1", 2);
+        let ids = host.napi_ids(&dev);
+        let mut j = Journal::open_at(&dir).unwrap();
+        for &id in &ids {
+            let a = j.apply(&host, &napi_setting(&dev, id), 100).unwrap();
+            assert_eq!((a.previous, a.original), (0, 0));
+        }
+        let again = j.apply(&host, &napi_setting(&dev, ids[0]), 2).unwrap();
+        assert_eq!((again.previous, again.original), (100, 0));
+        assert_eq!(
+            j.entry(&napi_setting(&dev, ids[0])).unwrap().written,
+            Some(2)
+        );
+        let report = j.restore(&host, None).unwrap();
+        assert_eq!(report.restored.len(), 2);
+        assert!(j.entries().is_empty() && !dir.join(FILE).exists());
+        for id in ids {
+            assert_eq!(host.napi_value(id, NapiParam::DeferHardIrqs), Some(0));
+        }
+        drop(j);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_setting_someone_else_changed_is_theirs() {
+        let dir = tmpdir("theirs");
+        let host = FakeHost::new();
+        let dev = host.add("eth1", 2);
+        let ids = host.napi_ids(&dev);
+        let mut j = Journal::open_at(&dir).unwrap();
+        for &id in &ids {
+            j.apply(&host, &napi_setting(&dev, id), 100).unwrap();
+        }
+        host.external_set(ids[1], NapiParam::DeferHardIrqs, 7);
+        let report = j.restore(&host, None).unwrap();
+        assert_eq!(report.restored, vec![(napi_setting(&dev, ids[0]), 0)]);
+        assert_eq!(
+            report.overridden,
+            vec![(napi_setting(&dev, ids[1]), 7, Some(100))]
+        );
+        assert_eq!(host.napi_value(ids[1], NapiParam::DeferHardIrqs), Some(7));
+        assert!(j.entries().is_empty());
+        drop(j);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_rename_keeps_the_entry() {
+        let dir = tmpdir("rename");
+        let host = FakeHost::new();
+        let dev = host.add("eth1", 1);
+        let id = host.napi_ids(&dev)[0];
+        let mut j = Journal::open_at(&dir).unwrap();
+        j.apply(&host, &napi_setting(&dev, id), 5).unwrap();
+        host.rename(&dev, "wan0");
+        let renamed = host.resolve(&"wan0".parse().unwrap()).unwrap();
+        assert_eq!(j.original(&napi_setting(&renamed, id)), Some(0));
+        assert_eq!(j.restore(&host, Some(&renamed)).unwrap().restored.len(), 1);
+        drop(j);
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn corrupt_journal_is_refused_not_replaced() {
         let dir = tmpdir("corrupt");
-        fs::create_dir_all(&dir).unwrap();
+        trusted_dir(&dir, true).unwrap();
         fs::write(dir.join(FILE), b"{ not json").unwrap();
         assert!(matches!(
             Journal::open_at(&dir),
@@ -422,22 +704,36 @@ mod tests {
     }
 
     #[test]
+    fn an_untrusted_directory_is_refused() {
+        let base = tmpdir("untrusted");
+        trusted_dir(&base, true).unwrap();
+        let dir = base.join("run");
+        fs::create_dir(&dir).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(
+            Journal::open_at(&dir),
+            Err(JournalError::Trust(TrustError::Writable { .. }))
+        ));
+        std::os::unix::fs::symlink(&dir, base.join("link")).unwrap();
+        assert!(matches!(
+            Journal::open_at(&base.join("link")),
+            Err(JournalError::Trust(TrustError::Symlink { .. }))
+        ));
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
     fn entries_of_vanished_napis_are_retired() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIP entries_of_vanished_napis_are_retired: napi-set needs root");
-            return;
-        }
         let dir = tmpdir("gone");
-        let gone = Setting::Napi {
-            iface: "nmgone0".into(),
-            napi_id: u32::MAX - 7,
-            param: crate::sys::napi::NapiParam::DeferHardIrqs,
-        };
+        let host = FakeHost::new();
+        let dev = host.add("eth1", 1);
+        let old = host.napi_ids(&dev)[0];
         let mut j = Journal::open_at(&dir).unwrap();
-        j.record(&gone, 0).unwrap();
-        let report = j.restore(None).unwrap();
-        assert_eq!(report.gone, vec![(gone, 0)]);
+        j.apply(&host, &napi_setting(&dev, old), 9).unwrap();
+        host.recreate_napis(&dev);
+        let report = j.restore(&host, None).unwrap();
+        assert_eq!(report.gone, vec![(napi_setting(&dev, old), 0)]);
         assert!(report.failed.is_empty() && j.entries().is_empty());
         drop(j);
         fs::remove_dir_all(&dir).unwrap();
@@ -448,38 +744,57 @@ mod tests {
     /// setting was never put back.
     #[test]
     fn entries_of_another_namespace_are_kept() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIP entries_of_another_namespace_are_kept: unshare needs root");
-            return;
-        }
         let dir = tmpdir("elsewhere");
-        let napi = Setting::Napi {
-            iface: "nmelse0".into(),
-            napi_id: u32::MAX - 9,
-            param: crate::sys::napi::NapiParam::DeferHardIrqs,
+        let host = FakeHost::new();
+        let elsewhere = Netdev {
+            netns: NetnsId {
+                cookie: 1,
+                inode: 2,
+            },
+            ifindex: 2,
+            name: "eth1".parse().unwrap(),
         };
+        let s = napi_setting(&elsewhere, 8193);
         let mut j = Journal::open_at(&dir).unwrap();
-        j.record(&napi, 0).unwrap();
-        let home = current_netns().unwrap();
+        j.record(&s, 0).unwrap();
+        let report = j.restore(&host, None).unwrap();
+        assert_eq!(report.elsewhere, vec![(s.clone(), 0, elsewhere.netns)]);
+        assert!(report.gone.is_empty() && j.entries().len() == 1);
+        assert!(host.writes().is_empty(), "nothing written here");
         drop(j);
-        // A thread in a fresh network namespace: the entry is not its business.
-        let d = dir.clone();
-        let n = napi.clone();
-        std::thread::spawn(move || {
-            // SAFETY: unshare on this thread only (CLONE_NEWNET affects the caller).
-            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
-            let mut j = Journal::open_at(&d).unwrap();
-            assert_eq!(j.original(&n), None, "another namespace's entry matched");
-            let report = j.restore(None).unwrap();
-            assert_eq!(report.elsewhere, vec![(n, 0, home)]);
-            assert!(report.gone.is_empty() && j.entries().len() == 1);
-        })
-        .join()
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn version_1_journals_are_read() {
+        let dir = tmpdir("v1");
+        trusted_dir(&dir, true).unwrap();
+        let here = NetnsId::current().unwrap();
+        fs::write(
+            dir.join(FILE),
+            format!(
+                r#"{{"version":1,"entries":[
+                {{"setting":{{"kind":"sysctl","sysctl":"busy_poll"}},"original":0,"recorded_at":1,"pid":2}},
+                {{"setting":{{"kind":"napi","iface":"lo","napi_id":77,"param":"defer-hard-irqs"}},"original":3,"recorded_at":1,"pid":2,"netns":{}}},
+                {{"setting":{{"kind":"napi","iface":"eth9","napi_id":78,"param":"defer-hard-irqs"}},"original":4,"recorded_at":1,"pid":2,"netns":1}}]}}"#,
+                here.inode
+            ),
+        )
         .unwrap();
-        // Back home, the NAPI does not exist: now the entry is retired.
-        let mut j = Journal::open_at(&dir).unwrap();
-        assert_eq!(j.restore(None).unwrap().gone, vec![(napi, 0)]);
+        let j = Journal::open_at(&dir).unwrap();
+        assert_eq!(j.entries().len(), 2, "the sysctl and the device found here");
+        let Setting::Napi { dev, .. } = &j.entries()[1].setting else {
+            panic!("not a NAPI setting")
+        };
+        assert_eq!((dev.ifindex, dev.name.as_str()), (1, "lo"));
+        j.persist().unwrap();
+        drop(j);
+        let j = Journal::open_at(&dir).unwrap();
+        assert_eq!(
+            j.legacy.len(),
+            1,
+            "another namespace's entry is kept verbatim"
+        );
         drop(j);
         fs::remove_dir_all(&dir).unwrap();
     }

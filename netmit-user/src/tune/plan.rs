@@ -9,11 +9,18 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::setting::Setting;
-use crate::sys::link::{self as kernel, KernelError};
-use crate::sys::{
-    coalesce::{self, CoalesceError, CoalesceParam},
-    napi::{self, DeviceParam, NapiError, NapiParam},
+use super::{
+    journal::{Journal, JournalError},
+    setting::Setting,
+};
+use crate::{
+    host::Host,
+    sys::{
+        Netdev,
+        coalesce::{CoalesceError, CoalesceParam},
+        napi::{DeviceParam, NapiError, NapiParam},
+        sysctl::Sysctl,
+    },
 };
 
 /// What to change on one interface.
@@ -33,9 +40,6 @@ pub struct TuneRequest {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PlanError {
-    /// Interface lookup.
-    #[error(transparent)]
-    Kernel(#[from] KernelError),
     /// NAPI access.
     #[error(transparent)]
     Napi(#[from] NapiError),
@@ -75,12 +79,108 @@ pub enum PlanError {
     },
 }
 
-/// Resolves a request into the settings to write, in order.
-///
-/// Per-NAPI values go to every NAPI of the interface (or the one named) through
-/// napi-set; on kernels without napi-set they fall back to the device-wide sysfs files.
-pub fn plan(iface: &str, req: &TuneRequest) -> Result<Vec<(Setting, u64)>, PlanError> {
-    let ifindex = kernel::ifindex(iface)?;
+/// The settings to write, in order, checked in full before the first write.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Each setting and the value it gets.
+    pub steps: Vec<(Setting, u64)>,
+}
+
+/// One setting changed by [`Plan::apply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The setting.
+    pub setting: Setting,
+    /// The value asked for.
+    pub value: u64,
+    /// Its value before this change.
+    pub previous: u64,
+    /// The original the journal holds (before netmit's first change).
+    pub original: u64,
+    /// The value read back afterwards (a driver may clamp, e.g. tap's rx-frames to 64).
+    pub now: u64,
+}
+
+/// A [`Plan::apply`] that stopped part way.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "changing {setting} ({} of {total} settings were changed; `netmit tune restore` puts \
+     them back)",
+    .done.len()
+)]
+pub struct ApplyError {
+    /// The setting that failed.
+    pub setting: String,
+    /// The settings changed before it.
+    pub done: Vec<Change>,
+    /// Their number.
+    pub total: usize,
+    /// What went wrong.
+    #[source]
+    pub source: JournalError,
+}
+
+impl Plan {
+    /// Resolves a request for `dev` into settings.
+    ///
+    /// Per-NAPI values go to every NAPI of the device (or the one named) through napi-set;
+    /// on kernels without napi-set they fall back to the device-wide sysfs files.
+    ///
+    /// # Errors
+    ///
+    /// [`PlanError`], with nothing changed.
+    pub fn for_device(host: &dyn Host, dev: &Netdev, req: &TuneRequest) -> Result<Plan, PlanError> {
+        plan(host, dev, req).map(|steps| Plan { steps })
+    }
+
+    /// Adds a system-wide sysctl.
+    pub fn push_sysctl(&mut self, sysctl: Sysctl, value: u64) {
+        self.steps.push((Setting::Sysctl { sysctl }, value));
+    }
+
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Applies every step through the journal (each original is recorded before its
+    /// setting changes), reading each value back.
+    ///
+    /// # Errors
+    ///
+    /// [`ApplyError`] with the changes made before the failing step; they stay journaled.
+    pub fn apply(&self, host: &dyn Host, journal: &mut Journal) -> Result<Vec<Change>, ApplyError> {
+        let mut done = Vec::new();
+        for (setting, value) in &self.steps {
+            match journal.apply(host, setting, *value) {
+                Ok(applied) => done.push(Change {
+                    setting: setting.clone(),
+                    value: *value,
+                    previous: applied.previous,
+                    original: applied.original,
+                    now: setting.read(host).unwrap_or(*value),
+                }),
+                Err(source) => {
+                    return Err(ApplyError {
+                        setting: setting.to_string(),
+                        total: self.steps.len(),
+                        done,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(done)
+    }
+}
+
+fn plan(
+    host: &dyn Host,
+    dev: &Netdev,
+    req: &TuneRequest,
+) -> Result<Vec<(Setting, u64)>, PlanError> {
+    let iface = dev.name.as_str();
+    let ifindex = dev.ifindex;
     let mut out = Vec::new();
 
     for &(param, value) in &req.napi_values {
@@ -93,14 +193,14 @@ pub fn plan(iface: &str, req: &TuneRequest) -> Result<Vec<(Setting, u64)>, PlanE
         }
     }
     if !req.napi_values.is_empty() {
-        if napi::napi_netlink_supported() {
-            let napis = napi::list(ifindex)?;
+        if host.napi_netlink() {
+            let napis = host.napi_list(dev)?;
             let ids: Vec<u32> = napis.iter().map(|n| n.id).collect();
             let targets = match req.napi {
                 Some(id) if ids.contains(&id) => vec![id],
                 Some(id) => {
                     // Distinguish "no such NAPI" from "someone else's NAPI".
-                    napi::get(id)?;
+                    host.napi_get(id)?;
                     return Err(PlanError::ForeignNapi {
                         iface: iface.into(),
                         napi_id: id,
@@ -118,7 +218,7 @@ pub fn plan(iface: &str, req: &TuneRequest) -> Result<Vec<(Setting, u64)>, PlanE
                 for &(param, value) in &req.napi_values {
                     out.push((
                         Setting::Napi {
-                            iface: iface.into(),
+                            dev: dev.clone(),
                             napi_id: id,
                             param,
                         },
@@ -141,10 +241,10 @@ pub fn plan(iface: &str, req: &TuneRequest) -> Result<Vec<(Setting, u64)>, PlanE
                     }
                 };
                 // Fail now, not halfway, if the file is not there.
-                napi::device_read(iface, device)?;
+                host.device_read(dev, device)?;
                 out.push((
                     Setting::Device {
-                        iface: iface.into(),
+                        dev: dev.clone(),
                         param: device,
                     },
                     value,
@@ -154,7 +254,7 @@ pub fn plan(iface: &str, req: &TuneRequest) -> Result<Vec<(Setting, u64)>, PlanE
     }
 
     if !req.coalesce.is_empty() || !req.coalesce_if_supported.is_empty() {
-        let supported = match coalesce::get(ifindex) {
+        let supported = match host.coalesce_get(dev) {
             Ok(s) => s,
             // Profiles only use coalescing where it exists.
             Err(_) if req.coalesce.is_empty() => BTreeMap::new(),
@@ -178,7 +278,7 @@ pub fn plan(iface: &str, req: &TuneRequest) -> Result<Vec<(Setting, u64)>, PlanE
             }
             out.push((
                 Setting::Coalesce {
-                    iface: iface.into(),
+                    dev: dev.clone(),
                     param,
                 },
                 value.into(),
@@ -188,7 +288,7 @@ pub fn plan(iface: &str, req: &TuneRequest) -> Result<Vec<(Setting, u64)>, PlanE
             if supported.contains_key(&param) {
                 out.push((
                     Setting::Coalesce {
-                        iface: iface.into(),
+                        dev: dev.clone(),
                         param,
                     },
                     value.into(),

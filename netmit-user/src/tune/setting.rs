@@ -5,11 +5,14 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sys::link::{self as kernel, KernelError};
-use crate::sys::{
-    coalesce::{self, CoalesceError, CoalesceParam},
-    napi::{self, DeviceParam, NapiError, NapiParam},
-    sysctl::{Sysctl, SysctlError},
+use crate::{
+    host::Host,
+    sys::{
+        Netdev,
+        coalesce::{CoalesceError, CoalesceParam},
+        napi::{DeviceParam, NapiError, NapiParam},
+        sysctl::{Sysctl, SysctlError},
+    },
 };
 
 /// A setting netmit can read and write.
@@ -23,8 +26,8 @@ pub enum Setting {
     },
     /// A parameter of one NAPI instance (netdev netlink).
     Napi {
-        /// Interface the NAPI belongs to (for display and per-interface restore).
-        iface: String,
+        /// The device the NAPI belongs to.
+        dev: Netdev,
         /// NAPI id.
         napi_id: u32,
         /// Which parameter.
@@ -32,15 +35,15 @@ pub enum Setting {
     },
     /// A device-wide default in sysfs (applies to every NAPI of the device).
     Device {
-        /// Interface.
-        iface: String,
+        /// The device.
+        dev: Netdev,
         /// Which parameter.
         param: DeviceParam,
     },
     /// A NIC interrupt-coalescing parameter (ethtool netlink).
     Coalesce {
-        /// Interface.
-        iface: String,
+        /// The device.
+        dev: Netdev,
         /// Which parameter.
         param: CoalesceParam,
     },
@@ -50,9 +53,6 @@ pub enum Setting {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SettingError {
-    /// Interface lookup failed.
-    #[error(transparent)]
-    Kernel(#[from] KernelError),
     /// NAPI or sysfs access failed.
     #[error(transparent)]
     Napi(#[from] NapiError),
@@ -73,13 +73,13 @@ pub enum SettingError {
 }
 
 impl Setting {
-    /// The interface the setting belongs to, if any.
-    pub fn iface(&self) -> Option<&str> {
+    /// The device the setting belongs to; `None` for a system-wide sysctl.
+    pub fn dev(&self) -> Option<&Netdev> {
         match self {
             Setting::Sysctl { .. } => None,
-            Setting::Napi { iface, .. }
-            | Setting::Device { iface, .. }
-            | Setting::Coalesce { iface, .. } => Some(iface),
+            Setting::Napi { dev, .. }
+            | Setting::Device { dev, .. }
+            | Setting::Coalesce { dev, .. } => Some(dev),
         }
     }
 
@@ -94,29 +94,43 @@ impl Setting {
     }
 
     /// Reads the current value.
-    pub fn read(&self) -> Result<u64, SettingError> {
+    pub fn read(&self, host: &dyn Host) -> Result<u64, SettingError> {
         Ok(match self {
-            Setting::Sysctl { sysctl } => sysctl.read()?,
-            Setting::Napi { napi_id, param, .. } => napi::read(*napi_id, *param)?,
-            Setting::Device { iface, param } => napi::device_read(iface, *param)?,
-            Setting::Coalesce { iface, param } => {
-                u64::from(coalesce::read(kernel::ifindex(iface)?, *param)?)
+            Setting::Sysctl { sysctl } => host.sysctl_read(*sysctl)?,
+            Setting::Napi { napi_id, param, .. } => host
+                .napi_get(*napi_id)?
+                .value(*param)
+                .ok_or_else(|| NapiError::NotSupported {
+                    what: format!("napi-get attribute {}", param.name()),
+                    hint: param.requirement(),
+                })?,
+            Setting::Device { dev, param } => host.device_read(dev, *param)?,
+            Setting::Coalesce { dev, param } => {
+                let values = host.coalesce_get(dev)?;
+                u64::from(values.get(param).copied().ok_or_else(|| {
+                    CoalesceError::ParamUnsupported {
+                        ifindex: dev.ifindex,
+                        iface: dev.to_string(),
+                        param: *param,
+                        supported: values.keys().map(|p| p.name()).collect(),
+                    }
+                })?)
             }
         })
     }
 
     /// Writes a value.
-    pub fn write(&self, value: u64) -> Result<(), SettingError> {
+    pub fn write(&self, host: &dyn Host, value: u64) -> Result<(), SettingError> {
         match self {
-            Setting::Sysctl { sysctl } => sysctl.write(value)?,
-            Setting::Napi { napi_id, param, .. } => napi::set(*napi_id, *param, value)?,
-            Setting::Device { iface, param } => napi::device_write(iface, *param, value)?,
-            Setting::Coalesce { iface, param } => {
+            Setting::Sysctl { sysctl } => host.sysctl_write(*sysctl, value)?,
+            Setting::Napi { napi_id, param, .. } => host.napi_set(*napi_id, *param, value)?,
+            Setting::Device { dev, param } => host.device_write(dev, *param, value)?,
+            Setting::Coalesce { dev, param } => {
                 let v = u32::try_from(value).map_err(|_| SettingError::OutOfRange {
                     param: param.name(),
                     value,
                 })?;
-                coalesce::set(kernel::ifindex(iface)?, &[(*param, v)])?
+                host.coalesce_set(dev, &[(*param, v)])?
             }
         }
         Ok(())
@@ -128,12 +142,14 @@ impl fmt::Display for Setting {
         match self {
             Setting::Sysctl { sysctl } => write!(f, "{}", sysctl.name()),
             Setting::Napi {
-                iface,
+                dev,
                 napi_id,
                 param,
-            } => write!(f, "{iface} napi {napi_id} {}", param.name()),
-            Setting::Device { iface, param } => write!(f, "{iface} (device-wide) {}", param.name()),
-            Setting::Coalesce { iface, param } => write!(f, "{iface} coalesce {}", param.name()),
+            } => write!(f, "{} napi {napi_id} {}", dev.name, param.name()),
+            Setting::Device { dev, param } => {
+                write!(f, "{} (device-wide) {}", dev.name, param.name())
+            }
+            Setting::Coalesce { dev, param } => write!(f, "{} coalesce {}", dev.name, param.name()),
         }
     }
 }

@@ -15,10 +15,10 @@
 
 use std::io;
 
-use netlink_bindings::rt_link::{self, Ifinfomsg};
-use netlink_socket2::NetlinkSocket;
-
-use crate::sys::napi::{self, QueueKind};
+use crate::sys::{
+    Netdev, link,
+    napi::{self, QueueKind},
+};
 
 /// Where a queue count came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,9 +29,9 @@ pub(crate) enum QueueSource {
     Allocated,
 }
 
-/// Number of RX queues of `ifindex`, and where the number came from.
-pub(crate) fn rx_queue_count(ifindex: u32) -> io::Result<(u32, QueueSource)> {
-    if let Ok(queues) = napi::queues(ifindex) {
+/// Number of RX queues of `dev`, and where the number came from.
+pub(crate) fn rx_queue_count(dev: &Netdev) -> io::Result<(u32, QueueSource)> {
+    if let Ok(queues) = napi::queues(dev) {
         let active = queues
             .iter()
             .filter(|q| q.kind == QueueKind::Rx)
@@ -41,27 +41,14 @@ pub(crate) fn rx_queue_count(ifindex: u32) -> io::Result<(u32, QueueSource)> {
             return Ok((n, QueueSource::Active));
         }
     }
-    allocated_rx_queues(ifindex).map(|n| (n, QueueSource::Allocated))
-}
-
-/// `IFLA_NUM_RX_QUEUES` of `ifindex` (rtnetlink getlink).
-fn allocated_rx_queues(ifindex: u32) -> io::Result<u32> {
-    let mut sock = NetlinkSocket::new();
-    let header = Ifinfomsg {
-        ifi_index: ifindex as i32,
-        ..Ifinfomsg::new()
-    };
-    let request = rt_link::Request::new().op_getlink_do(&header);
-    let mut replies = sock.request(&request)?;
-    let (_, attrs) = replies.recv_one().map_err(|e| {
-        let e = e.as_io_error();
-        e.raw_os_error()
-            .map_or_else(|| io::Error::from(e.kind()), io::Error::from_raw_os_error)
-    })?;
-    attrs.get_num_rx_queues().map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("getlink reply without IFLA_NUM_RX_QUEUES: {e:?}"),
-        )
-    })
+    let attrs = link::get(dev).map_err(io::Error::other)?;
+    attrs
+        .rx_queues
+        .map(|n| (n, QueueSource::Allocated))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "getlink reply without IFLA_NUM_RX_QUEUES",
+            )
+        })
 }

@@ -8,11 +8,12 @@
 //! them as `xsk_fallback` and passing them to the kernel stack.
 //!
 //! ```no_run
-//! use netmit_user::xsk::{XskConfig, XskSocket};
+//! use netmit_user::{sys::Netdev, xsk::{XskConfig, XskSocket}};
 //! use std::time::Duration;
 //!
 //! // After `netmit attach eth1 --steer 'proto=udp,dport=9100,action=xsk'`:
-//! let mut xsk = XskSocket::open_registered("eth1", 0, &XskConfig::default())?;
+//! let dev = Netdev::resolve(&"eth1".parse().unwrap()).unwrap();
+//! let mut xsk = XskSocket::open_registered(&dev, 0, &XskConfig::default())?;
 //! println!("bound in {} mode", xsk.bound_mode());
 //! loop {
 //!     if xsk.poll(Duration::from_millis(100))? {

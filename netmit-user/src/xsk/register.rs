@@ -21,7 +21,10 @@ use std::io;
 use aya::maps::MapError;
 
 use super::XskError;
-use crate::ebpf::{PinLayout, SteerTables, TableError};
+use crate::{
+    ebpf::{PinLayout, PinRoot, SteerTables, TableError},
+    sys::Netdev,
+};
 
 /// Where a socket is registered.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,25 +33,24 @@ pub(crate) struct Registration {
     pub index: u32,
 }
 
-/// Opens the pinned maps of `iface` and checks that they belong to the interface with
-/// `ifindex` (pins are global, interface names are per network namespace).
-fn open_tables(
-    iface: &str,
-    ifindex: u32,
-    queue: u32,
-) -> Result<(SteerTables, PinLayout), XskError> {
-    let layout = PinLayout::for_iface(iface);
-    if !layout.is_attached() {
-        let note = if crate::ebpf::pins::bpffs_mounted() {
-            String::new()
-        } else {
-            " (no bpffs at /sys/fs/bpf: mount it with `mount -t bpf bpf /sys/fs/bpf`)".into()
-        };
-        return Err(XskError::NotAttached {
-            iface: iface.into(),
-            note,
-        });
-    }
+/// Opens the pinned maps of `dev` and checks that they belong to it.
+fn open_tables(dev: &Netdev, queue: u32) -> Result<(SteerTables, PinLayout), XskError> {
+    let (iface, ifindex) = (dev.name.as_str(), dev.ifindex);
+    let layout = match PinRoot::default().find(dev) {
+        Ok(Some(layout)) => layout,
+        Ok(None) => {
+            return Err(XskError::NotAttached {
+                iface: iface.into(),
+                note: String::new(),
+            });
+        }
+        Err(e) => {
+            return Err(XskError::NotAttached {
+                iface: iface.into(),
+                note: format!(" ({e})"),
+            });
+        }
+    };
     let map_err = |source: TableError| XskError::Map {
         iface: iface.into(),
         queue,
@@ -101,12 +103,12 @@ fn write_error(iface: &str, queue: u32, step: &str, source: TableError) -> XskEr
 
 /// Puts `fd` into the XSKMAP of `iface` at index `queue`.
 pub(crate) fn register(
-    iface: &str,
-    ifindex: u32,
+    dev: &Netdev,
     queue: u32,
     fd: std::os::fd::BorrowedFd<'_>,
 ) -> Result<Registration, XskError> {
-    let (mut tables, layout) = open_tables(iface, ifindex, queue)?;
+    let iface = dev.name.as_str();
+    let (mut tables, layout) = open_tables(dev, queue)?;
     let xsks = tables.xsks_mut();
     if queue >= xsks.len() {
         return Err(XskError::QueueOutOfRange {
@@ -134,8 +136,9 @@ pub(crate) fn register(
 
 /// Deletes the XSKMAP slot of a registration (unconditionally: see the module docs).
 /// A slot that is already empty is not an error.
-pub(crate) fn unregister(iface: &str, ifindex: u32, reg: &Registration) -> Result<(), XskError> {
-    let (mut tables, _) = open_tables(iface, ifindex, reg.index)?;
+pub(crate) fn unregister(dev: &Netdev, reg: &Registration) -> Result<(), XskError> {
+    let iface = dev.name.as_str();
+    let (mut tables, _) = open_tables(dev, reg.index)?;
     match tables.xsks_mut().unset(reg.index) {
         Ok(()) => Ok(()),
         Err(MapError::SyscallError(s)) if s.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),

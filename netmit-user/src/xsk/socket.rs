@@ -17,7 +17,7 @@ use super::{
     sys::{self, Kick},
     umem::{self, Frames},
 };
-use crate::sys::link as kernel;
+use crate::sys::{Netdev, Presence};
 
 /// How long [`XskSocket::open`] retries a bind that fails with `EBUSY`. A queue whose
 /// previous socket was just closed stays busy for about a second on Linux 6.18 (the
@@ -46,8 +46,7 @@ pub struct XskSocket {
     words: RingWords,
     batch: Frames,
     umem: xdp::Umem,
-    iface: String,
-    ifindex: u32,
+    dev: Netdev,
     queue: u32,
     cfg: XskConfig,
     mode: BindMode,
@@ -184,7 +183,7 @@ fn bind_once(
 
 impl XskSocket {
     /// Creates a socket with its UMEM and rings and binds it to RX queue `queue` of
-    /// `iface` (in the calling thread's network namespace), then fills the fill ring.
+    /// device `dev` (in the calling thread's network namespace), then fills the fill ring.
     /// The socket receives nothing until it is registered ([`XskSocket::register`]) in
     /// netmit's XSKMAP, or in the XSKMAP of some other XDP program.
     ///
@@ -194,7 +193,7 @@ impl XskSocket {
     /// # Errors
     ///
     /// - [`XskError::InvalidConfig`] from [`XskConfig::validate`], before any system call;
-    /// - [`XskError::NoSuchInterface`];
+    /// - [`XskError::NoSuchInterface`] when the device is gone or in another namespace;
     /// - [`XskError::QueueOutOfRange`] when `queue` is not below the device's RX queue
     ///   count (the active queues from netdev netlink `queue-get`, or for an interface
     ///   that is down the allocated ones, `IFLA_NUM_RX_QUEUES`);
@@ -209,7 +208,10 @@ impl XskSocket {
     /// ```no_run
     /// use netmit_user::xsk::{XskConfig, XskSocket};
     ///
-    /// let mut xsk = XskSocket::open_registered("eth1", 0, &XskConfig::default())?;
+    /// use netmit_user::sys::Netdev;
+    ///
+    /// let dev = Netdev::resolve(&"eth1".parse().unwrap()).unwrap();
+    /// let mut xsk = XskSocket::open_registered(&dev, 0, &XskConfig::default())?;
     /// loop {
     ///     if xsk.poll(std::time::Duration::from_millis(100))? {
     ///         xsk.recv_batch(64, |frame| println!("{} bytes", frame.len()))?;
@@ -217,12 +219,16 @@ impl XskSocket {
     /// }
     /// # Ok::<(), netmit_user::xsk::XskError>(())
     /// ```
-    pub fn open(iface: &str, queue: u32, cfg: &XskConfig) -> Result<Self, XskError> {
+    pub fn open(dev: &Netdev, queue: u32, cfg: &XskConfig) -> Result<Self, XskError> {
         cfg.validate()?;
-        let ifindex = kernel::ifindex(iface).map_err(|_| XskError::NoSuchInterface {
-            iface: iface.into(),
-        })?;
-        let (queues, _) = device::rx_queue_count(ifindex)
+        let iface = dev.name.as_str();
+        let ifindex = dev.ifindex;
+        if !matches!(dev.recheck(), Ok(Presence::Same | Presence::Renamed(_))) {
+            return Err(XskError::NoSuchInterface {
+                iface: iface.into(),
+            });
+        }
+        let (queues, _) = device::rx_queue_count(dev)
             .map_err(|e| XskError::os(iface, queue, "rtnetlink getlink (RX queue count)", e))?;
         if queue >= queues {
             return Err(XskError::QueueOutOfRange {
@@ -271,8 +277,7 @@ impl XskSocket {
             words: bound.words,
             batch: Frames::with_capacity(cfg.rx_ring.max(cfg.tx_ring) as usize),
             umem,
-            iface: iface.into(),
-            ifindex,
+            dev: dev.clone(),
             queue,
             cfg: *cfg,
             mode,
@@ -292,8 +297,8 @@ impl XskSocket {
     /// # Errors
     ///
     /// Those of [`XskSocket::open`] and [`XskSocket::register`].
-    pub fn open_registered(iface: &str, queue: u32, cfg: &XskConfig) -> Result<Self, XskError> {
-        let mut xsk = Self::open(iface, queue, cfg)?;
+    pub fn open_registered(dev: &Netdev, queue: u32, cfg: &XskConfig) -> Result<Self, XskError> {
+        let mut xsk = Self::open(dev, queue, cfg)?;
         xsk.register()?;
         Ok(xsk)
     }
@@ -314,7 +319,7 @@ impl XskSocket {
     /// - [`XskError::NotPermitted`] without `CAP_BPF`;
     /// - [`XskError::Map`] when the pinned maps cannot be opened or written.
     pub fn register(&mut self) -> Result<(), XskError> {
-        let reg = register::register(&self.iface, self.ifindex, self.queue, self.as_fd())?;
+        let reg = register::register(&self.dev, self.queue, self.as_fd())?;
         self.registration = Some(reg);
         Ok(())
     }
@@ -331,7 +336,7 @@ impl XskSocket {
     /// [`XskError::NotPermitted`] if the delete fails.
     pub fn unregister(&mut self) -> Result<(), XskError> {
         match self.registration.take() {
-            Some(reg) => register::unregister(&self.iface, self.ifindex, &reg),
+            Some(reg) => register::unregister(&self.dev, &reg),
             None => Ok(()),
         }
     }
@@ -343,12 +348,17 @@ impl XskSocket {
 
     /// The interface the socket is bound to.
     pub fn iface(&self) -> &str {
-        &self.iface
+        self.dev.name.as_str()
+    }
+
+    /// The device.
+    pub fn dev(&self) -> &Netdev {
+        &self.dev
     }
 
     /// The interface index (in the network namespace the socket was opened in).
     pub fn ifindex(&self) -> u32 {
-        self.ifindex
+        self.dev.ifindex
     }
 
     /// The RX queue the socket is bound to.
@@ -382,7 +392,7 @@ impl XskSocket {
     pub fn napi_id(&self) -> Result<u32, XskError> {
         sys::napi_id(self.fd()).map_err(|e| {
             XskError::os(
-                &self.iface,
+                self.dev.name.as_str(),
                 self.queue,
                 "getsockopt(SO_INCOMING_NAPI_ID)",
                 e,
@@ -395,7 +405,7 @@ impl XskSocket {
     }
 
     fn os_err(&self, step: &'static str) -> impl FnOnce(std::io::Error) -> XskError + '_ {
-        move |e| XskError::os(&self.iface, self.queue, step, e)
+        move |e| XskError::os(self.dev.name.as_str(), self.queue, step, e)
     }
 
     /// Waits until the RX ring holds frames or `timeout` passes; `Ok(true)` when frames
@@ -468,9 +478,14 @@ impl XskSocket {
 
     fn wake_rx(&mut self) -> Result<(), XskError> {
         self.counters.wakeups += 1;
-        sys::kick_rx(self.fd())
-            .map(drop)
-            .map_err(|e| XskError::os(&self.iface, self.queue, "recvfrom (RX wakeup)", e))
+        sys::kick_rx(self.fd()).map(drop).map_err(|e| {
+            XskError::os(
+                self.dev.name.as_str(),
+                self.queue,
+                "recvfrom (RX wakeup)",
+                e,
+            )
+        })
     }
 
     /// With nothing received: the kernel may be waiting for a wakeup (need_wakeup) or, in
@@ -507,8 +522,9 @@ impl XskSocket {
             }
             let before = self.words.tx.consumer();
             self.counters.wakeups += 1;
-            let kick = sys::kick_tx(self.fd())
-                .map_err(|e| XskError::os(&self.iface, self.queue, "sendto (TX kick)", e))?;
+            let kick = sys::kick_tx(self.fd()).map_err(|e| {
+                XskError::os(self.dev.name.as_str(), self.queue, "sendto (TX kick)", e)
+            })?;
             let reaped = self.reap_completions();
             if kick == Kick::Again && reaped == 0 && self.words.tx.consumer() == before {
                 return Ok(());
@@ -672,7 +688,7 @@ impl XskSocket {
         let kernel = self
             .socket
             .statistics()
-            .map_err(|e| socket_error(&self.iface, self.queue, e))?;
+            .map_err(|e| socket_error(self.dev.name.as_str(), self.queue, e))?;
         Ok(XskStats::from_kernel(&kernel, self.counters()))
     }
 
@@ -712,8 +728,8 @@ impl AsFd for XskSocket {
 impl fmt::Debug for XskSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("XskSocket")
-            .field("iface", &self.iface)
-            .field("ifindex", &self.ifindex)
+            .field("iface", &self.dev.name.as_str())
+            .field("ifindex", &self.dev.ifindex)
             .field("queue", &self.queue)
             .field("fd", &self.fd())
             .field("mode", &self.mode)
@@ -756,9 +772,14 @@ mod tests {
             ..Default::default()
         };
         // The interface does not exist either; the config error comes first.
-        let e = XskSocket::open("no-such-if0", 0, &bad).unwrap_err();
+        let gone = crate::sys::Netdev {
+            netns: crate::sys::NetnsId::current().unwrap(),
+            ifindex: u32::MAX - 5,
+            name: "nmnosuch0".parse().unwrap(),
+        };
+        let e = XskSocket::open(&gone, 0, &bad).unwrap_err();
         assert!(matches!(e, XskError::InvalidConfig { .. }), "{e:?}");
-        let e = XskSocket::open("no-such-if0", 0, &XskConfig::default()).unwrap_err();
+        let e = XskSocket::open(&gone, 0, &XskConfig::default()).unwrap_err();
         assert!(matches!(e, XskError::NoSuchInterface { .. }), "{e:?}");
     }
 }

@@ -393,8 +393,8 @@ fn daemon_story(tb: &Testbed, iface: &str) -> anyhow::Result<()> {
     let status = daemon.wait()?;
     let _ = std::fs::remove_dir_all(&dir);
     result?;
-    let ifindex = tb.ifindex_a();
-    let napis = tb.in_ns(Side::A, move || netmit_user::sys::napi::list(ifindex))?;
+    let dev = tb.netdev(Side::A);
+    let napis = tb.in_ns(Side::A, || netmit_user::sys::napi::list(&dev))?;
     println!(
         "daemon stopped ({status}); NAPI settings now: {}",
         napis

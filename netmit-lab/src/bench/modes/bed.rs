@@ -29,7 +29,11 @@ use std::{
 use super::{ModesError, setup::NapiSettings};
 use crate::testbed::{Side, Testbed, tagged_prefix};
 use netmit_user::{
-    sys::napi::{self, NapiParam},
+    host::System,
+    sys::{
+        IfName, IfNameError, Netdev,
+        napi::{self, NapiParam},
+    },
     tune::{journal::Journal, setting::Setting},
 };
 
@@ -54,7 +58,8 @@ pub(super) struct Bed {
 
 struct End {
     iface: String,
-    ifindex: u32,
+    /// The device, resolved in its namespace.
+    dev: Option<Netdev>,
     /// The namespace file (`None`: the current namespace).
     ns: Option<File>,
     /// For messages.
@@ -92,12 +97,14 @@ impl Bed {
         tb.set_gro(Side::A, true)?;
         tb.set_gro(Side::B, true)?;
         let end = |side: Side| -> Result<End, ModesError> {
-            Ok(End {
+            let mut end = End {
                 iface: tb.ifname(side).to_string(),
-                ifindex: tb.ifindex(side),
+                dev: None,
                 ns: Some(open_ns(&tb.netns_path(side))?),
                 ns_name: tb.ns(side).to_string(),
-            })
+            };
+            end.dev = Some(resolve(&end)?);
+            Ok(end)
         };
         let ends = [end(Side::A)?, end(Side::B)?];
         let bed = Bed {
@@ -139,19 +146,14 @@ impl Bed {
                 .transpose()?;
             let mut end = End {
                 iface: e.iface.clone(),
-                ifindex: 0,
+                dev: None,
                 ns,
                 ns_name: e
                     .netns
                     .clone()
                     .unwrap_or_else(|| "the current namespace".into()),
             };
-            let iface = e.iface.clone();
-            let ifindex = in_end(&end, || netmit_user::sys::link::ifindex(&iface))?;
-            end.ifindex = ifindex.map_err(|_| ModesError::NoInterface {
-                iface: e.iface.clone(),
-                ns: end.ns_name.clone(),
-            })?;
+            end.dev = Some(resolve(&end)?);
             Ok(end)
         };
         let ends = [end(client)?, end(server)?];
@@ -187,6 +189,14 @@ impl Bed {
                 self.ends[0].iface, self.ends[0].ns_name, self.ends[1].iface, self.ends[1].ns_name
             )
         }
+    }
+
+    /// The device of one end, resolved in its namespace.
+    pub(super) fn dev(&self, side: Side) -> &Netdev {
+        self.ends[idx(side)]
+            .dev
+            .as_ref()
+            .expect("resolved when the bed was made")
     }
 
     pub(super) fn iface(&self, side: Side) -> &str {
@@ -227,8 +237,8 @@ impl Bed {
 
     /// The NAPI instances of one end, as napi-get reports them.
     fn napi_list(&self, side: Side) -> Result<Vec<napi::NapiInfo>, ModesError> {
-        let ifindex = self.ends[idx(side)].ifindex;
-        self.in_ns(side, || napi::list(ifindex))?
+        let dev = self.dev(side).clone();
+        self.in_ns(side, || napi::list(&dev))?
             .map_err(|source| ModesError::Napi {
                 iface: self.iface(side).to_string(),
                 source,
@@ -273,8 +283,10 @@ impl Bed {
     pub(super) fn apply_server(&self, s: NapiSettings) -> Result<Vec<u32>, ModesError> {
         let ids = self.napis(Side::B)?;
         let iface = self.iface(Side::B).to_string();
+        let dev = self.dev(Side::B).clone();
         let testbed = self.is_testbed();
         self.in_ns(Side::B, || -> Result<(), ModesError> {
+            let host = System::new();
             let mut journal = if testbed {
                 None
             } else {
@@ -289,11 +301,11 @@ impl Bed {
                         })?,
                         Some(j) => {
                             let setting = Setting::Napi {
-                                iface: iface.clone(),
+                                dev: dev.clone(),
                                 napi_id: id,
                                 param,
                             };
-                            j.apply(&setting, value)
+                            j.apply(&host, &setting, value)
                                 .map_err(|e| ModesError::Journal(Box::new(e)))?;
                         }
                     }
@@ -310,9 +322,9 @@ impl Bed {
         if self.is_testbed() {
             return Ok(());
         }
-        let iface = self.iface(Side::B).to_string();
+        let dev = self.dev(Side::B).clone();
         let report = self.in_ns(Side::B, || {
-            Journal::open().and_then(|mut j| j.restore(Some(&iface)))
+            Journal::open().and_then(|mut j| j.restore(&System::new(), Some(&dev)))
         })?;
         let report = report.map_err(|e| ModesError::Journal(Box::new(e)))?;
         if let Some((setting, value, why)) = report.failed.first() {
@@ -339,31 +351,57 @@ fn bench_testbed_pid(name: &str) -> Option<u32> {
 /// after itself. Testbeds of running processes are left alone.
 fn sweep_stale_testbeds() {
     let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
-    for (dir, is_ns) in [("/run/netns", true), (crate::testbed::NETMIT_PINS, false)] {
-        let Ok(entries) = std::fs::read_dir(dir) else {
+    let dir = "/run/netns";
+    let root = netmit_user::ebpf::PinRoot::default();
+    let mut dying = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = bench_testbed_pid(&name) else {
             continue;
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(pid) = bench_testbed_pid(&name) else {
-                continue;
-            };
-            if alive(pid) {
-                continue;
-            }
-            let removed = if is_ns {
-                Command::new("ip")
-                    .args(["netns", "delete", &name])
-                    .status()
-                    .is_ok_and(|s| s.success())
-            } else {
-                std::fs::remove_dir_all(entry.path()).is_ok()
-            };
-            if removed {
-                eprintln!("netmit bench modes: removed {dir}/{name}, left by process {pid}");
-            }
+        if alive(pid) {
+            continue;
+        }
+        if let Ok(ns) = netmit_user::sys::Netns::named(&name) {
+            dying.push(root.netns_dir(&ns.id()));
+        }
+        let removed = Command::new("ip")
+            .args(["netns", "delete", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        if removed {
+            eprintln!("netmit bench modes: removed {dir}/{name}, left by process {pid}");
         }
     }
+    // Their veths go with the namespaces (the kernel tears a namespace down in the
+    // background), and then their XDP links are defunct and the pins can go.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        for pins in root.sweep_defunct() {
+            eprintln!(
+                "netmit bench modes: removed {}, left by a testbed that is gone",
+                pins.display()
+            );
+        }
+        if dying.iter().all(|d| !d.exists()) || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Resolves the end's interface in its namespace.
+fn resolve(end: &End) -> Result<Netdev, ModesError> {
+    let name: IfName = end
+        .iface
+        .parse()
+        .map_err(|e: IfNameError| ModesError::Config {
+            what: e.to_string(),
+        })?;
+    in_end(end, || Netdev::resolve(&name))?.map_err(|_| ModesError::NoInterface {
+        iface: end.iface.clone(),
+        ns: end.ns_name.clone(),
+    })
 }
 
 fn in_end<T: Send>(end: &End, f: impl FnOnce() -> T + Send) -> Result<T, ModesError> {

@@ -62,7 +62,10 @@ use crate::{
     testbed::{Side, TestbedError},
 };
 use netmit_user::{
-    ebpf::attach::{self, AttachError, AttachOptions, ModeRequest},
+    ebpf::{
+        PinRoot,
+        attach::{self, AttachError, AttachOptions, ModeRequest},
+    },
     signals::SignalsError,
     steer::Rule,
     sys::napi::NapiError,
@@ -442,16 +445,7 @@ pub fn run(
 
 /// Pins thread `pid` to `cpu`.
 fn pin(pid: u32, cpu: usize) -> io::Result<()> {
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it (cpu < CPU_SETSIZE was
-    // checked by validate through online_cpus).
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(pid as libc::pid_t, std::mem::size_of_val(&set), &set) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    netmit_user::sys::cpu::pin(pid, &netmit_user::sys::cpu::CpuSet::of(&[cpu])?)
 }
 
 /// A note when something else keeps the machine busy: every figure of the run (the
@@ -703,8 +697,8 @@ impl<'a> XskAttachment<'a> {
             rules: vec![rule],
             force: false,
         };
-        let iface = bed.iface(Side::B).to_string();
-        bed.in_ns(Side::B, || attach::attach(&iface, &opts))?
+        let dev = bed.dev(Side::B).clone();
+        bed.in_ns(Side::B, || attach::attach(&PinRoot::default(), &dev, &opts))?
             .map_err(|e| ModesError::Attach(Box::new(e)))?;
         Ok(Self { bed })
     }
@@ -713,7 +707,11 @@ impl<'a> XskAttachment<'a> {
 impl Drop for XskAttachment<'_> {
     fn drop(&mut self) {
         let iface = self.bed.iface(Side::B).to_string();
-        match self.bed.in_ns(Side::B, || attach::detach(&iface)) {
+        let dev = self.bed.dev(Side::B).clone();
+        match self
+            .bed
+            .in_ns(Side::B, || attach::detach(&PinRoot::default(), &dev))
+        {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => eprintln!(
                 "netmit bench modes: detaching from {iface}: {}",
