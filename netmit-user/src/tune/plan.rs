@@ -411,3 +411,178 @@ impl Profile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::fake::FakeHost;
+
+    fn req(values: &[(NapiParam, u64)]) -> TuneRequest {
+        TuneRequest {
+            napi_values: values.to_vec(),
+            ..TuneRequest::default()
+        }
+    }
+
+    fn run_dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("netmit-plan-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn napi_values_go_to_every_napi_or_the_one_named() {
+        let host = FakeHost::new();
+        let dev = host.add("eth1", 3);
+        let ids = host.napi_ids(&dev);
+        let plan = Plan::for_device(&host, &dev, &req(&[(NapiParam::DeferHardIrqs, 7)])).unwrap();
+        let targets: Vec<u32> = plan
+            .steps
+            .iter()
+            .map(|(s, v)| match s {
+                Setting::Napi { napi_id, .. } if *v == 7 => *napi_id,
+                other => panic!("unexpected {other}"),
+            })
+            .collect();
+        assert_eq!(targets, ids);
+        let one = TuneRequest {
+            napi: Some(ids[1]),
+            ..req(&[(NapiParam::GroFlushTimeout, 20_000)])
+        };
+        assert_eq!(Plan::for_device(&host, &dev, &one).unwrap().steps.len(), 1);
+        assert!(host.writes().is_empty(), "planning writes nothing");
+    }
+
+    #[test]
+    fn foreign_and_missing_napis_and_ranges_are_refused() {
+        let host = FakeHost::new();
+        let dev = host.add("eth1", 1);
+        let other = host.add("eth2", 1);
+        let theirs = host.napi_ids(&other)[0];
+        let foreign = TuneRequest {
+            napi: Some(theirs),
+            ..req(&[(NapiParam::DeferHardIrqs, 1)])
+        };
+        let e = Plan::for_device(&host, &dev, &foreign).unwrap_err();
+        assert!(
+            matches!(e, PlanError::ForeignNapi { napi_id, .. } if napi_id == theirs),
+            "{e}"
+        );
+        let bogus = TuneRequest {
+            napi: Some(1),
+            ..req(&[(NapiParam::DeferHardIrqs, 1)])
+        };
+        assert!(matches!(
+            Plan::for_device(&host, &dev, &bogus),
+            Err(PlanError::Napi(NapiError::NoSuchNapi { id: 1 }))
+        ));
+        assert!(matches!(
+            Plan::for_device(&host, &dev, &req(&[(NapiParam::DeferHardIrqs, 1 << 31)])),
+            Err(PlanError::OutOfRange { .. })
+        ));
+        let bare = host.add("eth3", 0);
+        assert!(matches!(
+            Plan::for_device(&host, &bare, &req(&[(NapiParam::DeferHardIrqs, 1)])),
+            Err(PlanError::Napi(NapiError::NoNapi { .. }))
+        ));
+    }
+
+    #[test]
+    fn without_netlink_values_fall_back_to_sysfs_where_they_can() {
+        let host = FakeHost::new().without_netlink();
+        let dev = host.add("eth1", 2);
+        let plan = Plan::for_device(
+            &host,
+            &dev,
+            &req(&[
+                (NapiParam::DeferHardIrqs, 10),
+                (NapiParam::IrqSuspendTimeout, 0),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            plan.steps,
+            vec![(
+                Setting::Device {
+                    dev: dev.clone(),
+                    param: DeviceParam::DeferHardIrqs
+                },
+                10
+            )],
+            "turning off what the kernel lacks is a no-op"
+        );
+        assert!(matches!(
+            Plan::for_device(
+                &host,
+                &dev,
+                &req(&[(NapiParam::IrqSuspendTimeout, 20_000_000)])
+            ),
+            Err(PlanError::NoFallback {
+                param: "irq-suspend-timeout"
+            })
+        ));
+    }
+
+    #[test]
+    fn coalescing_is_checked_against_the_driver() {
+        let host = FakeHost::new();
+        let dev = host.add("tap0", 1);
+        host.with_coalesce(&dev, &[(CoalesceParam::RxMaxFrames, 0)]);
+        let asked = TuneRequest {
+            coalesce: vec![(CoalesceParam::RxUsecs, 10)],
+            ..TuneRequest::default()
+        };
+        assert!(matches!(
+            Plan::for_device(&host, &dev, &asked),
+            Err(PlanError::Coalesce(CoalesceError::ParamUnsupported { .. }))
+        ));
+        let profile = Plan::for_device(&host, &dev, &Profile::Throughput.request()).unwrap();
+        let coalesce: Vec<_> = profile
+            .steps
+            .iter()
+            .filter(|(s, _)| matches!(s, Setting::Coalesce { .. }))
+            .collect();
+        assert_eq!(coalesce.len(), 1, "only what the driver has: {coalesce:?}");
+        // A device without coalescing: profiles skip it, explicit requests fail.
+        let veth = host.add("veth0", 1);
+        assert!(Plan::for_device(&host, &veth, &Profile::Throughput.request()).is_ok());
+        assert!(Plan::for_device(&host, &veth, &asked).is_err());
+    }
+
+    #[test]
+    fn apply_goes_through_the_journal_and_reports_what_it_changed() {
+        let host = FakeHost::new();
+        let dev = host.add("eth1", 2);
+        let dir = run_dir("apply");
+        let mut journal = Journal::open_at(&dir).unwrap();
+        let mut plan = Plan::for_device(&host, &dev, &Profile::Suspend.request()).unwrap();
+        plan.push_sysctl(Sysctl::BusyPoll, 50);
+        let changes = plan.apply(&host, &mut journal).unwrap();
+        assert_eq!(changes.len(), 2 * 3 + 1);
+        assert!(changes.iter().all(|c| c.original == 0 && c.now == c.value));
+        assert_eq!(host.sysctl_value(Sysctl::BusyPoll), 50);
+        assert_eq!(journal.entries().len(), 7);
+        // A step that fails stops the plan; what went before stays journaled.
+        let mut bad = Plan::default();
+        bad.push_sysctl(Sysctl::BusyRead, 5);
+        bad.steps.push((
+            Setting::Napi {
+                dev: dev.clone(),
+                napi_id: 1,
+                param: NapiParam::DeferHardIrqs,
+            },
+            1,
+        ));
+        let e = bad.apply(&host, &mut journal).unwrap_err();
+        assert_eq!((e.done.len(), e.total), (1, 2));
+        assert!(
+            e.to_string().contains("1 of 2 settings were changed"),
+            "{e}"
+        );
+        let report = journal.restore(&host, None).unwrap();
+        assert_eq!(report.restored.len(), 8);
+        assert_eq!(host.sysctl_value(Sysctl::BusyPoll), 0);
+        drop(journal);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
