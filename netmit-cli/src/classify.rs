@@ -30,6 +30,10 @@ pub struct ClassifyArgs {
     /// Print only the summary.
     #[arg(long)]
     pub summary: bool,
+    /// Refuse a truncated capture (by default its complete records are classified and a
+    /// warning names where it was cut).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 fn xdp_action_name(a: u32) -> &'static str {
@@ -44,7 +48,15 @@ fn xdp_action_name(a: u32) -> &'static str {
 }
 
 pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
-    let frames = capture::read_frames(&args.pcap)?;
+    let capture = capture::read(&args.pcap, args.strict)?;
+    if let Some(t) = &capture.truncated {
+        eprintln!(
+            "netmit: warning: {} is truncated: {t}; classifying the {} complete record(s) before it",
+            args.pcap.display(),
+            capture.frames.len()
+        );
+    }
+    let frames = capture.frames;
     let classifier = Classifier::new(Program::Steer, &args.rules)
         .context("loading the steering program for a dry run")?;
     let mut rows = Vec::with_capacity(frames.len());
@@ -87,10 +99,12 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
             .iter()
             .map(|(n, len)| json!({"index": n, "len": len}))
             .collect();
-        return output::print_json(
-            &json!({"packets": packets, "summary": summary, "rules": rules,
-                                          "skipped_runts": runts}),
-        );
+        let truncated = capture
+            .truncated
+            .as_ref()
+            .map(|t| json!({"record": t.record, "offset": t.offset, "missing": t.missing}));
+        return output::print_json(&json!({"packets": packets, "summary": summary,
+            "rules": rules, "skipped_runts": runts, "truncated": truncated}));
     }
     if !args.summary {
         for (n, len, c) in &rows {

@@ -11,6 +11,7 @@
 
 mod bench;
 mod demo;
+mod deny;
 mod setup;
 mod test;
 

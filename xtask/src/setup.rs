@@ -242,7 +242,7 @@ fn probe(program: &Path) -> Probe {
     }
 }
 
-fn home() -> Result<PathBuf> {
+pub fn home() -> Result<PathBuf> {
     env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)

@@ -85,6 +85,15 @@ fn run_inner(extra: Vec<OsString>) -> Result<ExitCode> {
         status = deploy_status;
     }
 
+    // Licences, duplicate crates, sources and advisories (deny.toml).
+    let deny_ok = match crate::deny::check() {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            false
+        }
+    };
+
     if ci {
         print_netns("after the tests")?;
         let left = leftovers()?;
@@ -97,6 +106,9 @@ fn run_inner(extra: Vec<OsString>) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+    }
+    if status.success() && !deny_ok {
+        return Ok(ExitCode::FAILURE);
     }
     Ok(exit_code(status))
 }

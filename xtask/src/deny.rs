@@ -1,0 +1,82 @@
+//! `cargo deny` over the dependency graph (licences, duplicate versions, sources and
+//! advisories; `deny.toml` says what is allowed and why each exception is there), run by
+//! `cargo xtask test`.
+//!
+//! cargo-deny is installed from crates.io when it is missing (about 3 minutes to build).
+//! The RustSec advisory database is a git repository on github.com: where that cannot be
+//! reached (the CI machines reach only the package registries), the advisories are
+//! checked against a copy already on the machine (`~/.cargo/advisory-dbs/`, as
+//! `cargo deny fetch` leaves it), or skipped with the reason printed.
+
+use std::{net::ToSocketAddrs, path::PathBuf, process::Command};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, run_streaming, setup};
+
+/// The cargo-deny release that builds with the installed toolchain.
+const VERSION: &str = "0.20.2";
+
+/// Runs the checks; an error when one fails.
+pub fn check() -> Result<()> {
+    ensure_installed()?;
+    let status = run_streaming(cargo().args(["deny", "check", "licenses", "bans", "sources"]))?;
+    if !status.success() {
+        bail!("cargo deny found licence, duplicate or source problems (see above and deny.toml)");
+    }
+    let reachable = ("github.com", 443).to_socket_addrs().is_ok();
+    if reachable {
+        let status = run_streaming(cargo().args(["deny", "check", "advisories"]))?;
+        if !status.success() {
+            bail!("cargo deny found advisories for dependencies (see above)");
+        }
+    } else if let Some(db) = local_db() {
+        println!(
+            "xtask: github.com is unreachable; checking advisories against the copy in {}",
+            db.display()
+        );
+        let status = run_streaming(cargo().args(["deny", "--offline", "check", "advisories"]))?;
+        if !status.success() {
+            bail!("cargo deny found advisories for dependencies (see above)");
+        }
+    } else {
+        println!(
+            "xtask: skip cargo deny advisories: the RustSec database is fetched from github.com, \
+             which this machine cannot reach, and no copy is in ~/.cargo/advisory-dbs (run \
+             `cargo deny fetch` where the network allows, or copy one there)"
+        );
+    }
+    Ok(())
+}
+
+fn local_db() -> Option<PathBuf> {
+    let dir = setup::home().ok()?.join(".cargo/advisory-dbs");
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.join("crates").is_dir())
+}
+
+fn ensure_installed() -> Result<()> {
+    let works = Command::new("cargo")
+        .args(["deny", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if works {
+        return Ok(());
+    }
+    println!("xtask: cargo-deny is missing; installing {VERSION} from crates.io (about 3 minutes)");
+    let status = run_streaming(cargo().args([
+        "install",
+        "cargo-deny",
+        "--locked",
+        "--version",
+        &format!("={VERSION}"),
+    ]))
+    .context("installing cargo-deny")?;
+    if !status.success() {
+        bail!("installing cargo-deny {VERSION} failed ({status}); see the messages above");
+    }
+    Ok(())
+}
