@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 use netmit_user::{duration, sys::IfName};
 
 use crate::{
-    attach::AttachArgs, classify::ClassifyArgs, daemon::DaemonArgs, detach::DetachArgs, rx::RxArgs,
-    status::StatusArgs, steer::SteerCommand, tune::TuneCommand,
+    attach::AttachArgs, classify::ClassifyArgs, daemon::DaemonArgs, detach::DetachArgs,
+    logs::LogsArgs, rx::RxArgs, status::StatusArgs, steer::SteerCommand, tune::TuneCommand,
 };
 #[cfg(feature = "lab")]
 use crate::{bench::BenchCommand, r#gen::GenArgs, load::LoadArgs, serve::ServeArgs};
@@ -45,6 +45,9 @@ pub enum Command {
     Steer(SteerCommand),
     /// Show attach mode, program, rules and per-queue counters with rates.
     Status(StatusArgs),
+    /// Print the XDP program's log: flows steered to a queue without a socket, sampled
+    /// malformed frames, rule table swaps (`netmit attach --log LEVEL` turns it on).
+    Logs(LogsArgs),
     /// Dry-run rules on a pcap/pcapng capture through the real XDP program.
     ///
     /// Every frame runs through the steering program with BPF_PROG_TEST_RUN (nothing is

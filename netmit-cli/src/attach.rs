@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use netmit_user::{
-    ebpf::{self, AttachOptions, ModeRequest, PinRoot},
+    ebpf::{self, AttachOptions, LogLevel, ModeRequest, PinRoot},
     sys::{IfName, Netdev},
 };
 use serde_json::json;
@@ -36,6 +36,10 @@ pub struct AttachArgs {
     /// Replace an XDP program that netmit did not attach.
     #[arg(long)]
     pub force: bool,
+    /// Log the program's rare events (off, error, warn, info, debug): read them with
+    /// `netmit logs IFACE`, or let the daemon forward them. Off costs nothing per packet.
+    #[arg(long, value_name = "LEVEL", default_value = "off")]
+    pub log: LogLevel,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -50,6 +54,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<()> {
         },
         rules: args.rules.clone(),
         force: args.force,
+        log: args.log,
     };
     let dev = Netdev::resolve(&args.iface)?;
     let root = PinRoot::default();

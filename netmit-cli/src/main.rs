@@ -12,6 +12,7 @@ mod detach;
 mod r#gen;
 #[cfg(feature = "lab")]
 mod load;
+mod logs;
 mod output;
 mod rx;
 #[cfg(feature = "lab")]
@@ -33,7 +34,8 @@ fn main() -> ExitCode {
     }
     // The daemon reports its transitions at info level; commands only warn.
     let level = match cli.command {
-        args::Command::Daemon(_) => "info",
+        // The program's own records come at every level; `netmit logs` shows them all.
+        args::Command::Daemon(_) | args::Command::Logs(_) => "info",
         _ => "warn",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
@@ -52,6 +54,7 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Detach(a) => detach::run(a),
         args::Command::Steer(a) => steer::run(a),
         args::Command::Status(a) => status::run(a),
+        args::Command::Logs(a) => logs::run(a),
         args::Command::Classify(a) => classify::run(a),
         #[cfg(feature = "lab")]
         args::Command::Bench(a) => bench::run(a),

@@ -32,6 +32,11 @@ use aya_ebpf::{
     maps::{Array, LruPerCpuHashMap, PerCpuArray, XskMap},
     programs::{RawTracePointContext, XdpContext},
 };
+use aya_log_ebpf::{
+    debug, info,
+    macro_support::{Level, level_enabled},
+    warn,
+};
 use netmit_common::{
     Action, Config, Counter, DST_CHILD, DST_ENTRIES, DST_ROOT_V4, DST_ROOT_V6, GENERATIONS,
     GenTables, MAX_QUEUES, MAX_RULES, MAX_XSKS, NO_RULE, PORT_NONE, QueueStats, RULE_WORDS,
@@ -62,6 +67,9 @@ static NETMIT_QSTATS: PerCpuArray<QueueStats> = PerCpuArray::with_max_entries(MA
 static NETMIT_RHITS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_RULES as u32, 0);
 #[map]
 static NETMIT_XSKS: XskMap = XskMap::with_max_entries(MAX_XSKS, 0);
+/// The rule generation each CPU last logged (only touched while debug logging is on).
+#[map]
+static NETMIT_LOGGEN: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 #[xdp]
 pub fn netmit_pass(_ctx: XdpContext) -> u32 {
@@ -176,7 +184,12 @@ pub fn netmit_steer(ctx: XdpContext) -> u32 {
         },
     };
 
-    count(queue, verdict, rule_id, len);
+    let seen = count(queue, verdict, rule_id, len);
+    // Rare events, for people: off unless the loader set AYA_LOG_LEVEL (rodata, so with
+    // logging off the verifier removes all of this from the program).
+    if level_enabled(Level::Error) {
+        log_events(&ctx, queue, verdict, malformed, len, seen);
+    }
 
     // SAFETY: a plain read of a rodata global.
     if unsafe { core::ptr::read_volatile(&NETMIT_TRACE_VERDICT) } != 0 {
@@ -333,13 +346,51 @@ fn dst_rules<'t, const N: usize>(
     set(t, entry)
 }
 
+/// Logs a steered flow that found no socket and a malformed frame, each when its per-CPU
+/// count (`seen`) reaches a power of two (so a flood costs a log line per doubling, not
+/// one per packet), and at debug level a change of the active rule generation.
 #[inline(always)]
-fn count(queue: u32, verdict: Verdict, rule_id: u16, len: u64) {
+fn log_events(ctx: &XdpContext, queue: u32, verdict: Verdict, malformed: u8, len: u64, seen: u64) {
+    let first_of_many = seen & seen.wrapping_sub(1) == 0;
+    match verdict {
+        Verdict::XskFallback if first_of_many && level_enabled(Level::Warn) => warn!(
+            ctx,
+            "queue {}: a flow steered to AF_XDP has no socket there; {} packets went to the kernel on this CPU",
+            queue,
+            seen
+        ),
+        Verdict::Malformed if first_of_many && level_enabled(Level::Info) => info!(
+            ctx,
+            "queue {}: malformed frame of {} bytes (reason {}); {} so far on this CPU",
+            queue,
+            len,
+            malformed,
+            seen
+        ),
+        _ => {}
+    }
+    if level_enabled(Level::Debug)
+        && let (Some(cfg), Some(last)) = (NETMIT_CONFIG.get(0), NETMIT_LOGGEN.get_ptr_mut(0))
+    {
+        // Stored plus one, so the map's initial 0 means "nothing logged yet".
+        let now = (cfg.active & 1) + 1;
+        // SAFETY: per-CPU value, only this CPU writes it while the program runs.
+        if unsafe { *last } != now {
+            unsafe { *last = now };
+            debug!(ctx, "rule generation {} is active", now - 1);
+        }
+    }
+}
+
+/// Counts the frame; returns this CPU's count of its verdict on its queue, now.
+#[inline(always)]
+fn count(queue: u32, verdict: Verdict, rule_id: u16, len: u64) -> u64 {
     let slot = if (queue as usize) < MAX_QUEUES {
         queue
     } else {
         (MAX_QUEUES - 1) as u32
     };
+    let mut seen = 0;
     if let Some(stats) = NETMIT_QSTATS.get_ptr_mut(slot) {
         // SAFETY: per-CPU value, only this CPU writes it while the program runs.
         // LLVM knows `verdict < 6` and would drop a plain mask; the verifier does not know
@@ -348,6 +399,7 @@ fn count(queue: u32, verdict: Verdict, rule_id: u16, len: u64) {
         let c = unsafe { &mut (*stats).verdicts[v & (VERDICT_SLOTS - 1)] };
         c.packets += 1;
         c.bytes += len;
+        seen = c.packets;
     }
     if rule_id != NO_RULE
         && let Some(hits) = NETMIT_RHITS.get_ptr_mut(rule_id as u32)
@@ -358,6 +410,7 @@ fn count(queue: u32, verdict: Verdict, rule_id: u16, len: u64) {
             (*hits).bytes += len;
         }
     }
+    seen
 }
 
 /// Prepends a [`VerdictRecord`] as XDP metadata.

@@ -283,7 +283,8 @@ fn on_scratch_tap() -> Scratch {
         let name = IfName::new("nmprobe0").expect("valid name");
         let _tap = Tap::create(&name).map_err(|e| format!("creating a tap device: {e}"))?;
         let dev = Netdev::resolve(&name).map_err(|e| e.to_string())?;
-        let mut ebpf = load_object(false).map_err(|e| crate::error::chain(&e))?;
+        let mut ebpf =
+            load_object(false, crate::ebpf::LogLevel::Off).map_err(|e| crate::error::chain(&e))?;
         let prog: &mut Xdp = ebpf
             .program_mut(names::PROG_PASS)
             .ok_or("the object has no pass program")?

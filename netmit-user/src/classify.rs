@@ -84,7 +84,7 @@ impl Classifier {
             return Err(ClassifyError::NotPermitted);
         }
         let traced = program == Program::Steer;
-        let mut ebpf = load_object(traced)?;
+        let mut ebpf = load_object(traced, crate::ebpf::LogLevel::Off)?;
         let name = match program {
             Program::Pass => names::PROG_PASS,
             _ => names::PROG_STEER,

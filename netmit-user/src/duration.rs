@@ -152,7 +152,7 @@ pub fn display(d: Duration) -> String {
         .iter()
         .rev()
         .filter(|(u, _)| *u != "µs")
-        .find(|(_, scale)| nanos % scale == 0)
+        .find(|(_, scale)| nanos.is_multiple_of(*scale))
         .copied()
         .unwrap_or(("ns", 1));
     format!("{}{unit}", nanos / scale)

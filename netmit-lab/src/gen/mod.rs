@@ -117,7 +117,7 @@ use std::{
 };
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf,
     maps::{Array, MapData, MapError},
     programs::{ProgramError, TestRun, TestRunOptions, Xdp},
 };
@@ -503,7 +503,7 @@ impl Generator {
         }
 
         let params = template.params(cfg.flows, cfg.dst_ports.len());
-        let mut loader = EbpfLoader::new();
+        let mut loader = netmit_user::ebpf::loader();
         for name in UNUSED_MAPS {
             loader.map_max_entries(name, 1);
         }

@@ -3,7 +3,7 @@
 //! not), reading its counters and histogram, and its closed-loop slots and control.
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf,
     maps::{Array, MapData, MapError, PerCpuArray},
     programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode, links::FdLink},
 };
@@ -53,7 +53,7 @@ impl LoadProgram {
         if !netmit_user::sys::bpf::has_bpf_privileges() {
             return Err(LoadError::NotPermitted);
         }
-        let mut loader = EbpfLoader::new();
+        let mut loader = netmit_user::ebpf::loader();
         for name in names::STEERING_MAPS {
             loader.map_max_entries(name, 1);
         }

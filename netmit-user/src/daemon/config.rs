@@ -10,6 +10,7 @@
 //! attach = "native"                    # native | generic | auto (default) | none (tune only)
 //! steer = ["proto=udp,dport=9000,action=xsk"]
 //! keep_attached_on_exit = false
+//! log = "off"                          # the XDP program's log: off | error | warn | info | debug
 //! max_mode = "defer"                   # overrides policy.max_mode
 //! policy = { min_dwell_ms = 5000, defer = { enter_packets_per_sec = 20000 } }
 //! ```
@@ -46,7 +47,7 @@ use toml::{
 use crate::{
     control::{Mode, Policy, PolicyConfig},
     duration,
-    ebpf::ModeRequest,
+    ebpf::{LogLevel, ModeRequest},
     host::Host,
     steer::Rule,
     sys::IfName,
@@ -101,6 +102,9 @@ pub struct InterfaceConfig {
     pub rules: Vec<Rule>,
     /// Leave XDP attached when the daemon exits.
     pub keep_attached_on_exit: bool,
+    /// The XDP program's log level when the daemon attaches it; its records go into the
+    /// daemon's log (for a program attached by others, when it logs).
+    pub log: LogLevel,
     /// The validated policy (`max_mode` applied).
     pub policy: Policy,
 }
@@ -208,6 +212,8 @@ struct RawInterface {
     steer: Vec<Spanned<String>>,
     #[serde(default)]
     keep_attached_on_exit: bool,
+    #[serde(default)]
+    log: LogLevel,
     policy: Option<Spanned<PolicyConfig>>,
     max_mode: Option<Spanned<Mode>>,
 }
@@ -435,6 +441,7 @@ impl DaemonConfig {
                 attach: iface.attach,
                 rules,
                 keep_attached_on_exit: iface.keep_attached_on_exit,
+                log: iface.log,
                 policy,
             });
         }

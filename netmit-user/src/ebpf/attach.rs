@@ -44,6 +44,8 @@ pub struct AttachOptions {
     pub rules: Vec<Rule>,
     /// Replace an XDP program that netmit did not attach.
     pub force: bool,
+    /// The program's log level (off by default; see [`super::log`]).
+    pub log: super::LogLevel,
 }
 
 /// A successful attachment.
@@ -206,7 +208,7 @@ pub fn attach(
         });
     }
 
-    let mut ebpf = load_object(false)?;
+    let mut ebpf = load_object(false, opts.log)?;
     let program: &mut Xdp = ebpf
         .program_mut(names::PROG_STEER)
         .expect("the object defines the steering program")

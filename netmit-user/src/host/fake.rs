@@ -14,7 +14,9 @@ use std::{
 
 use super::{Host, XdpStatus};
 use crate::{
-    ebpf::{AttachError, AttachOptions, Attachment, tables::QueueCounters},
+    ebpf::{
+        AttachError, AttachOptions, Attachment, Forwarder, log::LogError, tables::QueueCounters,
+    },
     sys::{
         IfName, Netdev, NetdevError, NetnsError, NetnsId, Presence,
         coalesce::{CoalesceError, CoalesceParam},
@@ -501,6 +503,11 @@ impl Host for FakeHost {
                 note: String::new(),
             }),
         }
+    }
+
+    fn open_log(&self, prog_id: u32) -> Result<Forwarder, LogError> {
+        // The fake's programs have no log.
+        Err(LogError::Gone { prog_id })
     }
 
     fn queue_counters(&self, dev: &Netdev) -> Result<Vec<QueueCounters>, AttachError> {

@@ -20,7 +20,9 @@ use std::collections::BTreeMap;
 pub use system::System;
 
 use crate::{
-    ebpf::{AttachError, AttachOptions, Attachment, tables::QueueCounters},
+    ebpf::{
+        AttachError, AttachOptions, Attachment, Forwarder, log::LogError, tables::QueueCounters,
+    },
     sys::{
         IfName, Netdev, NetdevError, NetnsError, NetnsId, Presence,
         coalesce::{CoalesceError, CoalesceParam},
@@ -108,4 +110,6 @@ pub trait Host: Send + Sync {
     fn detach(&self, dev: &Netdev) -> Result<Option<u32>, AttachError>;
     /// The per-queue verdict counters of netmit's program on the device.
     fn queue_counters(&self, dev: &Netdev) -> Result<Vec<QueueCounters>, AttachError>;
+    /// Opens the log of an attached program, to forward its records into netmit's log.
+    fn open_log(&self, prog_id: u32) -> Result<Forwarder, LogError>;
 }

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use super::{Host, XdpStatus};
 use crate::{
     ebpf::{
-        self, AttachError, AttachOptions, Attachment, PinRoot, SteerTables, tables::QueueCounters,
+        self, AttachError, AttachOptions, Attachment, Forwarder, PinRoot, SteerTables,
+        log::LogError, tables::QueueCounters,
     },
     sys::{
         IfName, Netdev, NetdevError, NetnsError, NetnsId, Presence, bpf,
@@ -174,6 +175,10 @@ impl Host for System {
 
     fn detach(&self, dev: &Netdev) -> Result<Option<u32>, AttachError> {
         ebpf::detach(&self.pins, dev)
+    }
+
+    fn open_log(&self, prog_id: u32) -> Result<Forwarder, LogError> {
+        Forwarder::for_program(prog_id)
     }
 
     fn queue_counters(&self, dev: &Netdev) -> Result<Vec<QueueCounters>, AttachError> {

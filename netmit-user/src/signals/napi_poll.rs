@@ -16,7 +16,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf,
     maps::{PerCpuArray, PerCpuHashMap},
     programs::RawTracePoint,
 };
@@ -101,7 +101,7 @@ impl NapiPollSource {
     /// [`NapiPollSource::open`] with given offsets (for kernels whose BTF lives
     /// elsewhere: compute them with [`btf::napi_offsets_from`]).
     pub fn open_with_offsets(offsets: NapiOffsets) -> Result<Self, SignalsError> {
-        let mut loader = EbpfLoader::new();
+        let mut loader = crate::ebpf::loader();
         loader.override_global(names::GLOBAL_NAPI_OFFSETS, &offsets, true);
         for map in UNUSED_MAPS {
             loader.map_max_entries(map, 1);

@@ -117,7 +117,7 @@ pub struct ApplyError {
     pub total: usize,
     /// What went wrong.
     #[source]
-    pub source: JournalError,
+    pub source: Box<JournalError>,
 }
 
 impl Plan {
@@ -165,7 +165,7 @@ impl Plan {
                         setting: setting.to_string(),
                         total: self.steps.len(),
                         done,
-                        source,
+                        source: Box::new(source),
                     });
                 }
             }

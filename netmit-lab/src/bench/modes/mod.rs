@@ -695,7 +695,7 @@ impl<'a> XskAttachment<'a> {
         let opts = AttachOptions {
             mode: ModeRequest::Native,
             rules: vec![rule],
-            force: false,
+            ..AttachOptions::default()
         };
         let dev = bed.dev(Side::B).clone();
         bed.in_ns(Side::B, || attach::attach(&PinRoot::default(), &dev, &opts))?

@@ -36,7 +36,7 @@ use super::{
 };
 use crate::{
     control::{Capabilities, Controller, Decision, Mode, Sample},
-    ebpf::{AttachError, AttachOptions, tables::QueueCounters},
+    ebpf::{AttachError, AttachOptions, Forwarder, LogLevel, tables::QueueCounters},
     host::{Host, XdpStatus},
     metrics::{ErrorKind, Metrics, snapshot::TransitionView},
     sys::{Netdev, Presence, napi::NapiInfo},
@@ -97,6 +97,10 @@ pub(crate) struct Iface {
     last_error: Option<String>,
     /// Last logged attach problem (logged when it changes, counted every time).
     attach_problem: Option<String>,
+    /// The program netmit's pins say drives the device, while they do.
+    prog_id: Option<u32>,
+    /// Its log, forwarded into the daemon's (when the configuration asks for it).
+    log: Option<Forwarder>,
     missing_logged: bool,
 }
 
@@ -124,6 +128,8 @@ impl Iface {
             irqs: None,
             last_error: None,
             attach_problem: None,
+            prog_id: None,
+            log: None,
             missing_logged: false,
         }
     }
@@ -175,6 +181,7 @@ impl Iface {
             return;
         };
         self.ensure_attached(ctx, &dev);
+        self.forward_log(ctx);
 
         self.napis = if ctx.netlink {
             match ctx.host.napi_list(&dev) {
@@ -314,6 +321,8 @@ impl Iface {
         self.queues.clear();
         self.irqs = None;
         self.attached = false;
+        self.prog_id = None;
+        self.log = None;
     }
 
     /// Keeps netmit's XDP program attached as configured. The pins are the source of
@@ -332,14 +341,19 @@ impl Iface {
                 return;
             }
         };
+        self.prog_id = match status {
+            XdpStatus::Ours { prog_id, .. } => Some(prog_id),
+            _ => None,
+        };
         let Some(mode) = self.cfg.attach.request() else {
-            self.attached = matches!(status, XdpStatus::Ours { .. });
+            self.attached = self.prog_id.is_some();
             return;
         };
         let name = self.cfg.name.clone();
         match status {
-            XdpStatus::Ours { .. } => {
+            XdpStatus::Ours { prog_id, .. } => {
                 self.attached = true;
+                self.prog_id = Some(prog_id);
                 self.attach_problem = None;
                 return;
             }
@@ -379,6 +393,7 @@ impl Iface {
             mode,
             rules: self.cfg.rules.clone(),
             force: false,
+            log: self.cfg.log,
         };
         match ctx.host.attach(dev, &opts) {
             Ok(a) => {
@@ -391,11 +406,33 @@ impl Iface {
                 self.attached = true;
                 self.attached_by_daemon = true;
                 self.attach_problem = None;
+                self.prog_id = Some(a.prog_id);
             }
             Err(e) => {
                 self.attached = false;
                 self.attach_failed(ctx, format!("attaching XDP: {}", crate::error::chain(&e)));
             }
+        }
+    }
+
+    /// Forwards the program's log records into the daemon's log, when configured.
+    fn forward_log(&mut self, ctx: &TickContext) {
+        if self.cfg.log == LogLevel::Off || self.prog_id.is_none() {
+            self.log = None;
+            return;
+        }
+        let id = self.prog_id.expect("checked");
+        if self.log.as_ref().is_none_or(|f| f.prog_id() != id) {
+            self.log = match ctx.host.open_log(id) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    debug!("{}: {}", self.cfg.name, crate::error::chain(&e));
+                    None
+                }
+            };
+        }
+        if let Some(f) = &mut self.log {
+            f.flush();
         }
     }
 
