@@ -288,7 +288,8 @@ fn pcapng(b: &[u8]) -> Result<Capture, ParseError> {
             interfaces.clear();
         }
         let len = u32_at(b, at + 4, big).expect("checked length") as usize;
-        if len < 12 || !len.is_multiple_of(4) || len > MAX_RECORD + 64 && kind != SHB && kind != IDB {
+        if len < 12 || !len.is_multiple_of(4) || len > MAX_RECORD + 64 && kind != SHB && kind != IDB
+        {
             return Err(ParseError::Format(format!(
                 "block {block_no} at byte offset {at} has length {len} (a block is at least 12 \
                  bytes, a multiple of 4, and holds at most one record of {MAX_RECORD} bytes)"

@@ -69,7 +69,10 @@ fn verdict_packets(tb: &Testbed, verdict: &str) -> u64 {
 fn settled(tb: &Testbed, total: u64) -> (u64, u64) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let counts = (verdict_packets(tb, "xsk"), verdict_packets(tb, "xsk_fallback"));
+        let counts = (
+            verdict_packets(tb, "xsk"),
+            verdict_packets(tb, "xsk_fallback"),
+        );
         if counts.0 + counts.1 >= total || Instant::now() > deadline {
             return counts;
         }
