@@ -85,7 +85,8 @@ pub enum Command {
     ///
     /// Per-NAPI settings (netdev netlink), NIC coalescing (ethtool netlink) and busy-poll
     /// sysctls. The original of every setting netmit changes is written to
-    /// /run/netmit/journal.json first; `netmit tune restore` puts them all back.
+    /// /run/netmit/journal.json first ($NETMIT_RUN_DIR overrides /run/netmit); `netmit
+    /// tune restore` puts them all back.
     #[command(subcommand)]
     Tune(TuneCommand),
     /// Benchmarks, reported as ratios to a baseline measured in the same run.
@@ -122,9 +123,11 @@ pub enum Command {
     /// defer or suspend, and applies that mode's per-NAPI settings through the restore
     /// journal. It serves Prometheus metrics, /healthz and /status on metrics_address.
     /// SIGHUP reloads the configuration; SIGTERM/SIGINT restore every original setting and
-    /// detach what the daemon attached. The configuration format is documented in
-    /// `netmit_user::daemon::config`.
-    /// Example: netmit daemon --config /etc/netmit/daemon.toml
+    /// detach what the daemon attached. Every key of the configuration, with its default,
+    /// is in /usr/share/doc/netmit/netmit.toml.example (deploy/netmit.toml.example in the
+    /// source) and docs/deploy.md. The restore journal and the state file live in
+    /// /run/netmit ($NETMIT_RUN_DIR overrides it).
+    /// Example: netmit daemon --config /etc/netmit/netmit.toml
     Daemon(DaemonArgs),
 }
 

@@ -67,8 +67,8 @@ pub enum ProfileName {
 
 #[derive(Debug, Args)]
 pub struct TuneSetArgs {
-    /// Interface.
-    pub iface: IfName,
+    /// Interface (not needed for --sysctl alone: those are system-wide).
+    pub iface: Option<IfName>,
     /// Change only this NAPI instance (default: every NAPI of the interface).
     #[arg(long, value_name = "ID")]
     pub napi: Option<u32>,
@@ -246,9 +246,18 @@ fn set(args: TuneSetArgs) -> anyhow::Result<()> {
         bail!("nothing to set: give at least one setting (see `netmit tune set --help`)");
     }
     let host = System::new();
-    let dev = Netdev::resolve(&args.iface)?;
-    let mut plan = Plan::for_device(&host, &dev, &req)
-        .with_context(|| format!("checking the settings for {}", args.iface))?;
+    let mut plan = match &args.iface {
+        Some(iface) => {
+            let dev = Netdev::resolve(iface)?;
+            Plan::for_device(&host, &dev, &req)
+                .with_context(|| format!("checking the settings for {iface}"))?
+        }
+        None if req.napi_values.is_empty() && req.coalesce.is_empty() => Plan::default(),
+        None => bail!(
+            "name the interface these settings are for: `netmit tune set IFACE ...` (only \
+             --sysctl settings, which are system-wide, need none)"
+        ),
+    };
     for (sysctl, value) in sysctls {
         plan.push_sysctl(sysctl, value);
     }
@@ -458,20 +467,21 @@ fn show(iface: &IfName, as_json: bool) -> anyhow::Result<()> {
             report["coalesce"]["error"].as_str().unwrap_or("?")
         ),
     }
-    println!("  system:");
+    println!("  system-wide (the initial network namespace's sysctls, for every namespace):");
     for (name, v) in &sysctls {
         println!(
             "    {name:<28} {}",
             v["value"]
                 .as_u64()
                 .map(|v| v.to_string())
-                .unwrap_or_else(|| "unavailable".into())
+                .unwrap_or_else(|| format!("unavailable: {}", v["error"].as_str().unwrap_or("?")))
         );
     }
     if !irqs.is_empty() {
         println!("  IRQ lines:");
         for l in &irqs {
-            println!("    {:<5} {:<30} per CPU {:?}", l.irq, l.name, l.per_cpu);
+            let counts: Vec<String> = l.per_cpu.iter().map(u64::to_string).collect();
+            println!("    {:<5} {:<30} per CPU {}", l.irq, l.name, counts.join(" "));
         }
     }
     if irqbalance {

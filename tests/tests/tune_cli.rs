@@ -425,3 +425,37 @@ fn check_probes_kernel_and_device() {
     assert_eq!(napi_get["works"], false);
     assert!(napi_get["fallback"].as_str().unwrap().contains("sysfs"));
 }
+
+/// The busy-poll sysctls exist only in the initial network namespace (issue 13): asked for
+/// from another one, netmit says so and where to set them, and changes nothing; device
+/// settings need an interface, sysctls do not.
+#[test]
+fn sysctls_are_system_wide() {
+    if !require_root("sysctls_are_system_wide") {
+        return;
+    }
+    let tb = Testbed::new().expect("testbed");
+    let run = RunDir::new("sysctl-ns");
+    let before = std::fs::read_to_string("/proc/sys/net/core/busy_poll").unwrap();
+    let r = tune(&tb, &run, &["tune", "set", "--sysctl", "net.core.busy_poll=50"]);
+    assert!(!r.ok);
+    assert!(
+        r.stderr.contains("system-wide") && r.stderr.contains("nsenter --net=/proc/1/ns/net"),
+        "{}",
+        r.stderr
+    );
+    assert!(!run.journal().exists(), "nothing journaled");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/core/busy_poll").unwrap(),
+        before
+    );
+    let show = tune(&tb, &run, &["tune", "show", tb.if_a()]);
+    assert!(show.ok, "{}", show.stderr);
+    assert!(
+        show.stdout.contains("net.core.busy_poll") && show.stdout.contains("system-wide"),
+        "{}",
+        show.stdout
+    );
+    let r = tune(&tb, &run, &["tune", "set", "--defer-hard-irqs", "5"]);
+    assert!(!r.ok && r.stderr.contains("name the interface"), "{}", r.stderr);
+}

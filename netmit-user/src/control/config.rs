@@ -20,7 +20,7 @@
 //!   so Interrupt (best at low load, Cai & Karsten) is better. The factor 2 between the
 //!   enter and exit rates is the hysteresis band. The exit test uses the packet rate only,
 //!   because wake-ups and packets per poll change *with* the mode: on the veth here,
-//!   deferral took NAPI polls per packet from 1 to about 1/52 (shared/PLATFORM.md), so a
+//!   deferral took NAPI polls per packet from 1 to about 1/52 (docs/kernel-compat.md), so a
 //!   per-poll threshold measured in Interrupt mode means nothing in Defer mode. Packets
 //!   per poll is not an entry test either: a veth's NAPI is scheduled by the sender for
 //!   every packet and stays at 1 packet per poll at any load, and on a NIC a poll reaches

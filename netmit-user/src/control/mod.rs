@@ -36,7 +36,7 @@
 //!   full-budget re-polls, or the IRQ count. On a **veth** there is no IRQ line: the
 //!   sender's `veth_xmit` schedules the peer's NAPI (only present with native XDP or GRO
 //!   on), the softirq runs on the *sender's* CPU, and here one poll handled one packet at
-//!   any load until deferral took it to about 52 (shared/PLATFORM.md). NET_RX softirqs
+//!   any load until deferral took it to about 52 (measured on 6.18, docs/kernel-compat.md). NET_RX softirqs
 //!   are the last resort: they count every device's receive work on those CPUs.
 //! - **Packets per poll**: reported in the reasons, not used for decisions: it is 1 on a
 //!   veth at any load, and it rises with deferral itself.

@@ -2,7 +2,8 @@
 //! NET_RX softirq budget.
 //!
 //! These live in the initial network namespace only (the kernel registers them for
-//! `init_net`), so reading them from another namespace fails with a clear error.
+//! `init_net`) and apply to every namespace's sockets, so reading them from another
+//! namespace fails with [`SysctlError::OtherNamespace`], which says where to set them.
 
 use std::{fs, io, path::PathBuf};
 
@@ -45,6 +46,19 @@ pub enum SysctlError {
         path: String,
         /// What it held.
         content: String,
+    },
+    /// Asked from a network namespace other than the initial one, where the kernel does
+    /// not register these sysctls.
+    #[error(
+        "{name} is system-wide: the kernel has it only in the initial network namespace, and \
+         this runs in {here}; set it from there, e.g. `nsenter --net=/proc/1/ns/net netmit tune \
+         set --sysctl {name}=N` (it applies to every namespace's sockets)"
+    )]
+    OtherNamespace {
+        /// The sysctl.
+        name: &'static str,
+        /// The namespace asked from, described.
+        here: String,
     },
     /// A value outside the range the kernel accepts.
     #[error("{value} is out of range for {name} (0..={max})")]
@@ -113,14 +127,33 @@ impl Sysctl {
         }
     }
 
-    /// Reads the current value.
-    pub fn read(self) -> Result<u64, SysctlError> {
-        let path = self.path();
-        let text = fs::read_to_string(&path).map_err(|source| SysctlError::Io {
-            what: "reading",
+    /// The error for a missing file: these sysctls exist only in the initial namespace.
+    fn io_error(self, what: &'static str, path: &std::path::Path, source: io::Error) -> SysctlError {
+        if source.kind() == io::ErrorKind::NotFound
+            && let Ok(here) = super::NetnsId::current()
+            && !here.is_initial()
+        {
+            return SysctlError::OtherNamespace {
+                name: self.name(),
+                here: here.describe(),
+            };
+        }
+        SysctlError::Io {
+            what,
             path: path.display().to_string(),
             source,
-        })?;
+        }
+    }
+
+    /// Reads the current value.
+    ///
+    /// # Errors
+    ///
+    /// [`SysctlError::OtherNamespace`] outside the initial network namespace, or the file's
+    /// error.
+    pub fn read(self) -> Result<u64, SysctlError> {
+        let path = self.path();
+        let text = fs::read_to_string(&path).map_err(|e| self.io_error("reading", &path, e))?;
         text.trim().parse().map_err(|_| SysctlError::NotANumber {
             path: path.display().to_string(),
             content: text.trim().to_string(),
@@ -138,11 +171,7 @@ impl Sysctl {
             });
         }
         let path = self.path();
-        fs::write(&path, value.to_string()).map_err(|source| SysctlError::Io {
-            what: "writing",
-            path: path.display().to_string(),
-            source,
-        })
+        fs::write(&path, value.to_string()).map_err(|e| self.io_error("writing", &path, e))
     }
 }
 

@@ -399,8 +399,8 @@ impl Profile {
             Profile::Throughput => {
                 "defer-hard-irqs=100 with gro-flush-timeout=200us, the deferral settings of the \
                  'defer' configurations in the IRQ-suspension series' evaluation (Linux 6.13); \
-                 on a veth here they took NAPI polls per packet from 1 to about 1/52 \
-                 (shared/PLATFORM.md). NIC coalescing at 100us / 64 frames where supported."
+                 on a veth they took NAPI polls per packet from 1 to about 1/52 (measured \
+                 on Linux 6.18: docs/kernel-compat.md). NIC coalescing at 100us / 64 frames where supported."
             }
             Profile::Suspend => {
                 "irq-suspend-timeout=20ms with defer-hard-irqs=100 and a small \
