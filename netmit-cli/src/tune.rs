@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
 use netmit_user::{
+    daemon::state::StateFile,
     host::{Host, System},
     sys::{
         IfName, Netdev, caps,
@@ -47,6 +48,9 @@ pub enum TuneCommand {
         profile: ProfileName,
     },
     /// Put back every original setting netmit changed (of one interface, if given).
+    ///
+    /// Refused while a netmit daemon runs in this network namespace: it owns the settings
+    /// of its interfaces and restores them when it stops (SIGTERM).
     Restore {
         /// Interface (default: all).
         iface: Option<IfName>,
@@ -293,6 +297,16 @@ fn apply(host: &dyn Host, plan: &Plan) -> anyhow::Result<()> {
 fn restore(iface: Option<&IfName>) -> anyhow::Result<()> {
     require_root("restoring settings")?;
     let host = System::new();
+    let netns = host.netns()?;
+    if let Some(d) = StateFile::new(&journal::run_dir(), &netns).running() {
+        bail!(
+            "a netmit daemon (pid {}) manages the settings here and would put its mode back on \
+             the next tick; stop it instead (`kill -TERM {}` or `systemctl stop netmit`): it \
+             restores every setting it changed when it exits",
+            d.pid,
+            d.pid
+        );
+    }
     let dev = iface.map(Netdev::resolve).transpose()?;
     let mut journal = Journal::open().context("opening the restore journal")?;
     let report = journal.restore(&host, dev.as_ref()).context("restoring")?;

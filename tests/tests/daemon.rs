@@ -391,6 +391,19 @@ fn daemon_follows_the_load_and_restores_on_sigterm() {
     let n = wait_mode(&tb, &d, "defer", ticks);
     eprintln!("interrupt -> defer after {n} intervals of {INTERVAL_MS} ms");
     assert_eq!(napi_settings(&tb), DEFER);
+    // A restore by hand while the daemon owns the settings is refused (issue 13), and
+    // changes nothing.
+    let out = tb
+        .cmd(Side::A, netmit_bin(), ["tune", "restore"])
+        .env("NETMIT_RUN_DIR", scratch.run_dir())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("daemon") && stderr.contains("stop it"),
+        "{stderr}"
+    );
+    assert_eq!(napi_settings(&tb), DEFER);
     let s = status(&tb);
     let t = &s["interfaces"][0]["last_transition"];
     assert_eq!(
