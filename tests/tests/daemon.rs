@@ -642,6 +642,24 @@ fn check_config_rejects_bad_configs() {
             "{name}: expected {wanted:?} in:\n{out}"
         );
     }
+    // Under `ip netns exec`, which remounts /sys and hides bpffs, a configuration that
+    // attaches is refused with the real cause and the fix (issue 13).
+    let hidden = scratch.path("hidden.toml");
+    fs::write(&hidden, config(&tb, false)).unwrap();
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", tb.ns_a()])
+        .arg(netmit_bin())
+        .args(["daemon", "--check-config", "--config"])
+        .arg(&hidden)
+        .env("NETMIT_RUN_DIR", scratch.run_dir())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "accepted under ip netns exec: {text}");
+    assert!(
+        text.contains("attach = \"native\" needs netmit's pins") && text.contains("nsenter --net"),
+        "{text}"
+    );
     // Nothing was changed or left behind by checking.
     assert_eq!(kernel_xdp(&tb, Side::A), None);
     assert_run_dir_empty(&scratch);

@@ -78,6 +78,16 @@ pub enum AttachSetting {
 }
 
 impl AttachSetting {
+    /// The setting's name in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachSetting::Native => "native",
+            AttachSetting::Generic => "generic",
+            AttachSetting::Auto => "auto",
+            AttachSetting::None => "none",
+        }
+    }
+
     /// The attach request, or `None` for [`AttachSetting::None`].
     pub fn request(self) -> Option<ModeRequest> {
         match self {
@@ -472,6 +482,19 @@ impl DaemonConfig {
                 message: e.to_string(),
             })
             .collect();
+        let mut problems = problems;
+        // Attaching needs bpffs; say so now rather than fail every interval.
+        if let Some(first) = self.interfaces.iter().find(|i| i.attach.request().is_some())
+            && let Err(e) = host.check_pins()
+        {
+            problems.push(Problem {
+                at: first.name_at.clone(),
+                message: format!(
+                    "attach = \"{}\" needs netmit's pins: {e}",
+                    first.attach.name()
+                ),
+            });
+        }
         if problems.is_empty() {
             Ok(())
         } else {

@@ -61,9 +61,18 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let healthy = snap
+    // Healthy: ticking, and the last tick of every interface went through (a device that
+    // could not be attached or tuned is a problem to see, not a reason to stop: /healthz,
+    // the liveness check, stays 200 while the daemon ticks).
+    let ticking = snap
         .taken_at
         .is_some_and(|t| t.elapsed() <= healthy_within(snap.interval_secs));
+    let problems: Vec<String> = snap
+        .interfaces
+        .iter()
+        .filter_map(|i| i.last_error.as_ref().map(|e| format!("{}: {e}", i.device)))
+        .collect();
+    let healthy = ticking && problems.is_empty();
     let errors: serde_json::Map<String, serde_json::Value> = ErrorKind::ALL
         .iter()
         .map(|k| (k.name().to_string(), json!(app.metrics.errors(*k))))
@@ -75,6 +84,7 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
         "started_at_unix": app.started_at_unix,
         "uptime_secs": app.started.elapsed().as_secs_f64(),
         "healthy": healthy,
+        "problems": problems,
         "ticks": snap.ticks,
         "last_tick_unix": snap.taken_at_unix,
         "interval_secs": snap.interval_secs,

@@ -15,7 +15,7 @@ use std::{
 use super::{Host, XdpStatus};
 use crate::{
     ebpf::{
-        AttachError, AttachOptions, Attachment, Forwarder, log::LogError, tables::QueueCounters,
+        AttachError, AttachOptions, Attachment, Forwarder, PinError, log::LogError, tables::QueueCounters,
     },
     sys::{
         IfName, Netdev, NetdevError, NetnsError, NetnsId, Presence,
@@ -433,6 +433,10 @@ impl Host for FakeHost {
         let mut s = self.lock();
         s.sysctls.insert(sysctl, value);
         s.writes.push(format!("{}={value}", sysctl.name()));
+        Ok(())
+    }
+
+    fn check_pins(&self) -> Result<(), PinError> {
         Ok(())
     }
 

@@ -21,7 +21,7 @@ pub use system::System;
 
 use crate::{
     ebpf::{
-        AttachError, AttachOptions, Attachment, Forwarder, log::LogError, tables::QueueCounters,
+        AttachError, AttachOptions, Attachment, Forwarder, PinError, log::LogError, tables::QueueCounters,
     },
     sys::{
         IfName, Netdev, NetdevError, NetnsError, NetnsId, Presence,
@@ -102,6 +102,9 @@ pub trait Host: Send + Sync {
     /// Writes a system-wide sysctl.
     fn sysctl_write(&self, sysctl: Sysctl, value: u64) -> Result<(), SysctlError>;
 
+    /// Whether netmit's pins can be kept here: bpffs is mounted (and visible: `ip netns
+    /// exec` hides it) and the pin directories that exist are trusted.
+    fn check_pins(&self) -> Result<(), PinError>;
     /// The device's XDP, as pins and kernel see it.
     fn xdp_status(&self, dev: &Netdev) -> Result<XdpStatus, AttachError>;
     /// Attaches netmit's steering program.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::{Host, XdpStatus};
 use crate::{
     ebpf::{
-        self, AttachError, AttachOptions, Attachment, Forwarder, PinRoot, SteerTables,
+        self, AttachError, AttachOptions, Attachment, Forwarder, PinError, PinRoot, SteerTables,
         log::LogError, tables::QueueCounters,
     },
     sys::{
@@ -145,6 +145,16 @@ impl Host for System {
 
     fn sysctl_write(&self, sysctl: Sysctl, value: u64) -> Result<(), SysctlError> {
         sysctl.write(value)
+    }
+
+    fn check_pins(&self) -> Result<(), PinError> {
+        let netns = NetnsId::current().map_err(|e| {
+            PinError::Io {
+                path: "/proc/thread-self/ns/net".into(),
+                source: std::io::Error::other(crate::error::chain(&e)),
+            }
+        })?;
+        self.pins.check(&netns).map(drop)
     }
 
     fn xdp_status(&self, dev: &Netdev) -> Result<XdpStatus, AttachError> {

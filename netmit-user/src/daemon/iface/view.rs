@@ -6,7 +6,6 @@ use netmit_common::{NapiPollCounters, Verdict};
 
 use super::Iface;
 use crate::{
-    daemon::config::AttachSetting,
     metrics::snapshot::{IfaceSnapshot, NapiView, QueueView, SampleView, VerdictCount, XdpView},
 };
 
@@ -61,7 +60,7 @@ impl Iface {
             last_transition: self.last_transition.clone(),
             transitions: self.transitions,
             xdp: XdpView {
-                configured: attach_name(self.cfg.attach).into(),
+                configured: self.cfg.attach.name().into(),
                 attached: self.attached,
                 attached_by_daemon: self.attached_by_daemon,
                 queues,
@@ -72,14 +71,5 @@ impl Iface {
             sysfs_fallback: false,
             last_error: self.last_error.clone(),
         }
-    }
-}
-
-fn attach_name(a: AttachSetting) -> &'static str {
-    match a {
-        AttachSetting::Native => "native",
-        AttachSetting::Generic => "generic",
-        AttachSetting::Auto => "auto",
-        AttachSetting::None => "none",
     }
 }
