@@ -495,7 +495,12 @@ fn show(iface: &IfName, as_json: bool) -> anyhow::Result<()> {
         println!("  IRQ lines:");
         for l in &irqs {
             let counts: Vec<String> = l.per_cpu.iter().map(u64::to_string).collect();
-            println!("    {:<5} {:<30} per CPU {}", l.irq, l.name, counts.join(" "));
+            println!(
+                "    {:<5} {:<30} per CPU {}",
+                l.irq,
+                l.name,
+                counts.join(" ")
+            );
         }
     }
     if irqbalance {

@@ -655,7 +655,10 @@ fn check_config_rejects_bad_configs() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "accepted under ip netns exec: {text}");
+    assert!(
+        !out.status.success(),
+        "accepted under ip netns exec: {text}"
+    );
     assert!(
         text.contains("attach = \"native\" needs netmit's pins") && text.contains("nsenter --net"),
         "{text}"

@@ -437,7 +437,11 @@ fn sysctls_are_system_wide() {
     let tb = Testbed::new().expect("testbed");
     let run = RunDir::new("sysctl-ns");
     let before = std::fs::read_to_string("/proc/sys/net/core/busy_poll").unwrap();
-    let r = tune(&tb, &run, &["tune", "set", "--sysctl", "net.core.busy_poll=50"]);
+    let r = tune(
+        &tb,
+        &run,
+        &["tune", "set", "--sysctl", "net.core.busy_poll=50"],
+    );
     assert!(!r.ok);
     assert!(
         r.stderr.contains("system-wide") && r.stderr.contains("nsenter --net=/proc/1/ns/net"),
@@ -457,5 +461,9 @@ fn sysctls_are_system_wide() {
         show.stdout
     );
     let r = tune(&tb, &run, &["tune", "set", "--defer-hard-irqs", "5"]);
-    assert!(!r.ok && r.stderr.contains("name the interface"), "{}", r.stderr);
+    assert!(
+        !r.ok && r.stderr.contains("name the interface"),
+        "{}",
+        r.stderr
+    );
 }

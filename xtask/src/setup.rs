@@ -521,12 +521,15 @@ fn bpffs(root: bool) -> Result<Outcome> {
     if bpffs_mounted(&read_mounts()?, BPFFS) {
         return Ok(Outcome::Present(format!("mounted at {BPFFS}")));
     }
-    let cmd_line = format!("mount -t bpf bpf {BPFFS}");
+    // mode=0700 (as systemd mounts it): other users cannot plant entries where root keeps
+    // its pins (the kernel adds the sticky bit either way).
+    let cmd_line = format!("mount -t bpf bpf {BPFFS} -o mode=0700");
     ensure!(
         root,
         "bpffs is not mounted at {BPFFS}; as root run `{cmd_line}`"
     );
-    let status = run_streaming(Command::new("mount").args(["-t", "bpf", "bpf", BPFFS]))?;
+    let status =
+        run_streaming(Command::new("mount").args(["-t", "bpf", "bpf", BPFFS, "-o", "mode=0700"]))?;
     ensure!(
         status.success(),
         "`{cmd_line}` failed ({status}); the kernel needs CONFIG_BPF_SYSCALL and {BPFFS} must exist"

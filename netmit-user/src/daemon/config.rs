@@ -484,7 +484,10 @@ impl DaemonConfig {
             .collect();
         let mut problems = problems;
         // Attaching needs bpffs; say so now rather than fail every interval.
-        if let Some(first) = self.interfaces.iter().find(|i| i.attach.request().is_some())
+        if let Some(first) = self
+            .interfaces
+            .iter()
+            .find(|i| i.attach.request().is_some())
             && let Err(e) = host.check_pins()
         {
             problems.push(Problem {

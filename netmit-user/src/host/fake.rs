@@ -15,7 +15,8 @@ use std::{
 use super::{Host, XdpStatus};
 use crate::{
     ebpf::{
-        AttachError, AttachOptions, Attachment, Forwarder, PinError, log::LogError, tables::QueueCounters,
+        AttachError, AttachOptions, Attachment, Forwarder, PinError, log::LogError,
+        tables::QueueCounters,
     },
     sys::{
         IfName, Netdev, NetdevError, NetnsError, NetnsId, Presence,

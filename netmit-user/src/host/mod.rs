@@ -21,7 +21,8 @@ pub use system::System;
 
 use crate::{
     ebpf::{
-        AttachError, AttachOptions, Attachment, Forwarder, PinError, log::LogError, tables::QueueCounters,
+        AttachError, AttachOptions, Attachment, Forwarder, PinError, log::LogError,
+        tables::QueueCounters,
     },
     sys::{
         IfName, Netdev, NetdevError, NetnsError, NetnsId, Presence,

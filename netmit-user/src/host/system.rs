@@ -148,11 +148,9 @@ impl Host for System {
     }
 
     fn check_pins(&self) -> Result<(), PinError> {
-        let netns = NetnsId::current().map_err(|e| {
-            PinError::Io {
-                path: "/proc/thread-self/ns/net".into(),
-                source: std::io::Error::other(crate::error::chain(&e)),
-            }
+        let netns = NetnsId::current().map_err(|e| PinError::Io {
+            path: "/proc/thread-self/ns/net".into(),
+            source: std::io::Error::other(crate::error::chain(&e)),
         })?;
         self.pins.check(&netns).map(drop)
     }

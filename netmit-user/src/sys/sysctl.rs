@@ -128,7 +128,12 @@ impl Sysctl {
     }
 
     /// The error for a missing file: these sysctls exist only in the initial namespace.
-    fn io_error(self, what: &'static str, path: &std::path::Path, source: io::Error) -> SysctlError {
+    fn io_error(
+        self,
+        what: &'static str,
+        path: &std::path::Path,
+        source: io::Error,
+    ) -> SysctlError {
         if source.kind() == io::ErrorKind::NotFound
             && let Ok(here) = super::NetnsId::current()
             && !here.is_initial()

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use netmit_common::{NapiPollCounters, Verdict};
 
 use super::Iface;
-use crate::{
-    metrics::snapshot::{IfaceSnapshot, NapiView, QueueView, SampleView, VerdictCount, XdpView},
+use crate::metrics::snapshot::{
+    IfaceSnapshot, NapiView, QueueView, SampleView, VerdictCount, XdpView,
 };
 
 impl Iface {
