@@ -16,7 +16,10 @@ use netmit_user::{
         IfName, Netdev, cpu,
         napi::{self, QueueKind},
     },
-    xsk::{BindMode, BusyPoll, XskConfig, XskSocket, XskStats, echo::udp_reply_in_place},
+    xsk::{
+        BindMode, BusyPoll, RegistrationState, RegistrationWatch, WatchEvent, XskConfig, XskSocket,
+        XskStats, echo::udp_reply_in_place,
+    },
 };
 use serde_json::json;
 
@@ -71,6 +74,10 @@ pub struct RxArgs {
     /// Print the final report as JSON (and no live line).
     #[arg(long)]
     pub json: bool,
+    /// When netmit is detached from the interface, wait for it to be attached again and
+    /// register anew, instead of stopping with an error.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// Live counters a receive thread publishes for the rate line.
@@ -85,6 +92,8 @@ struct QueueResult {
     mode: BindMode,
     stats: XskStats,
     elapsed: Duration,
+    /// Why the thread stopped early: netmit was detached (or attached anew) under it.
+    lost: Option<RegistrationState>,
 }
 
 pub fn run(args: RxArgs) -> anyhow::Result<()> {
@@ -157,15 +166,36 @@ pub fn run(args: RxArgs) -> anyhow::Result<()> {
             let live = Arc::clone(&live[i]);
             let cpu = args.cpu.get(i).copied();
             let (batch, echo, spin) = (args.batch, args.echo, args.spin);
+            let mut watch = RegistrationWatch::new(args.wait);
             handles.push(scope.spawn(move || -> anyhow::Result<QueueResult> {
                 if let Some(cpu) = cpu {
                     pin_to_cpu(cpu)?;
                 }
                 let start = Instant::now();
                 let mut idle = 0u32;
+                let mut lost = None;
                 while !crate::stop::requested()
                     && (idle & 0xfff != 0 || deadline.is_none_or(|d| Instant::now() < d))
                 {
+                    if idle & 0xfff == 0 {
+                        match watch.check(&mut sock)? {
+                            WatchEvent::Quiet => {}
+                            WatchEvent::Lost(state) => {
+                                lost = Some(state);
+                                break;
+                            }
+                            WatchEvent::Waiting(state) => eprintln!(
+                                "rx: queue {}: {}; waiting for `netmit attach {}` (--wait)",
+                                sock.queue(),
+                                state.describe(sock.iface()),
+                                sock.iface()
+                            ),
+                            WatchEvent::Registered => eprintln!(
+                                "rx: queue {}: registered in the new attachment",
+                                sock.queue()
+                            ),
+                        }
+                    }
                     if spin {
                         // Spinning never sleeps. An idle ring is checked through its
                         // producer index alone; every 4096 idle turns recv_batch runs
@@ -194,6 +224,7 @@ pub fn run(args: RxArgs) -> anyhow::Result<()> {
                     mode: sock.bound_mode(),
                     stats: sock.statistics()?,
                     elapsed: start.elapsed(),
+                    lost,
                 })
             }));
         }
@@ -219,7 +250,17 @@ pub fn run(args: RxArgs) -> anyhow::Result<()> {
             })
             .collect()
     })?;
-    report(&args, &results)
+    report(&args, &results)?;
+    if let Some(r) = results.iter().find(|r| r.lost.is_some()) {
+        let state = r.lost.expect("checked");
+        bail!(
+            "{}: stopped receiving on queue {}. Attach it again and restart `netmit rx`, or \
+             pass --wait to wait for a new attachment",
+            state.describe(args.iface.as_str()),
+            r.queue
+        );
+    }
+    Ok(())
 }
 
 fn pin_to_cpu(cpu: usize) -> anyhow::Result<()> {

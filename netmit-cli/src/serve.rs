@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// default holds only ~50 requests.
     #[arg(long, value_name = "BYTES", default_value_t = netmit_lab::serve::DEFAULT_RCVBUF)]
     pub rcvbuf: usize,
+    /// xsk mode: when netmit is detached from the interface, wait for it to be attached
+    /// again and register anew, instead of stopping with an error.
+    #[arg(long)]
+    pub wait: bool,
     /// Print the final report as JSON (and no per-second lines).
     #[arg(long)]
     pub json: bool,
@@ -96,6 +100,13 @@ fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     };
     cfg.batch = args.batch;
     cfg.rcvbuf = args.rcvbuf;
+    if args.wait && cfg.mode != Mode::Xsk {
+        anyhow::bail!(
+            "--wait applies to xsk mode (it waits for netmit to be attached again); the \
+             kernel modes do not depend on netmit's program"
+        );
+    }
+    cfg.xsk_wait = args.wait;
     Ok(cfg)
 }
 

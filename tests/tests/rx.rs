@@ -1,11 +1,14 @@
 //! `netmit rx` on a veth testbed: every steered packet is received or counted as dropped,
 //! non-steered traffic still reaches the kernel meanwhile, sockets close cleanly (the
 //! XSK map slot empties, the queue can be reused at once), `--echo` answers a plain
-//! kernel UDP client byte for byte, and bad requests fail clearly.
+//! kernel UDP client byte for byte, a detach under `rx` stops it with an error (or, with
+//! `--wait`, it registers in the next attachment), and bad requests fail clearly.
 
 use std::{
+    io::{BufRead, BufReader},
     net::{SocketAddr, UdpSocket},
     process::{Child, Stdio},
+    sync::mpsc,
     time::{Duration, Instant},
 };
 
@@ -83,6 +86,52 @@ fn wait_registered(tb: &Testbed, sender: &UdpSocket) {
         }
     }
     panic!("netmit rx never registered its socket");
+}
+
+/// Waits until the verdict counter `name` reaches `n` (delivery through veth's NAPI is
+/// asynchronous to `send_to`).
+fn wait_verdict(tb: &Testbed, name: &str, n: u64) -> u64 {
+    let start = Instant::now();
+    loop {
+        let v = verdict(&status(tb), name);
+        if v >= n || start.elapsed() > Duration::from_secs(5) {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Forwards a child's stderr lines to a channel, so a test can wait for one.
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let err = child.stderr.take().expect("piped stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The first line from `lines` that contains `needle`, within `timeout`.
+fn wait_line(lines: &mpsc::Receiver<String>, needle: &str, timeout: Duration) -> String {
+    let end = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(l) if l.contains(needle) => return l,
+            Ok(l) => seen.push(l),
+            Err(_) => break,
+        }
+    }
+    panic!("no stderr line with `{needle}` within {timeout:?}; saw {seen:?}");
+}
+
+fn detach(tb: &Testbed) {
+    let run = netmit(tb, Side::A, &["detach", tb.if_a()]);
+    assert!(run.ok, "{}", run.stderr);
 }
 
 fn finish(child: Child) -> Value {
@@ -169,8 +218,10 @@ fn rx_receives_every_steered_packet_or_counts_it() {
     for _ in 0..10 {
         sender.send_to(b"after rx", xsk_to).unwrap();
     }
-    std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(verdict(&status(&tb), "xsk_fallback"), fallback + 10);
+    assert_eq!(
+        wait_verdict(&tb, "xsk_fallback", fallback + 10),
+        fallback + 10
+    );
 
     // A new rx on the same queue works right away (the kernel's EBUSY window is retried).
     let again = spawn_rx(&tb, &["--duration", "2"]);
@@ -216,6 +267,88 @@ fn rx_echo_answers_a_kernel_udp_client() {
 }
 
 #[test]
+fn rx_stops_with_an_error_when_detached_under_it() {
+    if !require_root("rx_stops_with_an_error_when_detached_under_it") {
+        return;
+    }
+    let tb = Testbed::new().unwrap();
+    attach(&tb);
+    let mut rx = spawn_rx(&tb, &[]);
+    let sender = client(&tb);
+    wait_registered(&tb, &sender);
+    let detached_at = Instant::now();
+    detach(&tb);
+    let end = Instant::now() + Duration::from_secs(10);
+    while rx.try_wait().unwrap().is_none() {
+        if Instant::now() > end {
+            rx.kill().unwrap();
+            panic!("rx kept running after the detach");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let noticed = detached_at.elapsed();
+    let out = rx.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("netmit was detached from") && stderr.contains("--wait"),
+        "the error names the cause and the choices: {stderr}"
+    );
+    // The report of what was received still comes first.
+    let report: Value = serde_json::from_slice(&out.stdout).expect("rx --json report");
+    assert!(report["packets"].as_u64().unwrap() >= 1, "{report}");
+    assert!(
+        noticed < Duration::from_secs(5),
+        "noticed after {noticed:?}"
+    );
+}
+
+#[test]
+fn rx_wait_registers_in_the_next_attachment() {
+    if !require_root("rx_wait_registers_in_the_next_attachment") {
+        return;
+    }
+    let tb = Testbed::new().unwrap();
+    attach(&tb);
+    let mut rx = spawn_rx(&tb, &["--wait", "--duration", "20"]);
+    let lines = stderr_lines(&mut rx);
+    let sender = client(&tb);
+    wait_registered(&tb, &sender);
+    detach(&tb);
+    wait_line(&lines, "waiting for `netmit attach", Duration::from_secs(5));
+    attach(&tb);
+    wait_line(
+        &lines,
+        "registered in the new attachment",
+        Duration::from_secs(5),
+    );
+    // The new program redirects to the same process again.
+    wait_registered(&tb, &sender);
+    let to = SocketAddr::new(tb.ip_a().into(), XSK_PORT);
+    for _ in 0..100 {
+        sender.send_to(b"after re-attach", to).unwrap();
+    }
+    let redirected = wait_verdict(&tb, "xsk", 101);
+    assert!(redirected >= 101, "{}", status(&tb));
+    interrupt(&rx);
+    let report = finish(rx);
+    assert!(
+        report["packets"].as_u64().unwrap() >= redirected,
+        "the packets of both attachments were received: {report}"
+    );
+}
+
+/// Ends a running `netmit rx` the way Ctrl-C does.
+fn interrupt(child: &Child) {
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -INT");
+}
+
+#[test]
 fn rx_errors() {
     if !require_root("rx_errors") {
         return;
@@ -249,7 +382,7 @@ fn rx_errors() {
     sender
         .send_to(b"x", SocketAddr::new(tb.ip_a().into(), XSK_PORT))
         .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(wait_verdict(&tb, "xsk_fallback", 1), 1);
     let s = status(&tb);
     assert_eq!(verdict(&s, "xsk"), 0);
     assert_eq!(verdict(&s, "xsk_fallback"), 1);

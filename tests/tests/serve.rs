@@ -257,6 +257,52 @@ fn xsk_mode_echoes_byte_for_byte() {
     assert!(report["busy_poll_rx_packets"].is_null());
 }
 
+#[test]
+fn xsk_mode_stops_when_detached_unless_told_to_wait() {
+    if !require_root("xsk_mode_stops_when_detached_unless_told_to_wait") {
+        return;
+    }
+    let tb = Testbed::new().unwrap();
+    attach(&tb, true);
+    let mut server = Server::start(&tb, tb.if_a(), XSK_PORT, &["--mode", "xsk"]);
+    let detach = |tb: &Testbed| {
+        let run = netmit(tb, Side::A, &["detach", tb.if_a()]);
+        assert!(run.ok, "{}", run.stderr);
+    };
+    detach(&tb);
+    let end = Instant::now() + Duration::from_secs(10);
+    while server.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < end, "serve kept running after the detach");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = server.child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("netmit was detached from") && stderr.contains("--wait"),
+        "{stderr}"
+    );
+
+    // With --wait it registers in the next attachment and serves again.
+    attach(&tb, true);
+    let server = Server::start(&tb, tb.if_a(), XSK_PORT, &["--mode", "xsk", "--wait"]);
+    detach(&tb);
+    let s = client(&tb, server.to);
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    s.send_to(b"while detached", server.to).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        s.recv_from(&mut buf).is_err(),
+        "nothing is steered to the server while netmit is detached"
+    );
+    attach(&tb, true);
+    server.wait_ready(&tb);
+    echo_200(&tb, &server);
+    let report = server.finish();
+    assert!(report["requests"].as_u64().unwrap() >= 200, "{report}");
+}
+
 /// What sockperf's summary says.
 #[derive(Debug)]
 struct Sockperf {

@@ -39,7 +39,11 @@ fn rule_text(port: u16) -> String {
 }
 
 fn status(tb: &Testbed) -> Value {
-    let run = netmit(tb, Side::A, &["status", tb.if_a(), "--json", "--interval", "0"]);
+    let run = netmit(
+        tb,
+        Side::A,
+        &["status", tb.if_a(), "--json", "--interval", "0"],
+    );
     assert!(run.ok, "{}", run.stderr);
     run.json()["interfaces"][0].clone()
 }
@@ -77,7 +81,11 @@ fn concurrent_adds_and_deletes_lose_nothing_and_never_tear() {
                 if s.send_to(b"control", to).is_ok() {
                     sent.fetch_add(1, Ordering::Relaxed);
                 }
-                p = if p + 1 == CONTROL_PORTS.end { CONTROL_PORTS.start } else { p + 1 };
+                p = if p + 1 == CONTROL_PORTS.end {
+                    CONTROL_PORTS.start
+                } else {
+                    p + 1
+                };
                 thread::sleep(Duration::from_micros(200));
             }
         })
@@ -110,13 +118,20 @@ fn concurrent_adds_and_deletes_lose_nothing_and_never_tear() {
         let (tb, published) = (tb.clone(), published.clone());
         thread::spawn(move || {
             let mut deleted = Vec::new();
-            let wanted: Vec<String> = (0..PER_WRITER).step_by(2).map(|i| rule_text(port(0, i))).collect();
+            let wanted: Vec<String> = (0..PER_WRITER)
+                .step_by(2)
+                .map(|i| rule_text(port(0, i)))
+                .collect();
             for text in wanted {
                 while !published.lock().unwrap().contains(&text) {
                     thread::sleep(Duration::from_millis(2));
                 }
                 let run = netmit(&tb, Side::A, &["steer", "del", tb.if_a(), &text]);
-                assert!(run.ok, "deleting {text}, which was reported added: {}", run.stderr);
+                assert!(
+                    run.ok,
+                    "deleting {text}, which was reported added: {}",
+                    run.stderr
+                );
                 deleted.push(text);
             }
             deleted
@@ -164,7 +179,9 @@ fn concurrent_adds_and_deletes_lose_nothing_and_never_tear() {
         .unwrap()
         .iter()
         .map(|r| {
-            let port = r["rule"].as_str().unwrap()
+            let port = r["rule"]
+                .as_str()
+                .unwrap()
                 .split(',')
                 .find_map(|kv| kv.strip_prefix("dport="))
                 .unwrap()
@@ -197,7 +214,8 @@ fn concurrent_adds_and_deletes_lose_nothing_and_never_tear() {
                 want_drops += 1;
                 assert_eq!(refs[v.rule.unwrap()].dport, Some((p, p)));
             }
-            s.send_to(b"final", SocketAddr::new(tb.ip_a().into(), p)).unwrap();
+            s.send_to(b"final", SocketAddr::new(tb.ip_a().into(), p))
+                .unwrap();
         }
     }
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -211,7 +229,12 @@ fn concurrent_adds_and_deletes_lose_nothing_and_never_tear() {
     assert_eq!(verdicts(&s, "drop"), want_drops);
     assert_eq!(want_drops as usize, expected.len());
     for r in s["rules"].as_array().unwrap() {
-        assert_eq!(r["packets"].as_u64(), Some(1), "rule {r} hit once: {}", r["rule"]);
+        assert_eq!(
+            r["packets"].as_u64(),
+            Some(1),
+            "rule {r} hit once: {}",
+            r["rule"]
+        );
     }
     assert!(netmit(&tb, Side::A, &["detach", tb.if_a()]).ok);
 }

@@ -134,6 +134,18 @@ pub enum ServeError {
     /// An AF_XDP socket failed (the error names interface, queue and step).
     #[error(transparent)]
     Xsk(#[from] XskError),
+    /// netmit was detached from the interface under an xsk server (and the server was
+    /// not told to wait for a new attachment).
+    #[error(
+        "{why}: the xsk server stopped on queue {queue}. Attach it again and restart, or \
+         pass --wait to wait for a new attachment"
+    )]
+    Detached {
+        /// RX queue of the socket.
+        queue: u32,
+        /// What happened ([`netmit_user::xsk::RegistrationState::describe`]).
+        why: String,
+    },
     /// Pinning a server thread to a CPU failed.
     #[error("pinning server thread {thread} to CPU {cpu}")]
     Affinity {

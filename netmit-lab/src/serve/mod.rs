@@ -159,6 +159,9 @@ pub struct ServeConfig {
     pub batch: usize,
     /// AF_XDP bind mode (xsk mode only).
     pub xsk_bind: BindMode,
+    /// xsk mode: when netmit is detached from the interface, wait for a new attachment
+    /// and register in it instead of stopping with [`ServeError::Detached`].
+    pub xsk_wait: bool,
     /// Interval of the samples in the report and of the progress callback; zero for
     /// none.
     pub sample_interval: Duration,
@@ -190,6 +193,7 @@ impl ServeConfig {
             reply: ReplyFormat::Echo,
             batch: 64,
             xsk_bind: BindMode::Auto,
+            xsk_wait: false,
             sample_interval: Duration::from_secs(1),
             rcvbuf: DEFAULT_RCVBUF,
         }
@@ -353,6 +357,7 @@ impl Server {
                             cfg.reply,
                             cfg.batch,
                             cfg.xsk_bind,
+                            cfg.xsk_wait,
                         )
                         .map(|w| Worker::Xsk(Box::new(w)))
                     })

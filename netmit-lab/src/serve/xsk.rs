@@ -45,7 +45,9 @@ use netmit_user::{
         Netdev,
         napi::{self, QueueKind},
     },
-    xsk::{BindMode, XskConfig, XskSocket, echo::udp_reply_in_place},
+    xsk::{
+        BindMode, RegistrationWatch, WatchEvent, XskConfig, XskSocket, echo::udp_reply_in_place,
+    },
 };
 
 /// How long the end of a run waits for the kernel to complete queued transmits.
@@ -141,6 +143,7 @@ pub(crate) struct XskWorker {
     port: u16,
     format: ReplyFormat,
     batch: usize,
+    watch: RegistrationWatch,
 }
 
 impl XskWorker {
@@ -152,6 +155,7 @@ impl XskWorker {
         format: ReplyFormat,
         batch: usize,
         bind: BindMode,
+        wait: bool,
     ) -> Result<Self, ServeError> {
         let cfg = XskConfig {
             mode: bind,
@@ -163,7 +167,30 @@ impl XskWorker {
             port,
             format,
             batch,
+            watch: RegistrationWatch::new(wait),
         })
+    }
+
+    /// Whether the socket still gets the steered requests (see [`RegistrationWatch`]).
+    fn check_registration(&mut self) -> Result<(), ServeError> {
+        let (queue, iface) = (self.sock.queue(), self.sock.iface().to_owned());
+        match self.watch.check(&mut self.sock)? {
+            WatchEvent::Quiet => {}
+            WatchEvent::Lost(state) => {
+                return Err(ServeError::Detached {
+                    queue,
+                    why: state.describe(&iface),
+                });
+            }
+            WatchEvent::Waiting(state) => log::warn!(
+                "queue {queue}: {}; waiting for `netmit attach {iface}`",
+                state.describe(&iface)
+            ),
+            WatchEvent::Registered => {
+                log::warn!("queue {queue}: registered in the new attachment of {iface}");
+            }
+        }
+        Ok(())
     }
 
     /// Serves until `ctl` says stop, then waits up to 200 ms for queued replies to
@@ -177,6 +204,7 @@ impl XskWorker {
         let (port, format) = (self.port, self.format);
         let mut c = Counters::default();
         while let Some(timeout) = ctl.wait_budget(MAX_WAIT) {
+            self.check_registration()?;
             if !self.sock.poll(timeout)? {
                 continue;
             }

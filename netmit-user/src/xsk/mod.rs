@@ -104,8 +104,11 @@ mod socket;
 mod stats;
 mod sys;
 mod umem;
+mod watch;
 
 pub use config::{BindMode, BusyPoll, XDP_PACKET_HEADROOM, XskConfig};
 pub use error::XskError;
+pub use register::RegistrationState;
 pub use socket::{BUSY_RETRY, XskSocket};
 pub use stats::{XskCounters, XskStats};
+pub use watch::{REGISTRATION_CHECK, RegistrationWatch, WatchEvent};

@@ -1,8 +1,10 @@
 //! Registering a socket in netmit's XSKMAP, so that the steering program redirects the
 //! `action=xsk` packets of its queue to it.
 //!
-//! The map is pinned by `netmit attach` at `/sys/fs/bpf/netmit/IFACE/NETMIT_XSKS` and
-//! keyed by RX queue index ([`crate::ebpf::pins`]).
+//! The map is pinned by `netmit attach` in the device's attachment directory
+//! (`/sys/fs/bpf/netmit/netns-COOKIE/IFINDEX/NETMIT_XSKS`, [`crate::ebpf::pins`]) and
+//! keyed by RX queue index. A registration remembers the attachment's link, so that a
+//! socket can tell when netmit was detached under it ([`RegistrationState`]).
 //!
 //! # Removal
 //!
@@ -23,14 +25,60 @@ use aya::maps::MapError;
 use super::XskError;
 use crate::{
     ebpf::{PinLayout, PinRoot, SteerTables, TableError},
-    sys::Netdev,
+    sys::{Netdev, bpf},
 };
 
-/// Where a socket is registered.
+/// Where a socket is registered: the attachment (by its link, which `netmit attach`
+/// creates anew with new maps every time) and the slot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Registration {
     pub layout: PinLayout,
+    pub link_id: u32,
     pub index: u32,
+}
+
+/// Whether a socket still receives what netmit steers to its queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistrationState {
+    /// Not registered (never, or [`super::XskSocket::unregister`]ed).
+    Unregistered,
+    /// In the XSKMAP of the attachment that runs on the device.
+    Current,
+    /// netmit was detached from the device, or the device went away: no netmit program
+    /// redirects to the socket any more.
+    Detached,
+    /// netmit was detached and attached again: the new program has a new XSKMAP, and the
+    /// socket is not in it. [`super::XskSocket::register`] puts it there.
+    Replaced,
+}
+
+impl RegistrationState {
+    /// Whether the steering program can still redirect packets to the socket.
+    pub fn is_current(self) -> bool {
+        self == RegistrationState::Current
+    }
+}
+
+/// Where `reg` stands now. Reads pins and link info only.
+pub(crate) fn state(dev: &Netdev, reg: &Registration) -> Result<RegistrationState, XskError> {
+    let layout = match PinRoot::default().find(dev) {
+        Ok(Some(layout)) => layout,
+        Ok(None) => return Ok(RegistrationState::Detached),
+        Err(e) => {
+            return Err(XskError::NotAttached {
+                iface: dev.name.to_string(),
+                note: format!(" ({e})"),
+            });
+        }
+    };
+    Ok(match bpf::pinned_link_info(&layout.link()) {
+        // Unpinned between the two reads, or defunct (its device is gone).
+        Err(_) => RegistrationState::Detached,
+        Ok(link) if link.ifindex == 0 => RegistrationState::Detached,
+        Ok(link) if link.id == reg.link_id && layout == reg.layout => RegistrationState::Current,
+        Ok(_) => RegistrationState::Replaced,
+    })
 }
 
 /// Opens the pinned maps of `dev` and checks that they belong to it.
@@ -109,6 +157,12 @@ pub(crate) fn register(
 ) -> Result<Registration, XskError> {
     let iface = dev.name.as_str();
     let (mut tables, layout) = open_tables(dev, queue)?;
+    let link_id = bpf::pinned_link_info(&layout.link())
+        .map_err(|e| XskError::NotAttached {
+            iface: iface.into(),
+            note: format!(" (its link pin cannot be read: {e})"),
+        })?
+        .id;
     let xsks = tables.xsks_mut();
     if queue >= xsks.len() {
         return Err(XskError::QueueOutOfRange {
@@ -130,6 +184,7 @@ pub(crate) fn register(
     })?;
     Ok(Registration {
         layout,
+        link_id,
         index: queue,
     })
 }

@@ -12,7 +12,7 @@ use xdp::socket::{SocketError, XdpSocketBuilder};
 
 use super::{
     BindMode, XskConfig, XskCounters, XskError, XskStats, device,
-    register::{self, Registration},
+    register::{self, Registration, RegistrationState},
     rings::{Producers, RingWords},
     sys::{self, Kick},
     umem::{self, Frames},
@@ -344,6 +344,21 @@ impl XskSocket {
     /// Whether [`XskSocket::register`] put the socket into netmit's XSKMAP.
     pub fn is_registered(&self) -> bool {
         self.registration.is_some()
+    }
+
+    /// Whether the registration still holds: netmit may have been detached from the
+    /// interface (or attached again, with a new map) since [`XskSocket::register`]. A
+    /// receive loop calls this now and then (it reads a few pins: keep it off the
+    /// per-packet path) to tell a quiet queue from one nothing is steered to any more.
+    ///
+    /// # Errors
+    ///
+    /// [`XskError::NotAttached`] when the pin directory cannot be trusted.
+    pub fn registration_state(&self) -> Result<RegistrationState, XskError> {
+        match &self.registration {
+            Some(reg) => register::state(&self.dev, reg),
+            None => Ok(RegistrationState::Unregistered),
+        }
     }
 
     /// The interface the socket is bound to.
