@@ -58,6 +58,8 @@ static NETMIT_LOAD_COUNTERS: PerCpuArray<LoadCounters> = PerCpuArray::with_max_e
 /// Closed loop: the send time of each slot's newest request (sized to the window at
 /// load time). Written here for every request the program sends, and by user space
 /// before it re-seeds a slot, so a late reply to the lost-looking request is stale.
+/// Open loop: entry 0 is the start of the measured window, so that a warmup request's
+/// reply arriving after it is stale rather than counted in the window.
 #[map]
 static NETMIT_LOAD_SLOTS: Array<u64> = Array::with_max_entries(1, 0);
 #[map]
@@ -143,20 +145,15 @@ fn reply<const UDP: usize, const V6: bool>(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_DROP;
     }
     let closed = p.mode == LOAD_MODE_CLOSED;
-    let mut slot_ts: *mut u64 = core::ptr::null_mut();
-    if closed {
-        match NETMIT_LOAD_SLOTS.get_ptr_mut(slot) {
-            Some(t) => slot_ts = t,
-            None => {
-                counters.passed += 1;
-                return xdp_action::XDP_PASS;
-            }
-        }
-        // SAFETY: an array map value, valid while the program runs.
-        if sent < unsafe { *slot_ts } {
-            counters.stale += 1;
-            return xdp_action::XDP_DROP;
-        }
+    // Closed loop: the flow's slot; open loop: entry 0, the start of the measured window.
+    let Some(slot_ts) = NETMIT_LOAD_SLOTS.get_ptr_mut(if closed { slot } else { 0 }) else {
+        counters.passed += 1;
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: an array map value, valid while the program runs.
+    if sent < unsafe { *slot_ts } {
+        counters.stale += 1;
+        return xdp_action::XDP_DROP;
     }
 
     let latency = now - sent;
@@ -182,7 +179,7 @@ fn reply<const UDP: usize, const V6: bool>(ctx: &XdpContext) -> u32 {
     }
     match reflect::<UDP, V6>(ctx) {
         Some(ts) => {
-            // SAFETY: the slot's array value, checked non-null above.
+            // SAFETY: the slot's array value, from the map lookup above.
             unsafe { *slot_ts = ts };
             counters.reflected += 1;
             // SAFETY: the context pointer is valid for the program's run.

@@ -65,8 +65,8 @@ pub struct LoadReport {
     /// Closed loop: slots whose request went unanswered for
     /// [`super::LoadConfig::reseed_timeout`] and were sent a new one (in the window).
     pub reseeded: u64,
-    /// Closed loop: replies that came after their slot had been re-seeded (dropped, not
-    /// measured).
+    /// Replies not measured: closed loop, those that came after their slot had been
+    /// re-seeded; open loop, those to warmup requests that came after the window began.
     pub stale: u64,
     /// Frames from the server's port that were not replies of ours (passed to the
     /// kernel), plus replies with a send time in the future.

@@ -194,6 +194,8 @@ pub(super) fn open(
         sent_total += r.packets;
         stopped = r.stopped;
     }
+    // Replies to the warmup's requests that are still in flight are not the window's.
+    program.set_slot(0, monotonic_ns())?;
     let s0 = Snapshot::take(program)?;
     let mut sent = 0;
     let mut behind_schedule = 0;
