@@ -100,6 +100,14 @@ fn quick_comparison_runs_every_setup_at_every_load() {
             }
         }
     }
+    // The offloads the veth paths depend on are read and explained.
+    let notes = report["notes"].as_array().expect("notes");
+    assert!(
+        notes.iter().any(|n| n
+            .as_str()
+            .is_some_and(|n| n.starts_with("veth offloads:") && n.contains("server end tso"))),
+        "{notes:?}"
+    );
     let goals = report["goals"].as_array().expect("goals");
     assert!(
         goals.len() >= 7,

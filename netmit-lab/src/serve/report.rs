@@ -98,7 +98,8 @@ pub struct ThreadReport {
     pub empty_waits: u64,
     /// The NAPI instance that delivered the socket's datagrams (`SO_INCOMING_NAPI_ID`,
     /// kernel modes): 0 when they came through none, and then epoll busy polling has
-    /// nothing to poll (a veth has a NAPI only with native XDP attached or GRO on).
+    /// nothing to poll (a veth has a NAPI only with native XDP attached or GRO on, and
+    /// hands a TSO-enabled peer's socket traffic to the backlog: see docs/modes.md).
     pub napi_id: Option<u32>,
     /// AF_XDP details (xsk mode).
     pub xsk: Option<XskThreadReport>,

@@ -25,6 +25,80 @@ impl Testbed {
         self.run(side, "ethtool", ["-K", self.ifname(side), "gro", state])?;
         Ok(())
     }
+
+    /// The offloads of `side`'s veth end that decide where its traffic is received
+    /// (`ethtool -k`).
+    ///
+    /// # Errors
+    /// As [`Testbed::run`].
+    pub fn offloads(&self, side: Side) -> Result<Offloads> {
+        let out = self.run(side, "ethtool", ["-k", self.ifname(side)])?;
+        Ok(Offloads::parse(&String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
+/// The offloads of a veth end that decide whether packets reach the peer's NAPI.
+///
+/// `veth_xmit` hands a packet to the receiving end's NAPI (where XDP, GRO, busy polling,
+/// IRQ deferral and threaded NAPI apply) only if that end has a NAPI instance (GRO on or
+/// native XDP attached) and the packet is "eligible for GRO"
+/// (`veth_skb_is_eligible_for_gro`, `drivers/net/veth.c`): the receiver runs XDP, or the
+/// sender has TSO off, or the packet comes from a UDP socket and the receiver has
+/// `rx-udp-gro-forwarding` or `rx-gro-list` on. Anything else goes through `netif_rx`
+/// into the backlog of the *sending* CPU, a path no NAPI setting of the receiver touches.
+/// Frames sent with XDP (`ndo_xdp_xmit`, the load client's) always reach the NAPI.
+/// Attaching native XDP to one end also takes the software GSO features (TSO among them)
+/// from its peer while the program is attached (`off [fixed]` in `ethtool -k`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offloads {
+    /// `generic-receive-offload`.
+    pub gro: bool,
+    /// `tcp-segmentation-offload`.
+    pub tso: bool,
+    /// `rx-udp-gro-forwarding`.
+    pub udp_gro_forwarding: bool,
+    /// `rx-gro-list`.
+    pub gro_list: bool,
+}
+
+impl Offloads {
+    /// Reads `ethtool -k` output; a feature not listed is off.
+    pub fn parse(text: &str) -> Offloads {
+        let on = |name: &str| {
+            text.lines().any(|l| {
+                l.trim()
+                    .strip_prefix(name)
+                    .and_then(|r| r.strip_prefix(':'))
+                    .is_some_and(|v| v.trim_start().starts_with("on"))
+            })
+        };
+        Offloads {
+            gro: on("generic-receive-offload"),
+            tso: on("tcp-segmentation-offload"),
+            udp_gro_forwarding: on("rx-udp-gro-forwarding"),
+            gro_list: on("rx-gro-list"),
+        }
+    }
+
+    /// Whether UDP socket traffic sent from an end with offloads `self` reaches the NAPI
+    /// of a peer with offloads `peer` that does (`peer_xdp`) or does not run a native
+    /// XDP program (see the type's documentation).
+    pub fn udp_reaches_peer_napi(&self, peer: &Offloads, peer_xdp: bool) -> bool {
+        (peer.gro || peer_xdp)
+            && (peer_xdp || !self.tso || peer.udp_gro_forwarding || peer.gro_list)
+    }
+
+    /// `tso on, gro on, ...` for reports.
+    pub fn describe(&self) -> String {
+        let w = |b: bool| if b { "on" } else { "off" };
+        format!(
+            "tso {}, gro {}, rx-udp-gro-forwarding {}, rx-gro-list {}",
+            w(self.tso),
+            w(self.gro),
+            w(self.udp_gro_forwarding),
+            w(self.gro_list)
+        )
+    }
 }
 
 /// Fills in `end`'s ifindex and MAC address and returns once it can carry traffic.
@@ -134,6 +208,53 @@ fn parse_mac(s: &str) -> Option<[u8; 6]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const VETH: &str = "Features for v0:\ntcp-segmentation-offload: on\n\ttx-tcp-segmentation: on\n\
+        generic-receive-offload: off\nrx-gro-list: off\nrx-udp-gro-forwarding: on\n";
+
+    #[test]
+    fn parses_ethtool_k() {
+        let o = Offloads::parse(VETH);
+        assert_eq!(
+            o,
+            Offloads {
+                gro: false,
+                tso: true,
+                udp_gro_forwarding: true,
+                gro_list: false,
+            }
+        );
+        assert_eq!(Offloads::parse(""), Offloads::default());
+        // A prefix of a longer name is not the feature.
+        assert!(!Offloads::parse("generic-receive-offload-x: on\n").gro);
+    }
+
+    #[test]
+    fn the_veth_rule() {
+        let tso = Offloads {
+            tso: true,
+            ..Offloads::default()
+        };
+        let gro = Offloads {
+            gro: true,
+            ..Offloads::default()
+        };
+        let fwd = Offloads {
+            udp_gro_forwarding: true,
+            ..gro
+        };
+        assert!(
+            !tso.udp_reaches_peer_napi(&gro, false),
+            "TSO on: the backlog"
+        );
+        assert!(Offloads::default().udp_reaches_peer_napi(&gro, false));
+        assert!(tso.udp_reaches_peer_napi(&fwd, false));
+        assert!(
+            tso.udp_reaches_peer_napi(&Offloads::default(), true),
+            "XDP: always"
+        );
+        assert!(!Offloads::default().udp_reaches_peer_napi(&Offloads::default(), false));
+    }
 
     #[test]
     fn mac_parsing() {

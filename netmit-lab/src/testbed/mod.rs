@@ -120,6 +120,7 @@ use std::{
 
 pub use child::NsChild;
 pub use error::{Result, TestbedError};
+pub use link::Offloads;
 pub use naming::{IFNAME_MAX, NAME_STEM, NETNS_RUN_DIR, leftovers, process_prefix, tagged_prefix};
 pub use netns::skip_reason;
 

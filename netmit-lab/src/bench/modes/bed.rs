@@ -54,6 +54,8 @@ pub(super) struct Bed {
     ends: [End; 2],
     server_cpu: usize,
     client_cpu: usize,
+    /// What the report should say about the testbed's offloads.
+    offload_note: Option<String>,
 }
 
 struct End {
@@ -88,6 +90,38 @@ fn setns(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Checks the offloads the comparison depends on (see docs/modes.md, "The testbed") and
+/// says what they mean for the report. The server's end needs GRO: without it (and
+/// without native XDP, which only the xsk setup attaches) a veth has no NAPI instance,
+/// and nothing the setups tune would be on the requests' path.
+fn check_offloads(tb: &Testbed) -> Result<String, ModesError> {
+    let (client, server) = (tb.offloads(Side::A)?, tb.offloads(Side::B)?);
+    if !server.gro {
+        return Err(ModesError::ServerPath {
+            what: format!(
+                "GRO stayed off on the server's veth end {} ({}): it has no NAPI \
+                 instance to tune. Check that `ethtool -K {} gro on` works there",
+                tb.ifname(Side::B),
+                server.describe(),
+                tb.ifname(Side::B)
+            ),
+        });
+    }
+    let socket_path = if client.udp_reaches_peer_napi(&server, false) {
+        "would reach it too"
+    } else {
+        "would not: with TSO on at the client's end it would be received from the \
+         client core's backlog, a path the setups do not touch"
+    };
+    Ok(format!(
+        "veth offloads: client end {}; server end {}. The load client's XDP frames \
+         reach the server's NAPI whatever these are; a UDP socket client {socket_path} \
+         (see docs/modes.md)",
+        client.describe(),
+        server.describe()
+    ))
+}
+
 impl Bed {
     /// A fresh veth testbed, prepared as the module documentation says. Testbeds that a
     /// killed or crashed benchmark left behind are removed first.
@@ -96,6 +130,7 @@ impl Bed {
         let tb = Testbed::with_prefix(&tagged_prefix("b"))?;
         tb.set_gro(Side::A, true)?;
         tb.set_gro(Side::B, true)?;
+        let offload_note = Some(check_offloads(&tb)?);
         let end = |side: Side| -> Result<End, ModesError> {
             let mut end = End {
                 iface: tb.ifname(side).to_string(),
@@ -112,6 +147,7 @@ impl Bed {
             ends,
             server_cpu,
             client_cpu,
+            offload_note,
         };
         for side in [Side::A, Side::B] {
             for id in bed.napis(side)? {
@@ -171,7 +207,13 @@ impl Bed {
             ends,
             server_cpu,
             client_cpu,
+            offload_note: None,
         })
+    }
+
+    /// What the report should say about the offloads the testbed's paths depend on.
+    pub(super) fn offload_note(&self) -> Option<String> {
+        self.offload_note.clone()
     }
 
     /// Whether this is the benchmark's own testbed.

@@ -338,6 +338,12 @@ pub enum ModesError {
         /// What is wrong.
         reason: String,
     },
+    /// The requests would not (or did not) pass through the server's NAPI instance.
+    #[error("the server's receive path: {what}")]
+    ServerPath {
+        /// What was found, and what to check.
+        what: String,
+    },
     /// The NAPI poll counters failed.
     #[error("NAPI poll counters")]
     Signals(#[source] SignalsError),
@@ -404,7 +410,11 @@ pub fn run(
         baseline_saturation_pps: 0.0,
         points: Vec::new(),
         goals: Vec::new(),
-        notes: napi_note.into_iter().chain(busy_note).collect(),
+        notes: napi_note
+            .into_iter()
+            .chain(busy_note)
+            .chain(bed.offload_note())
+            .collect(),
         elapsed_secs: 0.0,
     };
     let total = cfg.steps();
@@ -658,6 +668,18 @@ impl SetupRun<'_> {
             })??
             .map_err(load_err)?;
         let w = window.transpose()?.unwrap_or_default();
+        if self.probe.counts_napi() && client.received > 0 && w.napi_polls == 0 {
+            return Err(ModesError::ServerPath {
+                what: format!(
+                    "{} replies came back in the {setup} window at load {}, but the \
+                     server's NAPI instance never polled: the requests took another path \
+                     (see docs/modes.md on veth offloads), so the setups would compare \
+                     nothing",
+                    client.received,
+                    load.label()
+                ),
+            });
+        }
         let per = |n: u64| n as f64 / client.received.max(1) as f64;
         let us = |ns: u64| ns as f64 / 1000.0;
         Ok(PointResult {

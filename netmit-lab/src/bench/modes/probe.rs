@@ -105,6 +105,11 @@ impl Probe {
         }
     }
 
+    /// Whether NAPI polls are counted (the tracepoint program loaded).
+    pub fn counts_napi(&self) -> bool {
+        self.napi.is_some()
+    }
+
     /// Reads the counters; `napi_ids` are the server interface's NAPI instances.
     ///
     /// # Errors
