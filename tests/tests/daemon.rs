@@ -227,6 +227,21 @@ fn mode_of(s: &Value) -> String {
 
 /// Waits for the daemon's mode to become `mode`; returns the intervals (ticks) it took
 /// from `from_ticks`.
+/// Waits until the daemon has sampled `n` more intervals: a check that nothing changes
+/// then covers that many decisions, whatever the machine's speed.
+fn wait_ticks(tb: &Testbed, d: &Daemon, n: u64) {
+    let from = status(tb)["ticks"].as_u64().unwrap();
+    let start = Instant::now();
+    while status(tb)["ticks"].as_u64().unwrap() < from + n {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the daemon stopped ticking:\n{}",
+            d.log()
+        );
+        thread::sleep(Duration::from_millis(25));
+    }
+}
+
 fn wait_mode(tb: &Testbed, d: &Daemon, mode: &str, from_ticks: u64) -> u64 {
     let start = Instant::now();
     loop {
@@ -371,7 +386,7 @@ fn daemon_follows_the_load_and_restores_on_sigterm() {
 
     // Low load: interrupt, with interrupt's values on the NAPI.
     let low = load(&tb, 1_000);
-    thread::sleep(Duration::from_millis(1_500));
+    wait_ticks(&tb, &d, 10);
     let s = status(&tb);
     assert_eq!(mode_of(&s), "interrupt", "{s}");
     assert_eq!(s["interfaces"][0]["transitions"], 0, "{s}");
@@ -502,7 +517,7 @@ fn daemon_follows_the_load_and_restores_on_sigterm() {
         assert!(start.elapsed() < Duration::from_secs(10), "{}", d.log());
         thread::sleep(Duration::from_millis(50));
     }
-    thread::sleep(Duration::from_millis(500));
+    wait_ticks(&tb, &d, 3);
     let s = status(&tb);
     assert_eq!(s["interval_secs"], 0.2, "{s}");
     assert_eq!(mode_of(&s), "interrupt", "the mode survives a reload");
@@ -538,7 +553,7 @@ fn kill_9_then_restart_restores_the_originals() {
     // Interrupt means "the originals": a restarted daemon at low load changes nothing.
     fs::write(&cfg, config(&tb, true)).unwrap();
     let mut d = start_daemon(&tb, &scratch, &cfg, "first.log");
-    thread::sleep(Duration::from_millis(500));
+    wait_ticks(&tb, &d, 3);
     assert_eq!(napi_settings(&tb), ORIGINALS, "interrupt = originals");
 
     let ticks = status(&tb)["ticks"].as_u64().unwrap();
@@ -562,7 +577,7 @@ fn kill_9_then_restart_restores_the_originals() {
     // Healthy means the start-up restore is done; at low load nothing else changes.
     assert_eq!(napi_settings(&tb), ORIGINALS, "{}", d.log());
     assert!(d.log().contains("start-up restore"), "{}", d.log());
-    thread::sleep(Duration::from_millis(1_000));
+    wait_ticks(&tb, &d, 5);
     assert_eq!(mode_of(&status(&tb)), "interrupt");
     assert_eq!(napi_settings(&tb), ORIGINALS);
     drop(low);
