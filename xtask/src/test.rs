@@ -57,6 +57,15 @@ fn run_inner(extra: Vec<OsString>) -> Result<ExitCode> {
         println!("xtask test: kernel {}", kernel_version()?);
         print_netns("before the tests")?;
     }
+    // What exists before the tests is not theirs (another run's, or left by a killed one,
+    // which the first testbed sweeps away): only what is new afterwards is a leak.
+    let before = if ci { leftovers()? } else { Vec::new() };
+    if !before.is_empty() {
+        println!("xtask test: present before the tests (not counted as theirs):");
+        for item in &before {
+            println!("  {item}");
+        }
+    }
 
     let status = run_streaming(cargo().arg("build"))?;
     if !status.success() {
@@ -96,7 +105,10 @@ fn run_inner(extra: Vec<OsString>) -> Result<ExitCode> {
 
     if ci {
         print_netns("after the tests")?;
-        let left = leftovers()?;
+        let left: Vec<String> = leftovers()?
+            .into_iter()
+            .filter(|item| !before.contains(item))
+            .collect();
         if !left.is_empty() {
             eprintln!("xtask: error: the tests left these behind:");
             for item in &left {

@@ -105,6 +105,7 @@ mod link;
 mod naming;
 mod netns;
 mod proc;
+mod sweep;
 mod traffic;
 
 #[cfg(test)]
@@ -123,6 +124,7 @@ pub use error::{Result, TestbedError};
 pub use link::Offloads;
 pub use naming::{IFNAME_MAX, NAME_STEM, NETNS_RUN_DIR, leftovers, process_prefix, tagged_prefix};
 pub use netns::skip_reason;
+pub use sweep::{owner_pid, sweep_orphans};
 
 use netmit_user::{ebpf::PinRoot, error::chain, sys::Netdev};
 use netns::{NetnsGuard, check_output, ns_command};
@@ -237,6 +239,7 @@ impl Testbed {
     /// [`Testbed::new`].
     pub fn with_prefix(prefix: &str) -> Result<Testbed> {
         naming::check_prefix(prefix)?;
+        sweep::sweep_once();
         let mut last = 0;
         for _ in 0..NAME_ATTEMPTS {
             let n = naming::next_counter();

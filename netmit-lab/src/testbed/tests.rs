@@ -5,6 +5,7 @@ use std::{
     net::{Ipv4Addr, SocketAddr, UdpSocket},
     os::unix::fs::MetadataExt,
     panic,
+    path::Path,
     process::Command,
     sync::Mutex,
     thread,
@@ -479,4 +480,32 @@ fn client_and_server_threads_share_a_testbed() {
         receiver.join().unwrap()
     });
     assert_eq!(received, N);
+}
+
+#[test]
+fn namespaces_of_dead_processes_are_swept_and_live_ones_kept() {
+    if skip("namespaces_of_dead_processes_are_swept_and_live_ones_kept") {
+        return;
+    }
+    // A pid that existed a moment ago and is gone now: what a killed run leaves.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let orphan = format!("nmq{dead}x0a");
+    let ours = format!("nmq{}x0a", std::process::id());
+    for name in [&orphan, &ours] {
+        check_output(Command::new("ip").args(["netns", "add", name]), None).unwrap();
+    }
+    let removed = sweep_orphans();
+    let still = |name: &str| Path::new(NETNS_RUN_DIR).join(name).exists();
+    let (orphan_left, ours_left) = (still(&orphan), still(&ours));
+    let _ = Command::new("ip").args(["netns", "delete", &ours]).status();
+    if orphan_left {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &orphan])
+            .status();
+    }
+    assert!(!orphan_left, "{orphan} survived the sweep: {removed:?}");
+    assert!(ours_left, "the sweep removed a live process's {ours}");
+    assert!(removed.iter().any(|l| l.contains(&orphan)), "{removed:?}");
 }

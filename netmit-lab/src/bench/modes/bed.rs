@@ -27,7 +27,7 @@ use std::{
 };
 
 use super::{ModesError, setup::NapiSettings};
-use crate::testbed::{Side, Testbed, tagged_prefix};
+use crate::testbed::{Side, Testbed, sweep_orphans, tagged_prefix};
 use netmit_user::{
     host::System,
     sys::{
@@ -126,7 +126,9 @@ impl Bed {
     /// A fresh veth testbed, prepared as the module documentation says. Testbeds that a
     /// killed or crashed benchmark left behind are removed first.
     pub(super) fn testbed(server_cpu: usize, client_cpu: usize) -> Result<Bed, ModesError> {
-        sweep_stale_testbeds();
+        for line in sweep_orphans() {
+            eprintln!("netmit bench modes: removed {line}");
+        }
         let tb = Testbed::with_prefix(&tagged_prefix("b"))?;
         tb.set_gro(Side::A, true)?;
         tb.set_gro(Side::B, true)?;
@@ -381,57 +383,6 @@ impl Bed {
     }
 }
 
-/// The pid in a benchmark testbed's name (`nmb<pid>x<n><side>`, see
-/// [`tagged_prefix`]).
-fn bench_testbed_pid(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix(&tagged_prefix("b")[..3])?;
-    rest.split_once('x')?.0.parse().ok()
-}
-
-/// Removes the namespaces (and so their veths) and bpffs pins of benchmark testbeds whose
-/// process is gone: a benchmark killed with SIGKILL, or one that crashed, cannot clean up
-/// after itself. Testbeds of running processes are left alone.
-fn sweep_stale_testbeds() {
-    let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
-    let dir = "/run/netns";
-    let root = netmit_user::ebpf::PinRoot::default();
-    let mut dying = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = bench_testbed_pid(&name) else {
-            continue;
-        };
-        if alive(pid) {
-            continue;
-        }
-        if let Ok(ns) = netmit_user::sys::Netns::named(&name) {
-            dying.push(root.netns_dir(&ns.id()));
-        }
-        let removed = Command::new("ip")
-            .args(["netns", "delete", &name])
-            .status()
-            .is_ok_and(|s| s.success());
-        if removed {
-            eprintln!("netmit bench modes: removed {dir}/{name}, left by process {pid}");
-        }
-    }
-    // Their veths go with the namespaces (the kernel tears a namespace down in the
-    // background), and then their XDP links are defunct and the pins can go.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        for pins in root.sweep_defunct() {
-            eprintln!(
-                "netmit bench modes: removed {}, left by a testbed that is gone",
-                pins.display()
-            );
-        }
-        if dying.iter().all(|d| !d.exists()) || std::time::Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 /// Resolves the end's interface in its namespace.
 fn resolve(end: &End) -> Result<Netdev, ModesError> {
     let name: IfName = end
@@ -460,18 +411,4 @@ fn in_end<T: Send>(end: &End, f: impl FnOnce() -> T + Send) -> Result<T, ModesEr
         ns: end.ns_name.clone(),
         source,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_benchmark_testbed_names_yield_a_pid() {
-        assert_eq!(bench_testbed_pid("nmb4711x0a"), Some(4711));
-        assert_eq!(bench_testbed_pid("nmb4711x12b"), Some(4711));
-        assert_eq!(bench_testbed_pid("nm4711x0a"), None);
-        assert_eq!(bench_testbed_pid("nmbx0a"), None);
-        assert_eq!(bench_testbed_pid("eth0"), None);
-    }
 }
