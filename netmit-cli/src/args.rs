@@ -7,7 +7,8 @@ use netmit_user::{duration, sys::IfName};
 
 use crate::{
     attach::AttachArgs, classify::ClassifyArgs, daemon::DaemonArgs, detach::DetachArgs,
-    logs::LogsArgs, rx::RxArgs, status::StatusArgs, steer::SteerCommand, tune::TuneCommand,
+    logs::LogsArgs, run_cmd::RunArgs, rx::RxArgs, status::StatusArgs, steer::SteerCommand,
+    tune::TuneCommand,
 };
 #[cfg(feature = "lab")]
 use crate::{bench::BenchCommand, r#gen::GenArgs, load::LoadArgs, serve::ServeArgs};
@@ -116,6 +117,20 @@ pub enum Command {
     /// Example: netmit load veth0 --server 198.18.0.1:9000 --closed --window 16 --json
     #[cfg(feature = "lab")]
     Load(LoadArgs),
+    /// Run an unmodified epoll server (memcached, redis, nginx) with busy polling and IRQ
+    /// suspension.
+    ///
+    /// Applies the profile's NAPI settings to --iface through the restore journal (unless a
+    /// netmit daemon manages this namespace), starts CMD with libnetmit_preload.so
+    /// preloaded (it sets busy_poll_usecs, busy_poll_budget and prefer_busy_poll on every
+    /// epoll instance CMD creates, with EPIOCSPARAMS), passes SIGINT, SIGTERM, SIGHUP and
+    /// SIGQUIT on to CMD, puts the settings back when CMD exits and exits with its status
+    /// (127: CMD not found, 126: not executable, 125: netmit's own error). If netmit is
+    /// killed, `netmit tune restore` puts the settings back. The library reads
+    /// NETMIT_BUSY_POLL_USECS, NETMIT_BUSY_POLL_BUDGET, NETMIT_PREFER_BUSY_POLL,
+    /// NETMIT_PRELOAD_MODE and NETMIT_PRELOAD_STATE_DIR (docs/unmodified-servers.md).
+    /// Example: netmit run --profile suspend --iface eth1 -- memcached -U 11211 -u memcache
+    Run(RunArgs),
     /// Run the adaptive daemon: switch each interface's interrupt mode with its load.
     ///
     /// Every interval the daemon samples each configured interface (XDP and NAPI poll

@@ -14,6 +14,7 @@ mod r#gen;
 mod load;
 mod logs;
 mod output;
+mod run_cmd;
 mod rx;
 #[cfg(feature = "lab")]
 mod serve;
@@ -39,6 +40,10 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    // `run` exits with its command's status.
+    if let args::Command::Run(a) = cli.command {
+        return run_cmd::execute(a);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -68,5 +73,6 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Serve(a) => serve::run(a),
         args::Command::Check { iface, json } => check::run(iface.as_ref(), json),
         args::Command::Daemon(a) => daemon::run(a),
+        args::Command::Run(_) => unreachable!("handled in main"),
     }
 }

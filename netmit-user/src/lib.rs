@@ -20,6 +20,8 @@
 //! - [`capture`]: reading pcap and pcapng files;
 //! - [`classify`]: running frames through the real program with BPF_PROG_TEST_RUN;
 //! - [`frames`]: fixed well-formed frames for self-tests and benchmarks;
+//! - [`preload`]: applications running with the preload library (`netmit run`): its
+//!   configuration, where it is installed, the state files they export;
 //! - [`signals`]: load signals: per-NAPI poll counters (napi_poll tracepoint), softirq and IRQ counts;
 
 pub mod capture;
@@ -33,6 +35,7 @@ pub mod error;
 pub mod frames;
 pub mod host;
 pub mod metrics;
+pub mod preload;
 pub mod signals;
 pub mod status;
 pub mod steer;

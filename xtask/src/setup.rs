@@ -56,6 +56,9 @@ pub const DEB_PACKAGES: &[(&str, &str)] = &[
     ("promtool", "prometheus"),
     ("prometheus", "prometheus"),
     ("sockperf", "sockperf"),
+    // Unmodified epoll servers under `netmit run` (tests/tests/preload.rs).
+    ("memcached", "memcached"),
+    ("redis-server", "redis-server"),
 ];
 
 /// The bpf-linker release that fits the installed toolchains (see PLATFORM.md).

@@ -27,6 +27,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "netmit-user",
     "netmit-lab",
     "netmit-cli",
+    "netmit-preload",
     "tests",
 ];
 

@@ -61,3 +61,56 @@ pub fn default_sigpipe() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
+
+/// The child that [`forward_to`] passes signals on to (0: not started yet).
+static FORWARD_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+/// Signals that arrived before the child existed (bit per signal number).
+static FORWARD_PENDING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn on_forward(sig: libc::c_int) {
+    let pid = FORWARD_PID.load(Ordering::Acquire);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe; `pid` is the child this process started.
+        unsafe { libc::kill(pid, sig) };
+    } else if (0..64).contains(&sig) {
+        FORWARD_PENDING.fetch_or(1 << sig, Ordering::AcqRel);
+    }
+}
+
+/// Catches `signals` so that each is passed on to the child named later with
+/// [`forward_to`] instead of ending this process (SA_RESTART: a `wait` goes on). Signals
+/// that arrive before then are kept and passed on by [`forward_to`]. The child's `exec`
+/// resets the handlers to their defaults, so it does not inherit them.
+///
+/// # Errors
+///
+/// The error of `sigaction`.
+pub fn install_forward(signals: &[libc::c_int]) -> io::Result<()> {
+    for &sig in signals {
+        // SAFETY: an all-zero sigaction is valid; the handler only touches atomics and
+        // calls kill, both async-signal-safe.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_forward as *const () as libc::sighandler_t;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            if libc::sigaction(sig, &sa, std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Names the child that caught signals go to, and passes on those that arrived before.
+pub fn forward_to(pid: u32) {
+    let pid = i32::try_from(pid).unwrap_or(0);
+    FORWARD_PID.store(pid, Ordering::Release);
+    let pending = FORWARD_PENDING.swap(0, Ordering::AcqRel);
+    for sig in 1..64 {
+        if pending & (1 << sig) != 0 && pid > 0 {
+            // SAFETY: kill has no memory-safety preconditions; `pid` is our child.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+}

@@ -465,6 +465,28 @@ impl Journal {
         host: &dyn Host,
         only: Option<&Netdev>,
     ) -> Result<RestoreReport, JournalError> {
+        self.restore_where(host, &|s| only.is_none_or(|want| s.dev() == Some(want)))
+    }
+
+    /// As [`Journal::restore`], for the given settings only (`netmit run` puts back what
+    /// it changed and leaves earlier changes of the same device alone).
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Io`] when the journal cannot be written.
+    pub fn restore_settings(
+        &mut self,
+        host: &dyn Host,
+        settings: &[Setting],
+    ) -> Result<RestoreReport, JournalError> {
+        self.restore_where(host, &|s| settings.contains(s))
+    }
+
+    fn restore_where(
+        &mut self,
+        host: &dyn Host,
+        wanted: &dyn Fn(&Setting) -> bool,
+    ) -> Result<RestoreReport, JournalError> {
         let mut report = RestoreReport::default();
         let here = host.netns().ok();
         for raw in &self.legacy {
@@ -485,7 +507,7 @@ impl Journal {
         while i > 0 {
             i -= 1;
             let e = self.entries[i].clone();
-            if only.is_some_and(|want| e.setting.dev() != Some(want)) {
+            if !wanted(&e.setting) {
                 continue;
             }
             if let Some(ns) = e.netns()
