@@ -24,17 +24,12 @@
 //! works, just with the per-call cost (it logs a warning).
 
 use std::{
-    ffi::CString,
-    io,
-    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+    fs, io,
+    os::fd::{BorrowedFd, OwnedFd},
 };
 
-/// `BPF_LINK_CREATE` (`enum bpf_cmd`).
-const BPF_LINK_CREATE: libc::c_long = 28;
-/// `BPF_XDP` (`enum bpf_attach_type`).
-const BPF_XDP: u32 = 37;
-/// `XDP_FLAGS_SKB_MODE`: generic XDP, which every device supports.
-const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+use netmit_user::sys::{bpf, netns};
+
 /// The loopback device's index in every network namespace.
 const LOOPBACK_IFINDEX: u32 = 1;
 
@@ -49,53 +44,13 @@ pub(crate) struct DispatcherPin {
 /// Attaches `prog` (an XDP program) in generic mode to the loopback device of a new,
 /// private network namespace.
 pub(crate) fn pin(prog: BorrowedFd<'_>) -> io::Result<DispatcherPin> {
-    let prog_fd = prog.as_raw_fd();
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            // SAFETY: unshare affects only this thread, which ends right after.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let path = CString::new("/proc/thread-self/ns/net").map_err(io::Error::other)?;
-            // SAFETY: a valid path; the returned fd is owned below.
-            let ns = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-            if ns < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: `ns` is a fresh fd that nothing else owns.
-            let netns = unsafe { OwnedFd::from_raw_fd(ns) };
-            let link = link_create(prog_fd, LOOPBACK_IFINDEX)?;
-            Ok(DispatcherPin {
-                _link: link,
-                _netns: netns,
-            })
+    netns::in_new_netns(|| {
+        let netns = OwnedFd::from(fs::File::open("/proc/thread-self/ns/net")?);
+        let link = bpf::xdp_link_create(prog, LOOPBACK_IFINDEX, true).map_err(io::Error::other)?;
+        Ok(DispatcherPin {
+            _link: link,
+            _netns: netns,
         })
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the namespace thread panicked")))
     })
-}
-
-/// `BPF_LINK_CREATE` of an XDP program on `ifindex` (of the calling thread's namespace).
-fn link_create(prog_fd: i32, ifindex: u32) -> io::Result<OwnedFd> {
-    // union bpf_attr, link_create: prog_fd, target_ifindex, attach_type, flags, then
-    // zeroes.
-    let mut attr = [0u32; 16];
-    attr[0] = prog_fd as u32;
-    attr[1] = ifindex;
-    attr[2] = BPF_XDP;
-    attr[3] = XDP_FLAGS_SKB_MODE;
-    // SAFETY: the attribute buffer is valid and as large as the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_LINK_CREATE,
-            attr.as_mut_ptr(),
-            std::mem::size_of_val(&attr) as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a new link fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    .map_err(io::Error::other)?
 }

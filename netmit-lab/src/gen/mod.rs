@@ -126,7 +126,7 @@ use netmit_common::{TrafficState, names};
 pub use frame::{FrameSpec, MAX_FRAME, MIN_FRAME, MacAddr, PortRange, Template};
 pub use report::{GenReport, GenSample, IfaceCounters, WIRE_OVERHEAD};
 
-use netmit_user::ebpf::EBPF_OBJECT;
+use netmit_user::{ebpf::EBPF_OBJECT, sys::process::TimerSlack};
 
 /// Largest live-frames batch the kernel accepts (`TEST_XDP_MAX_BATCH`).
 pub const MAX_LIVE_BATCH: u32 = 256;
@@ -697,7 +697,7 @@ impl Generator {
             live_batch: self.cfg.live_batch,
             expected_total: start_total,
         };
-        let _slack = (plan.rate.is_some()).then(TimerSlack::fine);
+        let _slack = (plan.rate.is_some()).then(|| TimerSlack::set(1000));
         let mut clock = MonotonicClock {
             start: Instant::now(),
         };
@@ -824,30 +824,6 @@ fn wrong_type(source: ProgramError) -> GenError {
     GenError::Program {
         what: "generator program type",
         source,
-    }
-}
-
-/// Sets the calling thread's timer slack to 1 µs and restores it on drop.
-struct TimerSlack(libc::c_ulong);
-
-impl TimerSlack {
-    fn fine() -> Self {
-        // SAFETY: PR_GET_TIMERSLACK takes no pointer and only reads the thread's setting.
-        let old = unsafe { libc::prctl(libc::PR_GET_TIMERSLACK, 0, 0, 0, 0) };
-        // SAFETY: PR_SET_TIMERSLACK changes only the calling thread's slack.
-        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0) };
-        Self(if old > 0 {
-            old as libc::c_ulong
-        } else {
-            50_000
-        })
-    }
-}
-
-impl Drop for TimerSlack {
-    fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, self.0, 0, 0, 0) };
     }
 }
 

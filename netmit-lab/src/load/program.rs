@@ -233,15 +233,7 @@ impl LoadProgram {
 }
 
 /// The CLOCK_MONOTONIC time in nanoseconds: the clock of `bpf_ktime_get_ns()`.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use netmit_user::sys::process::monotonic_ns;
 
 /// The load-client program of `ebpf`, for changes (load, attach).
 fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {

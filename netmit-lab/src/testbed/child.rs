@@ -13,6 +13,8 @@ use std::{
     process::{Child, Command, ExitStatus, Output, Stdio},
 };
 
+use netmit_user::sys::process;
+
 use super::{Result, Side, Testbed, TestbedError, lock, netns::describe};
 
 /// A process started by [`Testbed::spawn`] inside a testbed namespace. Dereferences to the
@@ -176,39 +178,10 @@ impl Testbed {
 /// Whether `pid` is still an unreaped child of ours (alive or zombie), so that signalling
 /// it (or its process group, whose id it holds) cannot hit an unrelated process.
 fn is_unreaped_child(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: siginfo_t is plain data; all-zero is a valid value.
-    let mut info: libc::siginfo_t = unsafe { mem::zeroed() };
-    // SAFETY: `info` is a valid, writable siginfo_t. WNOWAIT leaves the child reapable.
-    let rc = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    rc == 0
+    process::is_unreaped_child(pid)
 }
 
 /// Sends SIGKILL to the process group led by `pid` (falling back to just `pid`).
 fn kill_group(pid: u32) -> io::Result<()> {
-    let pid =
-        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: kill only signals; the callers checked that `pid` is our unreaped child.
-    if unsafe { libc::kill(-pid, libc::SIGKILL) } == 0 {
-        return Ok(());
-    }
-    // SAFETY: as above.
-    if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::ESRCH) {
-        Ok(())
-    } else {
-        Err(err)
-    }
+    process::signal_group(pid, libc::SIGKILL)
 }

@@ -4,12 +4,9 @@
 //! `ip netns exec` is explained in the [module documentation](super#running-code-inside-a-namespace).
 
 use std::{
-    ffi::{CString, OsStr},
+    ffi::OsStr,
     fs, io,
-    os::{
-        fd::{AsRawFd, OwnedFd, RawFd},
-        unix::process::CommandExt,
-    },
+    os::fd::{AsFd, OwnedFd},
     panic,
     path::Path,
     process::{Command, Output, Stdio},
@@ -18,7 +15,10 @@ use std::{
 };
 
 use super::{NETNS_RUN_DIR, Result, Side, Testbed, TestbedError, lock};
-use netmit_user::error::chain;
+use netmit_user::{
+    error::chain,
+    sys::{fs::unmount_detached, netns},
+};
 
 /// Serialises `ip netns add` within this process: the very first `ip netns add` on a host
 /// turns `/run/netns` into a shared mount, which races when done concurrently.
@@ -27,8 +27,7 @@ static NETNS_ADD_LOCK: Mutex<()> = Mutex::new(());
 /// Returns why privileged testbed code cannot run here (not root, or no `ip` binary),
 /// or `None` when it can. Tests print the reason and return early.
 pub fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = netmit_user::sys::caps::euid();
     if euid != 0 {
         return Some(format!("testbed needs root (euid is {euid})"));
     }
@@ -80,15 +79,6 @@ pub(super) fn check_output(cmd: &mut Command, ns: Option<&str>) -> Result<Output
     Ok(out)
 }
 
-/// Moves the calling thread into the network namespace `fd` refers to.
-fn setns_net(fd: RawFd) -> io::Result<()> {
-    // SAFETY: setns only reads its arguments; a bad fd is reported as an error.
-    if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// A `Command` running `program` inside the namespace `ns` (by way of `setns` in `pre_exec`).
 pub(super) fn ns_command<I, S>(ns: &Arc<OwnedFd>, program: impl AsRef<OsStr>, args: I) -> Command
 where
@@ -98,12 +88,7 @@ where
     let mut cmd = Command::new(program);
     cmd.args(args);
     // The Arc keeps the fd open for as long as the Command exists, even past the Testbed.
-    let ns = Arc::clone(ns);
-    // SAFETY: the hook only reads an integer and makes the setns system call, both of
-    // which are async-signal-safe; it allocates nothing and takes no locks.
-    unsafe {
-        cmd.pre_exec(move || setns_net(ns.as_raw_fd()));
-    }
+    netns::enter_fd_in_child(&mut cmd, Arc::clone(ns));
     cmd
 }
 
@@ -134,10 +119,7 @@ impl Drop for NetnsGuard {
             eprintln!("testbed: deleting namespace {name}: {}", chain(&e));
             // Do by hand what `ip netns delete` does, in case `ip` itself is the problem.
             let path = Path::new(NETNS_RUN_DIR).join(&name);
-            if let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) {
-                // SAFETY: `c` is a valid NUL-terminated path.
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            }
+            let _ = unmount_detached(&path);
             if let Err(e) = fs::remove_file(&path)
                 && e.kind() != io::ErrorKind::NotFound
             {
@@ -170,12 +152,12 @@ impl Testbed {
     /// [`TestbedError::Thread`] or [`TestbedError::Setns`].
     pub fn try_in_ns<T: Send>(&self, side: Side, f: impl FnOnce() -> T + Send) -> Result<T> {
         let end = self.end(side);
-        let fd = end.fd.as_raw_fd();
+        let fd = end.fd.as_fd();
         thread::scope(|scope| {
             let handle = thread::Builder::new()
                 .name(format!("netns-{}", end.name))
                 .spawn_scoped(scope, move || -> Result<T> {
-                    setns_net(fd).map_err(|source| TestbedError::Setns {
+                    netns::enter_fd(fd).map_err(|source| TestbedError::Setns {
                         ns: end.name.clone(),
                         source,
                     })?;

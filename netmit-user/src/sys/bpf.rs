@@ -40,6 +40,11 @@ const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
 const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
 const BPF_LINK_DETACH: libc::c_long = 34;
 const BPF_LINK_TYPE_XDP: u32 = 6;
+const BPF_LINK_CREATE: libc::c_long = 28;
+/// `enum bpf_attach_type`: BPF_XDP.
+const BPF_XDP: u64 = 37;
+/// XDP_FLAGS_SKB_MODE (include/uapi/linux/if_link.h).
+const XDP_FLAGS_SKB_MODE: u64 = 1 << 1;
 
 fn sys_bpf(cmd: libc::c_long, attr: &mut [u64; 16], name: &'static str) -> Result<i64, BpfError> {
     // SAFETY: `attr` is a zero-initialised, 128-byte `union bpf_attr` for `cmd`.
@@ -57,6 +62,27 @@ fn sys_bpf(cmd: libc::c_long, attr: &mut [u64; 16], name: &'static str) -> Resul
 fn owned(fd: i64) -> OwnedFd {
     // SAFETY: the kernel just returned this descriptor to us.
     unsafe { OwnedFd::from_raw_fd(fd as i32) }
+}
+
+/// `BPF_LINK_CREATE` of the XDP program `prog` on `ifindex` of the calling thread's
+/// namespace, in generic (skb) mode when `generic`. aya attaches through its own types;
+/// this is for a program fd that nothing else manages (the generator's dispatcher pin).
+///
+/// # Errors
+///
+/// [`BpfError::Command`] with the kernel's errno.
+pub fn xdp_link_create(
+    prog: std::os::fd::BorrowedFd<'_>,
+    ifindex: u32,
+    generic: bool,
+) -> Result<OwnedFd, BpfError> {
+    // union bpf_attr, link_create: u32 prog_fd, u32 target_ifindex, u32 attach_type,
+    // u32 flags, then zeroes (little-endian pairs in u64 words).
+    let mut attr = [0u64; 16];
+    attr[0] = u64::from(prog.as_raw_fd() as u32) | (u64::from(ifindex) << 32);
+    let flags = if generic { XDP_FLAGS_SKB_MODE } else { 0 };
+    attr[1] = BPF_XDP | (flags << 32);
+    sys_bpf(BPF_LINK_CREATE, &mut attr, "BPF_LINK_CREATE").map(owned)
 }
 
 /// Link id, program id and (for XDP links) ifindex of a link.

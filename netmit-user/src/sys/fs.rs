@@ -307,6 +307,23 @@ impl DirLock {
     }
 }
 
+/// Detaches the mount at `path` (`umount2(MNT_DETACH)`): it disappears from the tree now
+/// and is freed when nothing uses it any more.
+///
+/// # Errors
+///
+/// umount2(2)'s error (`EINVAL` when `path` is not a mount point); `InvalidInput` for a
+/// path with a NUL byte.
+pub fn unmount_detached(path: &Path) -> io::Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::symlink;

@@ -30,6 +30,7 @@ pub mod link;
 pub mod napi;
 pub mod netdev;
 pub mod netns;
+pub mod process;
 pub mod signal;
 pub mod sysctl;
 pub mod tap;

@@ -19,7 +19,7 @@
 use std::{
     fmt, fs, io,
     os::{
-        fd::{AsRawFd, OwnedFd},
+        fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
         unix::{fs::MetadataExt, process::CommandExt},
     },
     path::Path,
@@ -242,12 +242,21 @@ impl Netns {
 
 /// Moves the calling thread into `ns`.
 fn setns(ns: &Netns) -> Result<(), NetnsError> {
+    enter_fd(ns.fd.as_fd()).map_err(|source| NetnsError::Enter { ns: ns.id, source })
+}
+
+/// Moves the calling thread into the network namespace `fd` refers to (an open
+/// `/run/netns/NAME` or `/proc/PID/ns/net`). Only this thread moves; callers run it on a
+/// thread of their own.
+///
+/// # Errors
+///
+/// setns(2)'s error: `EINVAL` when `fd` is not a network namespace, `EPERM` without
+/// CAP_SYS_ADMIN.
+pub fn enter_fd(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: setns only reads its arguments and changes the calling thread alone.
-    if unsafe { libc::setns(ns.fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(NetnsError::Enter {
-            ns: ns.id,
-            source: io::Error::last_os_error(),
-        });
+    if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -304,8 +313,12 @@ pub fn in_new_netns<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, NetnsErr
 
 /// Makes `cmd`'s child process enter `ns` before it executes (the parent stays).
 pub fn enter_in_child(cmd: &mut Command, ns: &Netns) {
-    // The Arc keeps the descriptor open for as long as the Command exists.
-    let fd = Arc::clone(&ns.fd);
+    enter_fd_in_child(cmd, Arc::clone(&ns.fd));
+}
+
+/// Makes `cmd`'s child process enter the network namespace `fd` refers to before it
+/// executes; the `Arc` keeps the descriptor open for as long as the `Command` exists.
+pub fn enter_fd_in_child(cmd: &mut Command, fd: Arc<OwnedFd>) {
     // SAFETY: the hook only reads an integer and makes the setns system call, both
     // async-signal-safe; it allocates nothing and takes no locks.
     unsafe {

@@ -15,14 +15,11 @@
 
 use std::{
     fs::File,
-    io,
     net::IpAddr,
-    os::{
-        fd::{AsRawFd, RawFd},
-        unix::process::CommandExt,
-    },
+    os::fd::{AsFd, OwnedFd},
     path::{Path, PathBuf},
     process::Command,
+    sync::Arc,
     thread,
 };
 
@@ -33,6 +30,7 @@ use netmit_user::{
     sys::{
         IfName, IfNameError, Netdev,
         napi::{self, NapiParam},
+        netns,
     },
     tune::{journal::Journal, setting::Setting},
 };
@@ -63,7 +61,7 @@ struct End {
     /// The device, resolved in its namespace.
     dev: Option<Netdev>,
     /// The namespace file (`None`: the current namespace).
-    ns: Option<File>,
+    ns: Option<Arc<OwnedFd>>,
     /// For messages.
     ns_name: String,
 }
@@ -75,19 +73,13 @@ fn idx(side: Side) -> usize {
     }
 }
 
-fn open_ns(path: &Path) -> Result<File, ModesError> {
-    File::open(path).map_err(|source| ModesError::Netns {
-        ns: path.display().to_string(),
-        source,
-    })
-}
-
-fn setns(fd: RawFd) -> io::Result<()> {
-    // SAFETY: setns only reads its arguments; it changes the calling thread alone.
-    if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+fn open_ns(path: &Path) -> Result<Arc<OwnedFd>, ModesError> {
+    File::open(path)
+        .map(|f| Arc::new(OwnedFd::from(f)))
+        .map_err(|source| ModesError::Netns {
+            ns: path.display().to_string(),
+            source,
+        })
 }
 
 /// Checks the offloads the comparison depends on (see docs/modes.md, "The testbed") and
@@ -260,10 +252,7 @@ impl Bed {
     pub(super) fn command(&self, side: Side, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
         if let Some(ns) = &self.ends[idx(side)].ns {
-            let fd = ns.as_raw_fd();
-            // SAFETY: setns is async-signal-safe; the fd stays open in the parent until
-            // the child has exec'd (the Bed outlives the spawn).
-            unsafe { cmd.pre_exec(move || setns(fd)) };
+            netns::enter_fd_in_child(&mut cmd, Arc::clone(ns));
         }
         cmd
     }
@@ -401,9 +390,9 @@ fn in_end<T: Send>(end: &End, f: impl FnOnce() -> T + Send) -> Result<T, ModesEr
     let Some(ns) = &end.ns else {
         return Ok(f());
     };
-    let fd = ns.as_raw_fd();
+    let fd = ns.as_fd();
     thread::scope(|s| {
-        s.spawn(move || setns(fd).map(|()| f()))
+        s.spawn(move || netns::enter_fd(fd).map(|()| f()))
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p))
     })

@@ -68,7 +68,7 @@ use netmit_user::{
     },
     signals::SignalsError,
     steer::Rule,
-    sys::napi::NapiError,
+    sys::{napi::NapiError, process},
     tune::JournalError,
 };
 
@@ -760,8 +760,7 @@ struct Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if !self.stopped {
-            // SAFETY: kill with the pid of our own child (reaped below, not before).
-            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = process::signal(self.child.id(), libc::SIGTERM);
             let _ = self.child.wait();
             let _ = fs::remove_dir_all(&self.run_dir);
         }
@@ -828,8 +827,7 @@ impl Daemon {
 
     /// SIGTERM (the daemon restores its settings), then waits for it.
     fn stop(mut self) -> Result<(), ModesError> {
-        // SAFETY: kill with the pid of our own, not yet reaped child.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = process::signal(self.child.id(), libc::SIGTERM);
         let status = self.child.wait().map_err(|source| ModesError::Daemon {
             what: "waiting for it to exit".into(),
             source,
