@@ -18,7 +18,7 @@
 use std::{
     io,
     net::{IpAddr, SocketAddr, UdpSocket},
-    os::fd::AsRawFd,
+    os::fd::AsFd,
     time::{Duration, Instant},
 };
 
@@ -27,6 +27,7 @@ use netlink_bindings::{
     rt_route::{self, Rtmsg},
 };
 use netlink_socket2::NetlinkSocket;
+use netmit_user::sys::socket;
 
 use super::LoadError;
 use crate::r#gen::MacAddr;
@@ -116,19 +117,13 @@ fn trigger_socket(iface: &str, server: IpAddr) -> Result<UdpSocket, LoadError> {
         IpAddr::V6(_) => "[::]:0".parse().expect("valid"),
     };
     let sock = UdpSocket::bind(any).map_err(no_route)?;
-    // SAFETY: setsockopt on an open socket with a pointer to the name and its length.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_BINDTODEVICE,
-            iface.as_ptr().cast(),
-            iface.len() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(no_route(io::Error::last_os_error()));
-    }
+    socket::set_bytes(
+        sock.as_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_BINDTODEVICE,
+        iface.as_bytes(),
+    )
+    .map_err(no_route)?;
     sock.connect(SocketAddr::new(server, DISCARD_PORT))
         .map_err(no_route)?;
     Ok(sock)

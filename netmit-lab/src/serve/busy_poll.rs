@@ -51,20 +51,19 @@
 //! `EPIOCSPARAMS` 6.9 ([`ServeError::EpollParamsUnsupported`] before); IRQ suspension
 //! 6.13; the socket options 5.11.
 
-use std::{fs, io, os::fd::RawFd};
+use std::{fs, io, os::fd::BorrowedFd};
 
+use netmit_user::sys::{
+    epoll::{Epoll, EpollParams},
+    socket,
+};
 use serde::Serialize;
 
-use super::{ServeError, udp::setsockopt_int};
+use super::ServeError;
 
 const SO_BUSY_POLL: libc::c_int = 46;
 const SO_PREFER_BUSY_POLL: libc::c_int = 69;
 const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
-
-/// `EPIOCSPARAMS`: `_IOW(0x8A, 0x01, struct epoll_params)` (`linux/eventpoll.h`).
-pub(crate) const EPIOCSPARAMS: libc::c_ulong = 0x4008_8a01;
-/// `EPIOCGPARAMS`: `_IOR(0x8A, 0x02, struct epoll_params)`.
-pub(crate) const EPIOCGPARAMS: libc::c_ulong = 0x8008_8a02;
 
 /// The busy-poll parameters of busy-poll mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -90,16 +89,6 @@ impl Default for BusyPollParams {
     }
 }
 
-/// `struct epoll_params` (`linux/eventpoll.h`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct EpollParams {
-    pub busy_poll_usecs: u32,
-    pub busy_poll_budget: u16,
-    pub prefer_busy_poll: u8,
-    pub pad: u8,
-}
-
 /// Sets the busy-poll parameters of an epoll instance, with `prefer_busy_poll` on, and
 /// reads them back.
 ///
@@ -107,29 +96,19 @@ pub(crate) struct EpollParams {
 ///
 /// [`ServeError::EpollParamsUnsupported`] on kernels without `EPIOCSPARAMS`,
 /// [`ServeError::BudgetNotPermitted`] for a budget above 64 without `CAP_NET_ADMIN`.
-pub(crate) fn set_epoll_params(epfd: RawFd, p: &BusyPollParams) -> Result<(), ServeError> {
+pub(crate) fn set_epoll_params(epoll: &Epoll, p: &BusyPollParams) -> Result<(), ServeError> {
     let want = EpollParams {
         busy_poll_usecs: p.usecs,
         busy_poll_budget: p.budget,
         prefer_busy_poll: 1,
         pad: 0,
     };
-    // SAFETY: EPIOCSPARAMS reads one struct epoll_params from the pointer.
-    if unsafe { libc::ioctl(epfd, EPIOCSPARAMS as _, &raw const want) } != 0 {
-        return Err(ServeError::epoll_params(
-            p.budget,
-            kernel_release(),
-            io::Error::last_os_error(),
-        ));
-    }
-    let mut got = EpollParams::default();
-    // SAFETY: EPIOCGPARAMS writes one struct epoll_params to the pointer.
-    if unsafe { libc::ioctl(epfd, EPIOCGPARAMS as _, &raw mut got) } != 0 {
-        return Err(ServeError::io(
-            "ioctl(EPIOCGPARAMS) on the epoll instance",
-            io::Error::last_os_error(),
-        ));
-    }
+    epoll
+        .set_params(&want)
+        .map_err(|e| ServeError::epoll_params(p.budget, kernel_release(), e))?;
+    let got = epoll
+        .params()
+        .map_err(|e| ServeError::io("ioctl(EPIOCGPARAMS) on the epoll instance", e))?;
     if got != want {
         return Err(ServeError::io(
             format!("EPIOCSPARAMS did not take: asked {want:?}, the kernel has {got:?}"),
@@ -142,12 +121,12 @@ pub(crate) fn set_epoll_params(epfd: RawFd, p: &BusyPollParams) -> Result<(), Se
 /// Sets `SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL` and `SO_BUSY_POLL_BUDGET` on a socket;
 /// returns the option that failed.
 pub(crate) fn set_socket_options(
-    fd: RawFd,
+    fd: BorrowedFd<'_>,
     p: &BusyPollParams,
 ) -> Result<(), (&'static str, io::Error)> {
     let set = |name, opt, value: i64| {
         let value = value.clamp(0, i64::from(i32::MAX)) as i32;
-        setsockopt_int(fd, libc::SOL_SOCKET, opt, value).map_err(|e| (name, e))
+        socket::set_int(fd, libc::SOL_SOCKET, opt, value).map_err(|e| (name, e))
     };
     set("SO_PREFER_BUSY_POLL", SO_PREFER_BUSY_POLL, 1)?;
     set("SO_BUSY_POLL", SO_BUSY_POLL, i64::from(p.usecs))?;
@@ -177,24 +156,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ioctl_numbers_match_the_uapi_header() {
-        // _IOW(0x8A, 1, 8 bytes) and _IOR(0x8A, 2, 8 bytes).
-        let ioc =
-            |dir: libc::c_ulong, nr: libc::c_ulong| (dir << 30) | (8 << 16) | (0x8a << 8) | nr;
-        assert_eq!(std::mem::size_of::<EpollParams>(), 8);
-        assert_eq!(EPIOCSPARAMS, ioc(1, 1));
-        assert_eq!(EPIOCGPARAMS, ioc(2, 2));
-        assert_eq!(EPIOCSPARAMS, libc::EPIOCSPARAMS as libc::c_ulong);
-    }
-
-    #[test]
     fn epoll_params_round_trip_on_this_kernel() {
-        // SAFETY: plain epoll_create1; the descriptor is owned right away.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        assert!(fd >= 0);
-        // SAFETY: `fd` is fresh and owned by nothing else.
-        let _owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        match set_epoll_params(fd, &BusyPollParams::default()) {
+        let epoll = Epoll::new().unwrap();
+        match set_epoll_params(&epoll, &BusyPollParams::default()) {
             Ok(()) => {}
             // A kernel older than 6.9 says so, with its release.
             Err(ServeError::EpollParamsUnsupported { kernel, .. }) => {

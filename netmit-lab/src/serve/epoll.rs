@@ -26,9 +26,11 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::{AsFd, OwnedFd},
     time::Duration,
 };
+
+use netmit_user::sys::{epoll::Epoll, socket};
 
 use super::{
     Control, ReplyFormat, ServeError,
@@ -41,76 +43,6 @@ use super::{
 pub(crate) const MAX_WAIT: Duration = Duration::from_millis(100);
 
 const SO_INCOMING_NAPI_ID: libc::c_int = 56;
-
-/// An epoll instance.
-pub(crate) struct Epoll {
-    fd: OwnedFd,
-}
-
-impl Epoll {
-    pub(crate) fn new() -> io::Result<Self> {
-        // SAFETY: plain epoll_create1; the descriptor is owned right away.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor nothing else owns.
-        Ok(Self {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
-    }
-
-    /// Watches `fd` for input (level-triggered).
-    pub(crate) fn add(&self, fd: RawFd) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: fd as u64,
-        };
-        // SAFETY: `ev` is a valid epoll_event for the duration of the call.
-        if unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    /// Waits up to `timeout` (rounded up to whole milliseconds, at least 1: a timeout of 0
-    /// would skip busy polling, see `busy_poll.rs`) and returns the number of events; 0
-    /// also when a signal interrupted the wait.
-    pub(crate) fn wait(
-        &self,
-        events: &mut [libc::epoll_event],
-        timeout: Duration,
-    ) -> io::Result<usize> {
-        let ms = timeout
-            .as_nanos()
-            .div_ceil(1_000_000)
-            .clamp(1, i32::MAX as u128) as libc::c_int;
-        // SAFETY: `events` is writable for `events.len()` entries.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.fd.as_raw_fd(),
-                events.as_mut_ptr(),
-                events.len().min(i32::MAX as usize) as libc::c_int,
-                ms,
-            )
-        };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EINTR) {
-            Ok(0)
-        } else {
-            Err(e)
-        }
-    }
-}
-
-impl AsRawFd for Epoll {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
 
 /// One thread of epoll or busy-poll mode: its socket, epoll instance and buffers.
 pub(crate) struct KernelWorker {
@@ -138,13 +70,13 @@ impl KernelWorker {
             .unwrap_or_else(|_| "the server socket".into());
         let epoll = Epoll::new().map_err(|e| ServeError::io("epoll_create1", e))?;
         epoll
-            .add(sock.as_raw_fd())
+            .add(sock.as_fd())
             .map_err(|e| ServeError::io(format!("epoll_ctl(ADD) of {name}"), e))?;
         let mut socket_options = false;
         if let Some(p) = busy_poll {
-            busy_poll::set_epoll_params(epoll.as_raw_fd(), p)?;
+            busy_poll::set_epoll_params(&epoll, p)?;
             if p.socket_options {
-                match busy_poll::set_socket_options(sock.as_raw_fd(), p) {
+                match busy_poll::set_socket_options(sock.as_fd(), p) {
                     Ok(()) => socket_options = true,
                     Err((opt, e)) => log::warn!(
                         "{opt} on {name}: {e}; busy polling runs with the epoll parameters \
@@ -170,7 +102,7 @@ impl KernelWorker {
         ctl: &Control,
         live: &Live,
     ) -> Result<ThreadReport, ServeError> {
-        let fd = self.sock.as_raw_fd();
+        let fd = self.sock.as_fd();
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 1];
         let mut c = Counters::default();
         let (mut waits, mut empty) = (0u64, 0u64);
@@ -209,7 +141,7 @@ impl KernelWorker {
             counters: c,
             epoll_waits: waits,
             empty_waits: empty,
-            napi_id: udp::getsockopt_int(fd, libc::SOL_SOCKET, SO_INCOMING_NAPI_ID)
+            napi_id: socket::get_int(fd, libc::SOL_SOCKET, SO_INCOMING_NAPI_ID)
                 .ok()
                 .map(|id| id as u32),
             xsk: None,

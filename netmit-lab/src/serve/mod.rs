@@ -265,7 +265,7 @@ impl Control<'_> {
 }
 
 enum Worker {
-    Kernel(epoll::KernelWorker),
+    Kernel(Box<epoll::KernelWorker>),
     Xsk(Box<xsk::XskWorker>),
 }
 
@@ -326,7 +326,7 @@ impl Server {
                     }
                     let (w, opts) = epoll::KernelWorker::new(sock, cfg.batch, cfg.reply, bp)?;
                     socket_options &= opts;
-                    workers.push(Worker::Kernel(w));
+                    workers.push(Worker::Kernel(Box::new(w)));
                 }
                 workers
             }

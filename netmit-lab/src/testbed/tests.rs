@@ -12,6 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use netmit_user::sys::process;
+
 use super::*;
 
 /// Prints why a privileged test is skipped and returns true when it must be.
@@ -70,7 +72,7 @@ fn assert_gone(names: &[String]) {
 
 /// Waits until `pid` has exited (gone, or a zombie): SIGKILL takes effect
 /// asynchronously, and an orphaned grandchild is reaped by init whenever.
-fn assert_dies(pid: i32) {
+fn assert_dies(pid: u32) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let state = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -120,9 +122,8 @@ fn ping_b_to_a() {
     );
     // The ifindex and MAC agree with what the namespace itself reports.
     let (idx, mac) = tb.in_ns(Side::A, || {
-        let c = std::ffi::CString::new(tb.if_a()).unwrap();
-        // SAFETY: valid C string.
-        let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+        let name = tb.if_a().parse().unwrap();
+        let idx = Netdev::resolve(&name).unwrap().ifindex;
         let mac = fs::read_to_string("/proc/thread-self/net/dev").unwrap();
         (idx, mac)
     });
@@ -296,14 +297,25 @@ fn cmd_run_and_spawn_are_in_the_namespace() {
     let ns = fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
     assert_eq!(ns.to_string_lossy(), format!("net:[{ino}]"));
     // The grandchild sleep is in the child's process group and dies with it.
-    thread::sleep(Duration::from_millis(100));
-    let group: Vec<i32> = fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&p| unsafe { libc::getpgid(p) } == pid as i32)
-        .collect();
-    assert!(group.len() >= 2, "process group {group:?}");
+    // (Wait for the shell to have started it.)
+    let members = || -> Vec<u32> {
+        fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|&p| process::group_of(p) == Some(pid))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut group = members();
+    while group.len() < 2 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+        group = members();
+    }
+    assert!(
+        group.len() >= 2,
+        "process group {group:?}: the shell (or the sleep it became) and the other sleep"
+    );
     drop(child);
     for p in group {
         assert_dies(p);
@@ -315,9 +327,9 @@ fn cmd_run_and_spawn_are_in_the_namespace() {
     let leaked_pid = leaked.pid();
     mem::forget(leaked);
     drop(tb);
-    assert_dies(leaked_pid as i32);
-    // SAFETY: reap the zombie the forgotten Child left behind.
-    unsafe { libc::waitpid(leaked_pid as i32, std::ptr::null_mut(), 0) };
+    assert_dies(leaked_pid);
+    // Reap the zombie the forgotten Child left behind.
+    process::reap(leaked_pid).unwrap();
 }
 
 #[test]

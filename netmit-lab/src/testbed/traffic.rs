@@ -2,15 +2,15 @@
 //! needed) and UDP sockets bound inside a namespace.
 
 use std::{
-    io, mem,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    io,
+    net::{IpAddr, SocketAddr, UdpSocket},
+    os::fd::AsFd,
     sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
 use super::{Result, Side, Testbed, TestbedError};
-use netmit_user::error::chain;
+use netmit_user::{error::chain, sys::socket};
 
 impl Testbed {
     /// Sends up to `count` ICMP echo requests from `from`'s namespace to `to`, one at a time
@@ -60,18 +60,8 @@ impl Testbed {
             .unwrap_or_else(|e| panic!("binding UDP {addr} in {}: {e}", self.ns(side)));
         s.set_read_timeout(Some(Duration::from_millis(300)))
             .expect("read timeout");
-        let size: libc::c_int = 16 << 20;
-        // SAFETY: setsockopt on an open socket with a pointer to a c_int.
-        let rc = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&raw const size).cast(),
-                mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", io::Error::last_os_error());
+        socket::set_int(s.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 16 << 20)
+            .expect("SO_RCVBUFFORCE");
         s
     }
 }
@@ -104,22 +94,11 @@ fn icmp_ping(to: IpAddr, count: u32, timeout: Duration) -> io::Result<u32> {
     const ECHO_REPLY_V6: u8 = 129;
 
     let v6 = to.is_ipv6();
-    let (domain, proto) = if v6 {
-        (libc::AF_INET6, libc::IPPROTO_ICMPV6)
-    } else {
-        (libc::AF_INET, libc::IPPROTO_ICMP)
-    };
-    // SAFETY: plain socket(2) call.
-    let raw = unsafe { libc::socket(domain, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a freshly created descriptor nobody else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    let sock = socket::icmp_raw(v6)?;
 
     let ident =
         ((u64::from(std::process::id()) << 8) ^ PING_IDENT.fetch_add(1, Ordering::Relaxed)) as u16;
-    let (storage, addr_len) = crate::serve::udp::to_sockaddr(SocketAddr::new(to, 0));
+    let dest = SocketAddr::new(to, 0);
     let mut replies = 0;
     let mut buf = [0u8; 2048];
     for seq in 0..count {
@@ -133,18 +112,7 @@ fn icmp_ping(to: IpAddr, count: u32, timeout: Duration) -> io::Result<u32> {
             let c = inet_checksum(&pkt);
             pkt[2..4].copy_from_slice(&c.to_be_bytes());
         }
-        // SAFETY: `pkt` and `storage` are valid for the lengths given.
-        let sent = unsafe {
-            libc::sendto(
-                sock.as_raw_fd(),
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                0,
-                (&raw const storage).cast(),
-                addr_len,
-            )
-        };
-        if sent < 0 {
+        if socket::send_to(sock.as_fd(), &pkt, dest).is_err() {
             // Unreachable and the like: this echo is lost.
             continue;
         }
@@ -154,39 +122,16 @@ fn icmp_ping(to: IpAddr, count: u32, timeout: Duration) -> io::Result<u32> {
             if left.is_zero() {
                 break;
             }
-            let mut pfd = libc::pollfd {
-                fd: sock.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let ms = libc::c_int::try_from(left.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
-            // SAFETY: one valid pollfd.
-            let ready = unsafe { libc::poll(&mut pfd, 1, ms) };
-            if ready < 0 {
-                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                break;
+            match socket::wait_readable(sock.as_fd(), left) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
             }
-            if ready == 0 {
-                break;
-            }
-            // SAFETY: sockaddr_storage is plain data.
-            let mut from: libc::sockaddr_storage = unsafe { mem::zeroed() };
-            let mut from_len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            // SAFETY: `buf` and `from` are valid and writable for the lengths given.
-            let n = unsafe {
-                libc::recvfrom(
-                    sock.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                    (&raw mut from).cast(),
-                    &mut from_len,
-                )
+            let Ok((n, from)) = socket::recv_from(sock.as_fd(), &mut buf) else {
+                continue;
             };
-            let Ok(n) = usize::try_from(n) else { continue };
-            if ip_of(&from) != Some(to) {
+            if from.map(|a| a.ip()) != Some(to) {
                 continue;
             }
             // IPv4 raw sockets deliver the IP header too; IPv6 ones do not.
@@ -210,33 +155,12 @@ fn icmp_ping(to: IpAddr, count: u32, timeout: Duration) -> io::Result<u32> {
     Ok(replies)
 }
 
-fn ip_of(storage: &libc::sockaddr_storage) -> Option<IpAddr> {
-    match libc::c_int::from(storage.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says the storage holds a sockaddr_in.
-            let sin =
-                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                sin.sin_addr.s_addr,
-            ))))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says the storage holds a sockaddr_in6.
-            let sin6 = unsafe {
-                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
-            };
-            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
-        }
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn checksum_and_sockaddrs() {
+    fn checksum() {
         // RFC 1071 example.
         assert_eq!(
             inet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
@@ -247,14 +171,5 @@ mod tests {
         let c = inet_checksum(&msg);
         msg[2..4].copy_from_slice(&c.to_be_bytes());
         assert_eq!(inet_checksum(&msg), 0);
-
-        for addr in [
-            SocketAddr::new(Ipv4Addr::new(198, 18, 0, 1).into(), 9),
-            SocketAddr::new("2001:db8::2".parse::<Ipv6Addr>().unwrap().into(), 0),
-        ] {
-            let (storage, len) = crate::serve::udp::to_sockaddr(addr);
-            assert!(len as usize <= mem::size_of::<libc::sockaddr_storage>());
-            assert_eq!(ip_of(&storage), Some(addr.ip()));
-        }
     }
 }

@@ -24,14 +24,17 @@ pub mod bpf;
 pub mod caps;
 pub mod coalesce;
 pub mod cpu;
+pub mod epoll;
 pub mod fs;
 pub mod ifaddr;
 pub mod link;
+pub mod mmsg;
 pub mod napi;
 pub mod netdev;
 pub mod netns;
 pub mod process;
 pub mod signal;
+pub mod socket;
 pub mod sysctl;
 pub mod tap;
 

@@ -138,7 +138,10 @@ mod tests {
 
     #[test]
     fn children_are_signalled_and_reaped() {
-        let mut child = std::process::Command::new("sleep").arg("100").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap();
         let pid = child.id();
         assert!(is_unreaped_child(pid));
         assert!(group_of(pid).is_some());
