@@ -138,8 +138,9 @@ impl Classifier {
         if !self.traced || (result.data_size_out as usize) < frame.len() + META {
             return Err(ClassifyError::NoRecord(frame.len()));
         }
-        // SAFETY: VerdictRecord is plain old data and `out` holds at least META bytes.
-        let rec: VerdictRecord = unsafe { std::ptr::read_unaligned(out.as_ptr().cast()) };
+        let Some(rec) = crate::sys::pod::read::<VerdictRecord>(&out) else {
+            return Err(ClassifyError::NoRecord(frame.len()));
+        };
         if rec.magic != VERDICT_MAGIC {
             return Err(ClassifyError::NoRecord(frame.len()));
         }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// Whether the tests run as root; prints the skip reason when not.
 pub fn require_root(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if netmit_user::sys::caps::is_root() {
         true
     } else {
         eprintln!(

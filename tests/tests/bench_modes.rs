@@ -11,6 +11,8 @@ use std::{
     time::Instant,
 };
 
+use netmit_user::sys::process;
+
 use serde_json::Value;
 use tests::support::{netmit_bin, require_root};
 
@@ -158,8 +160,7 @@ fn interrupted_comparison_leaves_nothing_behind() {
         "the testbed never appeared"
     );
     std::thread::sleep(std::time::Duration::from_secs(3));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
+    let _ = process::signal(pid, libc::SIGINT);
     let child = proc.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&child.stderr);
     assert!(!child.status.success(), "an interrupted run must fail");

@@ -28,7 +28,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netmit_user::sys::napi::{self, NapiParam};
+use netmit_user::sys::{
+    napi::{self, NapiParam},
+    process,
+};
 use serde_json::Value;
 use tests::{
     netmit::{kernel_xdp, pin_dir},
@@ -152,8 +155,7 @@ impl Daemon<'_> {
 
     /// Sends `sig` and waits up to 15 s for the exit.
     fn stop(&mut self, sig: i32) -> ExitStatus {
-        // SAFETY: signals our own unreaped child.
-        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
+        process::signal(self.pid() as u32, sig).expect("kill");
         let mut child = self.child.take().unwrap();
         let start = Instant::now();
         loop {
@@ -494,8 +496,7 @@ fn daemon_follows_the_load_and_restores_on_sigterm() {
     };
     let good = fs::read_to_string(&cfg).unwrap();
     fs::write(&cfg, "interval = \"fast\"\n").unwrap();
-    // SAFETY: signals our own child.
-    assert_eq!(unsafe { libc::kill(d.pid(), libc::SIGHUP) }, 0);
+    process::signal(d.pid() as u32, libc::SIGHUP).expect("kill");
     let start = Instant::now();
     while reloads("error") == 0 {
         assert!(start.elapsed() < Duration::from_secs(5), "{}", d.log());
@@ -511,8 +512,7 @@ fn daemon_follows_the_load_and_restores_on_sigterm() {
         good.replace("interval = \"100ms\"", "interval = \"200ms\""),
     )
     .unwrap();
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::kill(d.pid(), libc::SIGHUP) }, 0);
+    process::signal(d.pid() as u32, libc::SIGHUP).expect("kill");
     while reloads("ok") == 0 {
         assert!(start.elapsed() < Duration::from_secs(10), "{}", d.log());
         thread::sleep(Duration::from_millis(50));

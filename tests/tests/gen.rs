@@ -18,7 +18,6 @@ use std::{
     collections::BTreeMap,
     fs,
     net::{SocketAddr, UdpSocket},
-    os::fd::AsRawFd,
     sync::{
         Mutex,
         atomic::{AtomicBool, Ordering},
@@ -53,18 +52,13 @@ fn receiver(tb: &Testbed, port: u16) -> UdpSocket {
         .expect("bind");
     s.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    let size: libc::c_int = 256 << 20;
-    // SAFETY: setsockopt on an open socket with a pointer to a c_int.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
+    netmit_user::sys::socket::set_int(
+        std::os::fd::AsFd::as_fd(&s),
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        256 << 20,
+    )
+    .expect("SO_RCVBUFFORCE");
     s
 }
 

@@ -16,6 +16,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use netmit_user::sys::process;
+
 use netmit_common::{
     LOAD_CTL_DRAIN, LOAD_MODE_CLOSED, LOAD_MODE_OPEN, LoadCounters, LoadParams, STAMP_MAGIC,
 };
@@ -419,8 +421,7 @@ impl<'tb> Server<'tb> {
 
     fn finish(self) -> Value {
         let pid = self.child.pid() as libc::pid_t;
-        // SAFETY: kill only sends a signal to our own, not yet reaped child.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        process::signal(pid as u32, libc::SIGTERM).expect("kill");
         let out: Output = self.child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "netmit serve failed: {stderr}");

@@ -16,7 +16,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netmit_user::sys::napi::{self, NapiParam};
+use netmit_user::sys::{
+    napi::{self, NapiParam},
+    process,
+};
 use serde_json::Value;
 use tests::{
     netmit::netmit,
@@ -124,8 +127,7 @@ fn children(pid: u32) -> Vec<u32> {
 
 /// SIGTERM to netmit (which passes it on), then its status and stderr.
 fn stop(child: NsChild) -> (Option<i32>, String) {
-    // SAFETY: SIGTERM to a child this test started.
-    unsafe { libc::kill(child.pid() as i32, libc::SIGTERM) };
+    let _ = process::signal(child.pid(), libc::SIGTERM);
     let out = child.wait_with_output().expect("wait");
     (
         out.status.code(),
@@ -476,11 +478,9 @@ fn settings_come_back_after_netmit_is_killed() {
     wait_for(10, "the suspend profile", || napi_values(&tb, id) != before);
     wait_for(10, "the command", || !children(child.pid()).is_empty());
     let cmd = children(child.pid())[0];
-    // SAFETY: SIGKILL to netmit, then to the probe it started (both this test's).
-    unsafe {
-        libc::kill(child.pid() as i32, libc::SIGKILL);
-        libc::kill(cmd as i32, libc::SIGKILL);
-    }
+    // SIGKILL to netmit, then to the probe it started (both this test's).
+    process::signal(child.pid(), libc::SIGKILL).expect("kill netmit");
+    process::signal(cmd, libc::SIGKILL).expect("kill the probe");
     child.kill().expect("reaping netmit");
     assert_ne!(napi_values(&tb, id), before, "nothing restored them yet");
     let out = tb

@@ -18,6 +18,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use netmit_user::sys::process;
+
 use serde_json::Value;
 use tests::{
     netmit::{netmit, netmit_unprivileged},
@@ -87,8 +89,7 @@ impl<'tb> Server<'tb> {
     /// SIGTERM, then the JSON report.
     fn finish(self) -> Value {
         let pid = self.child.pid() as libc::pid_t;
-        // SAFETY: kill only sends a signal to our own, not yet reaped child.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        process::signal(pid as u32, libc::SIGTERM).expect("kill");
         let out: Output = self.child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "netmit serve failed: {stderr}");

@@ -8,7 +8,6 @@
 
 use std::{
     collections::BTreeMap,
-    ffi::CString,
     io::{BufRead, BufReader},
     net::{SocketAddr, UdpSocket},
     path::Path,
@@ -22,7 +21,7 @@ use netmit_common::{NAPI_WORK_BUCKETS, napi_work_bucket_bounds};
 use netmit_lab::r#gen::MacAddr;
 use netmit_user::{
     signals::{NapiPollCounters, NapiPollSource, napi_poll_rates, read_softirqs},
-    sys::napi,
+    sys::{mount, napi},
 };
 use serde_json::Value;
 use tests::{
@@ -110,19 +109,8 @@ fn raw_tp_links(prog_id: u32) -> Vec<Value> {
 
 /// Pins the calling thread to `cpu`.
 fn pin_to_cpu(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it; sched_setaffinity(0)
-    // affects only the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        assert_eq!(
-            rc,
-            0,
-            "sched_setaffinity: {}",
-            std::io::Error::last_os_error()
-        );
-    }
+    let set = netmit_user::sys::cpu::CpuSet::of(&[cpu]).expect("a valid CPU");
+    netmit_user::sys::cpu::pin(0, &set).expect("sched_setaffinity");
 }
 
 /// Sends `per_cpu` datagrams from B to A's drop port from each CPU in turn. A veth's
@@ -296,24 +284,17 @@ impl Tracefs {
                 mounted_here: false,
             };
         }
-        let c = |s: &str| CString::new(s).expect("no NUL");
-        let (src, dst, fs) = (c("nodev"), c(TRACEFS), c("tracefs"));
-        // SAFETY: valid C strings; no mount data.
-        let rc =
-            unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
-        assert_eq!(rc, 0, "mount tracefs: {}", std::io::Error::last_os_error());
+        mount::mount("nodev", Path::new(TRACEFS), Some("tracefs"), 0).expect("mount tracefs");
         Self { mounted_here: true }
     }
 }
 
 impl Drop for Tracefs {
     fn drop(&mut self) {
-        if self.mounted_here {
-            let dst = CString::new(TRACEFS).expect("no NUL");
-            // SAFETY: valid C string.
-            if unsafe { libc::umount2(dst.as_ptr(), 0) } != 0 {
-                eprintln!("umount {TRACEFS}: {}", std::io::Error::last_os_error());
-            }
+        if self.mounted_here
+            && let Err(e) = mount::unmount(Path::new(TRACEFS))
+        {
+            eprintln!("umount {TRACEFS}: {e}");
         }
     }
 }

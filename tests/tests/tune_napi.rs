@@ -22,7 +22,7 @@
 //! The sysfs-only mode (`System::sysfs_only`) is a value, not a process-wide switch, so
 //! these tests run in parallel.
 
-use std::{ffi::CString, fs, io};
+use std::{fs, io};
 
 use netmit_user::{
     host::{Host, System},
@@ -68,34 +68,16 @@ fn set(tb: &Testbed, id: u32, param: NapiParam, value: u64) -> Result<(), NapiEr
 }
 
 fn mount(src: &str, target: &str, fstype: Option<&str>, flags: libc::c_ulong) -> io::Result<()> {
-    let src = CString::new(src)?;
-    let target = CString::new(target)?;
-    let fstype = fstype.map(CString::new).transpose()?;
-    // SAFETY: valid NUL-terminated strings (or NULL for the type); no data argument.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ref().map_or(std::ptr::null(), |t| t.as_ptr()),
-            flags,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    netmit_user::sys::mount::mount(src, std::path::Path::new(target), fstype, flags)
 }
 
 /// Runs `f` on a thread in `side`'s network namespace that sees a sysfs of that namespace
 /// on `/sys` (see the module documentation). Only this thread's view changes.
 fn with_ns_sysfs<T: Send>(tb: &Testbed, side: Side, f: impl FnOnce() -> T + Send) -> T {
     tb.in_ns(side, || {
-        // SAFETY: unshare only changes the calling thread's namespaces; CLONE_NEWNS implies
-        // CLONE_FS, so the thread stops sharing root/cwd with the rest of the process.
-        if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-            panic!("unshare(CLONE_NEWNS): {}", io::Error::last_os_error());
-        }
+        // CLONE_NEWNS implies CLONE_FS: the thread stops sharing root/cwd with the rest
+        // of the process.
+        netmit_user::sys::mount::unshare_thread_mounts().expect("unshare(CLONE_NEWNS)");
         // Slave, not shared: the sysfs mount below must not propagate to the host.
         mount("none", "/", None, libc::MS_REC | libc::MS_SLAVE).expect("make / rslave");
         mount("sysfs", "/sys", Some("sysfs"), 0).expect("mount sysfs on /sys");
@@ -104,13 +86,8 @@ fn with_ns_sysfs<T: Send>(tb: &Testbed, side: Side, f: impl FnOnce() -> T + Send
 }
 
 fn statfs_type(path: &str) -> i64 {
-    let c = CString::new(path).expect("path");
-    // SAFETY: statfs is plain data; zeroed is valid.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid path and a writable statfs.
-    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
-    assert_eq!(rc, 0, "statfs {path}: {}", io::Error::last_os_error());
-    st.f_type as i64
+    netmit_user::sys::mount::fs_type(std::path::Path::new(path))
+        .unwrap_or_else(|e| panic!("statfs {path}: {e}"))
 }
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;

@@ -9,6 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use netmit_user::sys::process;
+
 use netmit_lab::testbed::Offloads;
 use serde_json::Value;
 use tests::{
@@ -59,8 +61,7 @@ fn napi_id_seen(tb: &Testbed) -> u32 {
         s.recv_from(&mut buf).expect("a reply");
     }
     let pid = child.pid() as libc::pid_t;
-    // SAFETY: kill only sends a signal to our own, not yet reaped child.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    process::signal(pid as u32, libc::SIGTERM).expect("kill");
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),

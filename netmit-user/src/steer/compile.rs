@@ -317,10 +317,7 @@ pub fn compile(rules: &[InstalledRule]) -> Result<Compiled, CompileError> {
 
 /// An all-zero [`GenTables`] on the heap (it is too big for a thread's stack).
 fn zeroed_tables() -> Box<GenTables> {
-    let boxed = Box::<GenTables>::new_zeroed();
-    // SAFETY: GenTables is plain old data (integers only), so all-zero bytes are a valid
-    // value.
-    unsafe { boxed.assume_init() }
+    crate::sys::pod::zeroed_box()
 }
 
 impl Compiled {

@@ -80,6 +80,20 @@ impl MsgBatch {
     /// # Errors
     /// The `recvmmsg` error, if it is not `EAGAIN` or `EINTR`.
     pub fn recv(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
+        self.recv_with(fd, libc::MSG_DONTWAIT)
+    }
+
+    /// Like [`MsgBatch::recv`], but blocks until one datagram is there and then returns
+    /// everything queued up to the batch (`MSG_WAITFORONE`); 0 when the socket's receive
+    /// timeout (`SO_RCVTIMEO`) passed first or a signal interrupted the wait.
+    ///
+    /// # Errors
+    /// As [`MsgBatch::recv`].
+    pub fn recv_wait_one(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
+        self.recv_with(fd, libc::MSG_WAITFORONE)
+    }
+
+    fn recv_with(&mut self, fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<usize> {
         self.queued.clear();
         self.received = 0;
         for i in 0..self.size {
@@ -105,7 +119,7 @@ impl MsgBatch {
                     fd.as_raw_fd(),
                     self.recv_hdr.as_mut_ptr(),
                     self.size as libc::c_uint,
-                    libc::MSG_DONTWAIT,
+                    flags,
                     ptr::null_mut(),
                 )
             };
@@ -115,8 +129,8 @@ impl MsgBatch {
             }
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => return Ok(0),
+                Some(libc::EINTR) if flags & libc::MSG_DONTWAIT != 0 => continue,
+                Some(libc::EINTR | libc::EAGAIN) => return Ok(0),
                 _ => return Err(e),
             }
         }

@@ -11,6 +11,11 @@
 //!
 //! `epoll-probe send ADDR PORT`: one datagram from a fresh socket (run it under `taskset`
 //! to choose the transmit queue through XPS).
+//!
+//! Unlike the rest of the tests, it calls libc's epoll functions directly, `unsafe` and
+//! all: it has to make the very C calls an unmodified server makes (with errno set to a
+//! sentinel first, and after `fork`) for the interposer to be observed; a safe wrapper
+//! would hide exactly what is being tested.
 
 use std::{io::BufRead, net::UdpSocket, os::fd::AsRawFd};
 

@@ -24,6 +24,8 @@ use std::{
     time::Duration,
 };
 
+use netmit_user::sys::process;
+
 use anyhow::{Context, bail};
 use netmit_lab::r#gen::{GenConfig, Generator, MacAddr, PortRange, Rate};
 use serde_json::{Value, json};
@@ -71,11 +73,8 @@ fn flag_value(args: &[String], name: &str, default: f64) -> anyhow::Result<f64> 
 }
 
 fn pin(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is valid and `cpu` is below CPU_SETSIZE.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+    if let Ok(set) = netmit_user::sys::cpu::CpuSet::of(&[cpu]) {
+        let _ = netmit_user::sys::cpu::pin(0, &set);
     }
 }
 
@@ -208,7 +207,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn xsk(args: &[String]) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !netmit_user::sys::caps::is_root() {
         bail!("needs root (namespaces, BPF, AF_XDP): run `sudo cargo xtask bench xsk`");
     }
     let secs = flag_value(args, "--seconds", 3.0)?;
@@ -309,14 +308,14 @@ fn cpu_and_rss(pid: u32) -> anyhow::Result<(u64, u64)> {
 /// 100 ms.
 fn daemon(args: &[String]) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !netmit_user::sys::caps::is_root() {
         bail!("needs root: run `sudo cargo xtask bench daemon`");
     }
     let secs = flag_value(args, "--seconds", 10.0)?;
     let as_json = args.iter().any(|a| a == "--json");
     let check = !args.iter().any(|a| a == "--no-check");
     // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let hz = process::clock_ticks_per_second() as f64;
     let mut rows = Vec::new();
     for interval in ["1s", "100ms"] {
         let tb = Testbed::new()?;
@@ -362,8 +361,7 @@ fn daemon(args: &[String]) -> anyhow::Result<()> {
             })
         };
         let result = measure();
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        let _ = process::signal(pid, libc::SIGTERM);
         let status = child.wait()?;
         let _ = std::fs::remove_dir_all(&dir);
         let (cpu, rss_kib) = result?;

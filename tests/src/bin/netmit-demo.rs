@@ -11,6 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use netmit_user::sys::process;
+
 use anyhow::{Context, bail};
 use tests::{
     netmit::http_get,
@@ -48,7 +50,7 @@ fn netmit(tb: &Testbed, args: &[&str]) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !netmit_user::sys::caps::is_root() {
         eprintln!("netmit-demo: needs root (network namespaces, BPF): run `sudo cargo xtask demo`");
         return ExitCode::FAILURE;
     }
@@ -388,8 +390,7 @@ fn daemon_story(tb: &Testbed, iface: &str) -> anyhow::Result<()> {
         }
         Ok(())
     })();
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let _ = process::signal(daemon.id(), libc::SIGTERM);
     let status = daemon.wait()?;
     let _ = std::fs::remove_dir_all(&dir);
     result?;
