@@ -74,10 +74,10 @@ pub struct TuneSetArgs {
     /// Interface (not needed for --sysctl alone: those are system-wide).
     pub iface: Option<IfName>,
     /// Change only this NAPI instance (default: every NAPI of the interface).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = crate::args::whole::<u32>)]
     pub napi: Option<u32>,
     /// Empty polls before hard IRQs are re-enabled (per NAPI).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::args::whole::<u64>)]
     pub defer_hard_irqs: Option<u64>,
     /// NAPI watchdog timeout that replaces the IRQ while deferring, e.g. 200us.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
@@ -89,16 +89,16 @@ pub struct TuneSetArgs {
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub threaded: Option<bool>,
     /// NIC coalescing: microseconds before an RX interrupt.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::args::whole::<u32>)]
     pub rx_usecs: Option<u32>,
     /// NIC coalescing: frames before an RX interrupt.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::args::whole::<u32>)]
     pub rx_frames: Option<u32>,
     /// NIC coalescing: microseconds before a TX interrupt.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::args::whole::<u32>)]
     pub tx_usecs: Option<u32>,
     /// NIC coalescing: frames before a TX interrupt.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::args::whole::<u32>)]
     pub tx_frames: Option<u32>,
     /// NIC adaptive RX coalescing (DIM).
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
