@@ -428,6 +428,30 @@ impl DaemonConfig {
             if let Some(m) = &iface.max_mode {
                 policy_config.max_mode = *m.get_ref();
             }
+            let policy_at = |iface: &RawInterface| {
+                iface
+                    .policy
+                    .as_ref()
+                    .map(|p| p.span())
+                    .unwrap_or(iface.name.span())
+            };
+            // A hold time shorter than one interval is decided by a single sample: the
+            // configuration says "for 300 ms" and the daemon cannot look that closely.
+            let interval_ms = interval.as_millis();
+            let dwell = ("min_dwell_ms", policy_config.min_dwell_ms);
+            for (key, ms) in policy_config.hold_times().into_iter().chain([dwell]) {
+                if ms > 0 && u128::from(ms) < interval_ms {
+                    problems.push(Problem {
+                        at: at(policy_at(iface), format!("interface[{i}].policy.{key}")),
+                        message: format!(
+                            "{key} = {ms} is shorter than the interval ({}): a single sample \
+                             would decide it; set it to 0 (one sample) or at least \
+                             {interval_ms}, or shorten the interval",
+                            duration::display(interval)
+                        ),
+                    });
+                }
+            }
             let policy = match Policy::new(policy_config) {
                 Ok(p) => p,
                 Err(e) => {
@@ -606,6 +630,37 @@ mod tests {
         assert!(msg.contains("invalid type"), "{msg}");
         let (line, key, _) = one("[[interface]]\nname = \"a\"\nattach = \"xdp\"\n");
         assert_eq!((line, key.as_str()), (3, "interface[0].attach"));
+    }
+
+    /// Issue 13: relations between values, not only each value's range.
+    #[test]
+    fn relations_between_values_are_checked() {
+        let (line, key, msg) = one("interval = \"100ms\"\n[[interface]]\nname = \"a\"\n\
+             policy = { min_dwell_ms = 100 }\n");
+        assert_eq!((line, key.as_str()), (4, "interface[0].policy"));
+        assert!(
+            msg.contains("min_dwell_ms = 100 is below every hold time")
+                && msg.contains("suspend.enter_after_ms = 2000")
+                && msg.contains("set min_dwell_ms to 0"),
+            "{msg}"
+        );
+        let (line, key, msg) = one("interval = \"2s\"\n[[interface]]\nname = \"a\"\n\
+             policy = { min_dwell_ms = 0, defer = { enter_after_ms = 1500 } }\n");
+        assert_eq!(
+            (line, key.as_str()),
+            (4, "interface[0].policy.defer.enter_after_ms")
+        );
+        assert!(
+            msg.contains("shorter than the interval (2s)") && msg.contains("at least 2000"),
+            "{msg}"
+        );
+        // No dwell at all, and holds of 0 (one sample), are what they say.
+        DaemonConfig::parse(
+            "[[interface]]\nname = \"a\"\npolicy = { min_dwell_ms = 0, defer = { \
+             enter_after_ms = 0 } }\n",
+            "t",
+        )
+        .unwrap();
     }
 
     #[test]
