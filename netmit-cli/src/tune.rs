@@ -263,7 +263,8 @@ fn set(args: TuneSetArgs) -> anyhow::Result<()> {
         ),
     };
     for (sysctl, value) in sysctls {
-        plan.push_sysctl(sysctl, value);
+        plan.add_sysctl(&host, sysctl, value)
+            .with_context(|| format!("checking {}; nothing was changed", sysctl.name()))?;
     }
     apply(&host, &plan)
 }
