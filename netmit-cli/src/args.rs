@@ -191,6 +191,27 @@ pub fn whole<T: Whole>(s: &str) -> Result<T, String> {
     }
 }
 
+/// Parses a port to listen on or send to: 1 to 65535 in decimal digits.
+pub fn port(s: &str) -> Result<u16, String> {
+    match whole::<u16>(s)? {
+        0 => Err("port 0 is not a port to use: give 1 to 65535".into()),
+        p => Ok(p),
+    }
+}
+
+/// Parses a whole number in `min..=max` (see [`whole`]).
+pub fn whole_in<T: Whole + PartialOrd + Copy + std::fmt::Display>(
+    s: &str,
+    min: T,
+    max: T,
+) -> Result<T, String> {
+    let v = whole::<T>(s)?;
+    if v < min || v > max {
+        return Err(format!("`{s}` is out of range: give {min} to {max}"));
+    }
+    Ok(v)
+}
+
 /// Rewrites clap's answer to a negative value (`--defer-hard-irqs -1`), which clap takes
 /// for an unknown flag and answers with a tip to write `-- -1`: wrong advice, since no
 /// netmit value is negative. Other errors are returned unchanged.

@@ -35,7 +35,7 @@ pub struct LoadArgs {
     pub payload: usize,
     /// Open loop: requests per generator call [default: ~100 us of traffic, at least 16:
     /// fewer starve the receiver with per-call work, see netmit_lab::load::MIN_OPEN_BURST].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, value_name = "N", value_parser = |s: &str| crate::args::whole_in::<u32>(s, 1, 1024))]
     pub burst: Option<u32>,
     /// Open loop: flows (source ports from --sport).
     #[arg(

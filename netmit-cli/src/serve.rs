@@ -32,7 +32,7 @@ pub struct ServeArgs {
     #[arg(value_name = "IFACE|ADDRESS")]
     pub target: String,
     /// UDP port to serve.
-    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "PORT", value_parser = crate::args::port)]
     pub port: u16,
     /// How requests are received.
     #[arg(long, value_enum, default_value_t = ServeMode::Epoll)]

@@ -205,7 +205,7 @@ fn set(args: TuneSetArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--coalesce `{item}`: use NAME=N"))?;
         let param = CoalesceParam::from_name(name.trim()).with_context(|| {
             format!(
-                "--coalesce: unknown parameter `{name}`; known: {}",
+                "--coalesce: unknown parameter `{name}`; use one of {}",
                 CoalesceParam::ALL
                     .iter()
                     .map(|p| p.name())
@@ -213,10 +213,8 @@ fn set(args: TuneSetArgs) -> anyhow::Result<()> {
                     .join(", ")
             )
         })?;
-        let value: u32 = value
-            .trim()
-            .parse()
-            .with_context(|| format!("--coalesce {name}: `{value}` is not a number"))?;
+        let value = crate::args::whole::<u32>(value)
+            .map_err(|e| anyhow::anyhow!("--coalesce {name}: {e}"))?;
         req.coalesce.push((param, value));
     }
     let mut sysctls = Vec::new();
@@ -226,7 +224,8 @@ fn set(args: TuneSetArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--sysctl `{item}`: use NAME=N"))?;
         let sysctl = Sysctl::from_name(name.trim()).with_context(|| {
             format!(
-                "--sysctl: netmit manages {}; `{name}` is not one of them",
+                "--sysctl: netmit manages {}; `{name}` is not one of them (use `sysctl -w` for \
+                 others)",
                 Sysctl::ALL
                     .iter()
                     .map(|s| s.name())
@@ -234,13 +233,11 @@ fn set(args: TuneSetArgs) -> anyhow::Result<()> {
                     .join(", ")
             )
         })?;
-        let value: u64 = value
-            .trim()
-            .parse()
-            .with_context(|| format!("--sysctl {name}: `{value}` is not a number"))?;
+        let value = crate::args::whole::<u64>(value)
+            .map_err(|e| anyhow::anyhow!("--sysctl {name}: {e}"))?;
         if value > sysctl.max() {
             bail!(
-                "--sysctl {name}={value} is out of range (0..={})",
+                "--sysctl {name}={value} is out of range: give 0 to {}",
                 sysctl.max()
             );
         }

@@ -156,7 +156,8 @@ pub enum ControlError {
     /// An enter threshold at or below its exit threshold: no hysteresis.
     #[error(
         "{enter_key} ({enter}) must exceed {exit_key} ({exit}); otherwise one load level \
-         could satisfy both and the mode would switch back and forth"
+         could satisfy both and the mode would switch back and forth: set {enter_key} above \
+         {exit} or lower {exit_key}"
     )]
     ThresholdOrder {
         /// The enter key.
@@ -464,7 +465,8 @@ mod tests {
             e.to_string(),
             "defer.enter_packets_per_sec (20000) must exceed defer.exit_packets_per_sec \
              (20000); otherwise one load level could satisfy both and the mode would switch \
-             back and forth"
+             back and forth: set defer.enter_packets_per_sec above 20000 or lower \
+             defer.exit_packets_per_sec"
         );
         assert!(matches!(
             check(&|c| c.suspend.enter_busy_poll_packets_per_sec = 50),

@@ -161,12 +161,18 @@ impl fmt::Display for Problem {
     }
 }
 
+/// What a TOML-level error (syntax, an unknown key, a wrong type, a missing field) adds:
+/// where every key is shown with its type and default.
+const TEMPLATE_HINT: &str = "every key, its type and its default are in \
+     /usr/share/doc/netmit/netmit.toml.example (deploy/netmit.toml.example in the source): \
+     use it as the template";
+
 /// Errors loading a configuration.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("reading the configuration {path}")]
+    #[error("reading the configuration {path} (check the path and its permissions)")]
     Read {
         /// The file.
         path: PathBuf,
@@ -327,7 +333,7 @@ impl DaemonConfig {
             };
             invalid(vec![Problem {
                 at: Location { line, key },
-                message: e.message().trim().to_string(),
+                message: format!("{}; {TEMPLATE_HINT}", e.message().trim()),
             }])
         })?;
         let mut problems = Vec::new();
@@ -386,7 +392,8 @@ impl DaemonConfig {
                 problems.push(Problem {
                     at: name_at.clone(),
                     message: format!(
-                        "duplicate interface `{name}`: already configured in interface[{first}]"
+                        "duplicate interface `{name}`: already configured in interface[{first}]; \
+                         remove one of the two entries"
                     ),
                 });
             } else {
@@ -406,7 +413,8 @@ impl DaemonConfig {
                 problems.push(Problem {
                     at: at(iface.steer[0].span(), format!("interface[{i}].steer")),
                     message: "steering rules need XDP: with attach = \"none\" there is no \
-                              program to install them in"
+                              program to install them in; remove `steer` or set attach = \
+                              \"auto\""
                         .into(),
                 });
             }
@@ -605,7 +613,9 @@ mod tests {
             (
                 2,
                 "intervall".into(),
-                "unknown field `intervall`, expected one of `interval`, `metrics_address`, `interface`".into()
+                format!(
+                    "unknown field `intervall`, expected one of `interval`, `metrics_address`, `interface`; {TEMPLATE_HINT}"
+                )
             )
         );
         let (line, key, msg) =
@@ -698,7 +708,8 @@ mod tests {
         assert_eq!((line, key.as_str()), (6, "interface[2].name"));
         assert_eq!(
             msg,
-            "duplicate interface `a`: already configured in interface[0]"
+            "duplicate interface `a`: already configured in interface[0]; remove one of the \
+             two entries"
         );
     }
 

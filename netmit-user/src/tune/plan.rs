@@ -59,7 +59,7 @@ pub enum PlanError {
         known: Vec<u32>,
     },
     /// A value out of range.
-    #[error("{value} is out of range for {param} (0..={max})")]
+    #[error("{value} is out of range for {param}: give 0 to {max}")]
     OutOfRange {
         /// Parameter.
         param: &'static str,
