@@ -160,6 +160,94 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// An unsigned integer type a command-line value can be (see [`whole`]).
+pub trait Whole: Sized {
+    /// The largest value.
+    const MAX: u128;
+    /// `v`, known to be at most [`Whole::MAX`].
+    fn from_u128(v: u128) -> Self;
+}
+
+macro_rules! whole {
+    ($($t:ty),*) => {$(
+        impl Whole for $t {
+            const MAX: u128 = <$t>::MAX as u128;
+            fn from_u128(v: u128) -> Self {
+                v as $t
+            }
+        }
+    )*};
+}
+whole!(u8, u16, u32, u64, usize);
+
+/// Parses a whole number as decimal digits, with errors that name the limit: negative
+/// values, signs, spaces and numbers beyond the type are refused, never wrapped or clamped
+/// (clap's own parser says "number too large to fit in target type" without the limit).
+pub fn whole<T: Whole>(s: &str) -> Result<T, String> {
+    let max = T::MAX;
+    if s.is_empty() {
+        return Err(format!(
+            "an empty value: give a whole number from 0 to {max}"
+        ));
+    }
+    if s.starts_with('-') {
+        return Err(format!(
+            "`{s}` is negative: give a whole number from 0 to {max}"
+        ));
+    }
+    if !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "`{s}` is not a whole number: use decimal digits only, from 0 to {max}"
+        ));
+    }
+    match s.parse::<u128>() {
+        Ok(v) if v <= max => Ok(T::from_u128(v)),
+        _ => Err(format!("`{s}` is too large: give at most {max}")),
+    }
+}
+
+/// Parses a port to listen on or send to: 1 to 65535 in decimal digits.
+pub fn port(s: &str) -> Result<u16, String> {
+    match whole::<u16>(s)? {
+        0 => Err("port 0 is not a port to use: give 1 to 65535".into()),
+        p => Ok(p),
+    }
+}
+
+/// Parses a whole number in `min..=max` (see [`whole`]).
+pub fn whole_in<T: Whole + PartialOrd + Copy + std::fmt::Display>(
+    s: &str,
+    min: T,
+    max: T,
+) -> Result<T, String> {
+    let v = whole::<T>(s)?;
+    if v < min || v > max {
+        return Err(format!("`{s}` is out of range: give {min} to {max}"));
+    }
+    Ok(v)
+}
+
+/// Rewrites clap's answer to a negative value (`--defer-hard-irqs -1`), which clap takes
+/// for an unknown flag and answers with a tip to write `-- -1`: wrong advice, since no
+/// netmit value is negative. Other errors are returned unchanged.
+pub fn negative_value_hint(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let rest = arg.strip_prefix('-')?;
+    if !rest.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    Some(format!(
+        "error: `{arg}` is a negative value: netmit takes no negative numbers or durations; \
+         give 0 or more (see `--help` for each option's range)"
+    ))
+}
+
 /// Parses a duration with a unit (`500ms`, `1s`, `200us`) or `0`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     duration::parse(s).map_err(|e| e.to_string())
@@ -226,5 +314,39 @@ mod tests {
             use clap::CommandFactory;
             Cli::command().debug_assert();
         }
+    }
+
+    #[test]
+    fn whole_numbers_name_the_limit() {
+        assert_eq!(whole::<u16>("080"), Ok(80));
+        assert_eq!(whole::<u64>("18446744073709551615"), Ok(u64::MAX));
+        for (input, want) in [
+            ("", "empty"),
+            ("-1", "negative"),
+            ("+1", "decimal digits only"),
+            (" 1", "decimal digits only"),
+            ("0x10", "decimal digits only"),
+            ("65536", "at most 65535"),
+            ("99999999999999999999999999999999999999999", "at most 65535"),
+        ] {
+            let e = whole::<u16>(input).unwrap_err();
+            assert!(e.contains(want), "{input}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_negative_value_gets_netmit_advice_not_clap_tip() {
+        use clap::Parser;
+        for argv in [
+            &["netmit", "tune", "set", "eth1", "--defer-hard-irqs", "-1"][..],
+            &["netmit", "status", "--interval", "-1s"],
+            &["netmit", "steer", "del", "eth1", "-3"],
+        ] {
+            let e = Cli::try_parse_from(argv).unwrap_err();
+            let hint = negative_value_hint(&e).unwrap_or_else(|| panic!("{argv:?}: {e}"));
+            assert!(hint.contains("negative value") && hint.contains("give 0 or more"));
+        }
+        let e = Cli::try_parse_from(["netmit", "status", "--bogus"]).unwrap_err();
+        assert_eq!(negative_value_hint(&e), None);
     }
 }

@@ -39,13 +39,13 @@ pub struct ModesBenchArgs {
     #[arg(long, value_parser = parse_duration, value_name = "DUR")]
     pub window: Option<std::time::Duration>,
     /// The server's CPU [default: the last one].
-    #[arg(long)]
+    #[arg(long, value_parser = crate::args::whole::<usize>)]
     pub server_cpu: Option<usize>,
     /// The client's CPU.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::args::whole::<usize>)]
     pub client_cpu: usize,
     /// Outstanding requests at saturation (closed loop).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::args::whole::<u32>)]
     pub closed_window: u32,
     /// Run on this interface of the server instead of a veth testbed (with
     /// --client-iface; at least one of them in a network namespace of its own, e.g. two
@@ -76,10 +76,10 @@ pub struct ModesBenchArgs {
 #[derive(Debug, Args)]
 pub struct XdpBenchArgs {
     /// Program runs per measurement (BPF_PROG_TEST_RUN repeat).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = crate::args::whole::<u32>)]
     pub repeat: u32,
     /// Measurements per case; the median is reported.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = crate::args::whole::<usize>)]
     pub rounds: usize,
     /// Print JSON.
     #[arg(long)]

@@ -27,31 +27,31 @@ pub struct GenArgs {
     #[arg(long, value_name = "PORT[-PORT]")]
     pub dport: String,
     /// Source port of the first flow; flow i comes from SPORT + i.
-    #[arg(long, value_name = "PORT", default_value_t = 32768)]
+    #[arg(long, value_name = "PORT", default_value_t = 32768, value_parser = crate::args::whole::<u16>)]
     pub sport: u16,
     /// Number of flows (distinct source ports) [default: one per destination port].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::args::whole::<u32>)]
     pub flows: Option<u32>,
     /// Frame size in bytes, Ethernet header included, FCS not (64 to 1500).
-    #[arg(long, value_name = "BYTES", default_value_t = 64)]
+    #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = crate::args::whole::<usize>)]
     pub size: usize,
     /// Frames per second [default: --max].
-    #[arg(long, value_name = "PPS", conflicts_with = "max")]
+    #[arg(long, value_name = "PPS", conflicts_with = "max", value_parser = crate::args::whole::<u64>)]
     pub rate: Option<u64>,
     /// Send as fast as possible.
     #[arg(long)]
     pub max: bool,
     /// Stop after this many frames (exact).
-    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    #[arg(long, value_name = "N", conflicts_with = "duration", value_parser = crate::args::whole::<u64>)]
     pub count: Option<u64>,
     /// Stop after this long: seconds, or with a unit (500ms) [default: until Ctrl-C].
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub duration: Option<Duration>,
     /// Frames per syscall [default: ~100 us of traffic at a fixed rate, 2048 with --max].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::args::whole::<u32>)]
     pub burst: Option<u32>,
     /// Frames per live-frames batch: one transmit flush each (1 to 256).
-    #[arg(long, value_name = "N", default_value_t = 64)]
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = crate::args::whole::<u32>)]
     pub live_batch: u32,
     /// Print the report as JSON (with per-second samples).
     #[arg(long)]

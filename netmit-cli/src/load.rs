@@ -27,15 +27,15 @@ pub struct LoadArgs {
     #[arg(long)]
     pub closed: bool,
     /// Closed loop: outstanding requests (one flow each).
-    #[arg(long, value_name = "W", default_value_t = 16, conflicts_with = "rate")]
+    #[arg(long, value_name = "W", default_value_t = 16, conflicts_with = "rate", value_parser = crate::args::whole::<u32>)]
     pub window: u32,
     /// UDP payload bytes per request (at least 12 for the stamp; 22 for IPv4's 64-byte
     /// frames).
-    #[arg(long, value_name = "BYTES", default_value_t = 22)]
+    #[arg(long, value_name = "BYTES", default_value_t = 22, value_parser = crate::args::whole::<usize>)]
     pub payload: usize,
     /// Open loop: requests per generator call [default: ~100 us of traffic, at least 16:
     /// fewer starve the receiver with per-call work, see netmit_lab::load::MIN_OPEN_BURST].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, value_name = "N", value_parser = |s: &str| crate::args::whole_in::<u32>(s, 1, 1024))]
     pub burst: Option<u32>,
     /// Open loop: flows (source ports from --sport).
     #[arg(
@@ -44,9 +44,10 @@ pub struct LoadArgs {
         default_value_t = 16,
         conflicts_with = "closed"
     )]
+    #[arg(value_parser = crate::args::whole::<u32>)]
     pub flows: u32,
     /// Source port of the first flow.
-    #[arg(long, value_name = "PORT", default_value_t = 40000)]
+    #[arg(long, value_name = "PORT", default_value_t = 40000, value_parser = crate::args::whole::<u16>)]
     pub sport: u16,
     /// Measured time: seconds, or with a unit (500ms).
     #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "5")]
@@ -55,7 +56,7 @@ pub struct LoadArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_duration_or_secs, default_value = "1")]
     pub warmup: Duration,
     /// Pin the sending thread to this CPU.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::args::whole::<usize>)]
     pub cpu: Option<usize>,
     /// The server's MAC address [default: from the neighbour table, resolved by ARP/ND].
     #[arg(long, value_name = "MAC")]

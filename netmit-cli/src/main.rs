@@ -28,7 +28,16 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match args::negative_value_hint(&e) {
+            Some(hint) => {
+                eprintln!("{hint}");
+                return ExitCode::from(2);
+            }
+            None => e.exit(),
+        },
+    };
     // A closed stdout ends a command quietly, as it ends `cat`; the daemon keeps running.
     if !matches!(cli.command, args::Command::Daemon(_)) {
         netmit_user::sys::signal::default_sigpipe();

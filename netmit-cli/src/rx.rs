@@ -42,7 +42,7 @@ pub struct RxArgs {
     /// Interface netmit is attached to.
     pub iface: IfName,
     /// RX queue to receive on.
-    #[arg(long, default_value_t = 0, conflicts_with = "all_queues")]
+    #[arg(long, default_value_t = 0, conflicts_with = "all_queues", value_parser = crate::args::whole::<u32>)]
     pub queue: u32,
     /// One socket and thread per RX queue of the interface.
     #[arg(long)]
@@ -60,7 +60,7 @@ pub struct RxArgs {
     #[arg(long, conflicts_with = "busy_poll")]
     pub spin: bool,
     /// Frames taken from the RX ring per batch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::args::whole::<usize>)]
     pub batch: usize,
     /// Send every UDP datagram back to its sender (a user-space UDP echo server).
     #[arg(long)]
@@ -69,7 +69,7 @@ pub struct RxArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub duration: Option<Duration>,
     /// Pin the receive threads to these CPUs, one per queue in order (e.g. 1 or 2,3).
-    #[arg(long, value_delimiter = ',', value_name = "CPU,...")]
+    #[arg(long, value_delimiter = ',', value_name = "CPU,...", value_parser = crate::args::whole::<usize>)]
     pub cpu: Vec<usize>,
     /// Print the final report as JSON (and no live line).
     #[arg(long)]

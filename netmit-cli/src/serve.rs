@@ -32,21 +32,21 @@ pub struct ServeArgs {
     #[arg(value_name = "IFACE|ADDRESS")]
     pub target: String,
     /// UDP port to serve.
-    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "PORT", value_parser = crate::args::port)]
     pub port: u16,
     /// How requests are received.
     #[arg(long, value_enum, default_value_t = ServeMode::Epoll)]
     pub mode: ServeMode,
     /// busy-poll mode: how long one epoll_wait (and a socket read) may busy-poll the
     /// device before sleeping, in microseconds.
-    #[arg(long, value_name = "USECS", default_value_t = 64)]
+    #[arg(long, value_name = "USECS", default_value_t = 64, value_parser = crate::args::whole::<u32>)]
     pub busy_poll_usecs: u32,
     /// busy-poll mode: packets per busy-poll round (above 64 needs CAP_NET_ADMIN).
-    #[arg(long, value_name = "N", default_value_t = 64)]
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = crate::args::whole::<u16>)]
     pub busy_poll_budget: u16,
     /// Server threads, each with its own SO_REUSEPORT socket and epoll instance [default:
     /// 1]. xsk mode runs one thread per RX queue instead.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::args::whole::<usize>)]
     pub threads: Option<usize>,
     /// Pin the threads to these CPUs, one per thread (xsk: per RX queue) in order, e.g.
     /// 2, 2,3 or 2-3.
@@ -60,12 +60,12 @@ pub struct ServeArgs {
     pub reply: ReplyArg,
     /// Datagrams per receive batch (recvmmsg/sendmmsg; frames per ring batch in xsk
     /// mode), 1 to 1024.
-    #[arg(long, value_name = "N", default_value_t = 64)]
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = crate::args::whole::<usize>)]
     pub batch: usize,
     /// Receive buffer per socket in bytes (kernel modes; 0: the kernel's default, 208
     /// KiB). Each request is charged its whole buffer, often a 4 KiB page, so the
     /// default holds only ~50 requests.
-    #[arg(long, value_name = "BYTES", default_value_t = netmit_lab::serve::DEFAULT_RCVBUF)]
+    #[arg(long, value_name = "BYTES", default_value_t = netmit_lab::serve::DEFAULT_RCVBUF, value_parser = crate::args::whole::<usize>)]
     pub rcvbuf: usize,
     /// xsk mode: when netmit is detached from the interface, wait for it to be attached
     /// again and register anew, instead of stopping with an error.

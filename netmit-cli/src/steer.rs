@@ -48,7 +48,9 @@ fn open(iface: &IfName, edit: bool) -> anyhow::Result<(SteerTables, Option<DirLo
     if !bpf::has_bpf_privileges() {
         bail!("reading netmit's maps needs root (CAP_BPF or CAP_SYS_ADMIN): run it with sudo");
     }
-    let lock = if edit {
+    // Only lock (which creates the namespace's pin directory) where something may be
+    // attached: an edit of an interface that is not attached changes nothing on disk.
+    let lock = if edit && root.check(&dev.netns)? {
         Some(root.lock(&dev.netns)?)
     } else {
         None

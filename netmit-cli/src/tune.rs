@@ -74,10 +74,10 @@ pub struct TuneSetArgs {
     /// Interface (not needed for --sysctl alone: those are system-wide).
     pub iface: Option<IfName>,
     /// Change only this NAPI instance (default: every NAPI of the interface).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = crate::args::whole::<u32>)]
     pub napi: Option<u32>,
     /// Empty polls before hard IRQs are re-enabled (per NAPI).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::args::whole::<u64>)]
     pub defer_hard_irqs: Option<u64>,
     /// NAPI watchdog timeout that replaces the IRQ while deferring, e.g. 200us.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
@@ -89,16 +89,16 @@ pub struct TuneSetArgs {
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub threaded: Option<bool>,
     /// NIC coalescing: microseconds before an RX interrupt.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::args::whole::<u32>)]
     pub rx_usecs: Option<u32>,
     /// NIC coalescing: frames before an RX interrupt.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::args::whole::<u32>)]
     pub rx_frames: Option<u32>,
     /// NIC coalescing: microseconds before a TX interrupt.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::args::whole::<u32>)]
     pub tx_usecs: Option<u32>,
     /// NIC coalescing: frames before a TX interrupt.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::args::whole::<u32>)]
     pub tx_frames: Option<u32>,
     /// NIC adaptive RX coalescing (DIM).
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
@@ -205,7 +205,7 @@ fn set(args: TuneSetArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--coalesce `{item}`: use NAME=N"))?;
         let param = CoalesceParam::from_name(name.trim()).with_context(|| {
             format!(
-                "--coalesce: unknown parameter `{name}`; known: {}",
+                "--coalesce: unknown parameter `{name}`; use one of {}",
                 CoalesceParam::ALL
                     .iter()
                     .map(|p| p.name())
@@ -213,10 +213,8 @@ fn set(args: TuneSetArgs) -> anyhow::Result<()> {
                     .join(", ")
             )
         })?;
-        let value: u32 = value
-            .trim()
-            .parse()
-            .with_context(|| format!("--coalesce {name}: `{value}` is not a number"))?;
+        let value = crate::args::whole::<u32>(value)
+            .map_err(|e| anyhow::anyhow!("--coalesce {name}: {e}"))?;
         req.coalesce.push((param, value));
     }
     let mut sysctls = Vec::new();
@@ -226,7 +224,8 @@ fn set(args: TuneSetArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--sysctl `{item}`: use NAME=N"))?;
         let sysctl = Sysctl::from_name(name.trim()).with_context(|| {
             format!(
-                "--sysctl: netmit manages {}; `{name}` is not one of them",
+                "--sysctl: netmit manages {}; `{name}` is not one of them (use `sysctl -w` for \
+                 others)",
                 Sysctl::ALL
                     .iter()
                     .map(|s| s.name())
@@ -234,13 +233,11 @@ fn set(args: TuneSetArgs) -> anyhow::Result<()> {
                     .join(", ")
             )
         })?;
-        let value: u64 = value
-            .trim()
-            .parse()
-            .with_context(|| format!("--sysctl {name}: `{value}` is not a number"))?;
+        let value = crate::args::whole::<u64>(value)
+            .map_err(|e| anyhow::anyhow!("--sysctl {name}: {e}"))?;
         if value > sysctl.max() {
             bail!(
-                "--sysctl {name}={value} is out of range (0..={})",
+                "--sysctl {name}={value} is out of range: give 0 to {}",
                 sysctl.max()
             );
         }
@@ -263,7 +260,8 @@ fn set(args: TuneSetArgs) -> anyhow::Result<()> {
         ),
     };
     for (sysctl, value) in sysctls {
-        plan.push_sysctl(sysctl, value);
+        plan.add_sysctl(&host, sysctl, value)
+            .with_context(|| format!("checking {}; nothing was changed", sysctl.name()))?;
     }
     apply(&host, &plan)
 }

@@ -26,7 +26,7 @@ pub const MAX_RECORD: usize = 262_144;
 #[non_exhaustive]
 pub enum CaptureError {
     /// The file cannot be opened or read.
-    #[error("cannot read {path}")]
+    #[error("cannot read the capture {path} (check the path and its permissions)")]
     Io {
         /// The file.
         path: String,
@@ -35,7 +35,10 @@ pub enum CaptureError {
         source: std::io::Error,
     },
     /// Not a capture at all, or one whose structure is broken (not merely cut short).
-    #[error("{path} is not a valid pcap or pcapng file: {reason}")]
+    #[error(
+        "{path} is not a valid pcap or pcapng file: {reason}; give a capture written by \
+         `tcpdump -w FILE` or Wireshark"
+    )]
     Format {
         /// The file.
         path: String,

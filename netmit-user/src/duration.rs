@@ -48,7 +48,10 @@ pub enum DurationError {
     )]
     Number(String),
     /// Too large for any duration.
-    #[error("`{0}` is too long: durations go up to {max} seconds", max = u64::MAX)]
+    #[error(
+        "`{0}` is too long: durations go up to {max} seconds; give at most {max}s",
+        max = u64::MAX
+    )]
     Overflow(String),
     /// Outside the range a setting accepts.
     #[error("{what} `{input}` is out of range: use {min} to {max}")]

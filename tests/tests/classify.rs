@@ -135,6 +135,9 @@ fn classify_rejects_non_ethernet_and_garbage() {
         .output()
         .unwrap();
     assert!(!missing.status.success());
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/x.pcap"));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("cannot read the capture /nonexistent/x.pcap")
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -3,8 +3,9 @@
 //!
 //! Every key is optional in a configuration file (missing keys take the defaults below);
 //! unknown keys are errors, and [`PolicyConfig::validate`] rejects values that are out of
-//! range or that would let the controller switch back and forth
-//! ([`ControlError`]), so a typo never silently becomes a default.
+//! range, that would let the controller switch back and forth, or whose relation makes one
+//! of them meaningless (a dwell below every hold time) ([`ControlError`]), so a typo never
+//! silently becomes a default.
 //!
 //! # Defaults and why
 //!
@@ -155,7 +156,8 @@ pub enum ControlError {
     /// An enter threshold at or below its exit threshold: no hysteresis.
     #[error(
         "{enter_key} ({enter}) must exceed {exit_key} ({exit}); otherwise one load level \
-         could satisfy both and the mode would switch back and forth"
+         could satisfy both and the mode would switch back and forth: set {enter_key} above \
+         {exit} or lower {exit_key}"
     )]
     ThresholdOrder {
         /// The enter key.
@@ -166,6 +168,21 @@ pub enum ControlError {
         exit_key: &'static str,
         /// Its value.
         exit: u64,
+    },
+    /// A dwell so short that it never delays a switch: every switch already waits for a
+    /// hold time at least as long, since the holds restart at each switch.
+    #[error(
+        "min_dwell_ms = {dwell} is below every hold time (the shortest is {hold_key} = \
+         {hold}), so it would never delay a switch: set min_dwell_ms to 0 for no dwell, or \
+         to at least {hold}"
+    )]
+    DwellBelowHolds {
+        /// The dwell given.
+        dwell: u64,
+        /// The shortest hold time's key.
+        hold_key: &'static str,
+        /// Its value.
+        hold: u64,
     },
     /// Mode settings that do not make the mode what it is named.
     #[error("modes.{mode}.{key} = {value}: {reason}")]
@@ -189,7 +206,8 @@ impl PolicyConfig {
     /// [`ControlError::OutOfRange`] for a hold time, dwell or fallback above one day
     /// ([`MAX_MS`]), `defer-hard-irqs` above `i32::MAX` or a boolean coalescing value
     /// other than 0 or 1; [`ControlError::ThresholdOrder`] when an enter rate does not
-    /// exceed its exit rate; [`ControlError::ModeSettings`] when Defer does not defer
+    /// exceed its exit rate; [`ControlError::DwellBelowHolds`] when a non-zero
+    /// `min_dwell_ms` is shorter than every hold time; [`ControlError::ModeSettings`] when Defer does not defer
     /// (`defer_hard_irqs` or `gro_flush_timeout_ns` 0), Suspend does not suspend
     /// (`irq_suspend_timeout_ns` 0 or not above `gro_flush_timeout_ns`, which
     /// Documentation/networking/napi.rst expects to be much smaller), or Interrupt or
@@ -214,6 +232,16 @@ impl PolicyConfig {
                 });
             }
         }
+        if let Some((hold_key, hold)) = self.shortest_hold()
+            && self.min_dwell_ms > 0
+            && self.min_dwell_ms < hold
+        {
+            return Err(ControlError::DwellBelowHolds {
+                dwell: self.min_dwell_ms,
+                hold_key,
+                hold,
+            });
+        }
         let d = &self.defer;
         if d.enter_packets_per_sec <= d.exit_packets_per_sec {
             return Err(ControlError::ThresholdOrder {
@@ -236,6 +264,27 @@ impl PolicyConfig {
             validate_mode(mode, self.modes.settings(mode))?;
         }
         Ok(())
+    }
+}
+
+impl PolicyConfig {
+    /// Every time a condition must hold before a switch (the fallback included), with its
+    /// key: what the dwell and the daemon's interval are compared with.
+    pub fn hold_times(&self) -> [(&'static str, u64); 5] {
+        [
+            ("defer.enter_after_ms", self.defer.enter_after_ms),
+            ("defer.exit_after_ms", self.defer.exit_after_ms),
+            ("suspend.enter_after_ms", self.suspend.enter_after_ms),
+            ("suspend.exit_after_ms", self.suspend.exit_after_ms),
+            (
+                "missing_signal_fallback_ms",
+                self.missing_signal_fallback_ms,
+            ),
+        ]
+    }
+
+    fn shortest_hold(&self) -> Option<(&'static str, u64)> {
+        self.hold_times().into_iter().min_by_key(|&(_, v)| v)
     }
 }
 
@@ -416,7 +465,8 @@ mod tests {
             e.to_string(),
             "defer.enter_packets_per_sec (20000) must exceed defer.exit_packets_per_sec \
              (20000); otherwise one load level could satisfy both and the mode would switch \
-             back and forth"
+             back and forth: set defer.enter_packets_per_sec above 20000 or lower \
+             defer.exit_packets_per_sec"
         );
         assert!(matches!(
             check(&|c| c.suspend.enter_busy_poll_packets_per_sec = 50),

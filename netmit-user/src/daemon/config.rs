@@ -161,12 +161,18 @@ impl fmt::Display for Problem {
     }
 }
 
+/// What a TOML-level error (syntax, an unknown key, a wrong type, a missing field) adds:
+/// where every key is shown with its type and default.
+const TEMPLATE_HINT: &str = "every key, its type and its default are in \
+     /usr/share/doc/netmit/netmit.toml.example (deploy/netmit.toml.example in the source): \
+     use it as the template";
+
 /// Errors loading a configuration.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("reading the configuration {path}")]
+    #[error("reading the configuration {path} (check the path and its permissions)")]
     Read {
         /// The file.
         path: PathBuf,
@@ -327,7 +333,7 @@ impl DaemonConfig {
             };
             invalid(vec![Problem {
                 at: Location { line, key },
-                message: e.message().trim().to_string(),
+                message: format!("{}; {TEMPLATE_HINT}", e.message().trim()),
             }])
         })?;
         let mut problems = Vec::new();
@@ -386,7 +392,8 @@ impl DaemonConfig {
                 problems.push(Problem {
                     at: name_at.clone(),
                     message: format!(
-                        "duplicate interface `{name}`: already configured in interface[{first}]"
+                        "duplicate interface `{name}`: already configured in interface[{first}]; \
+                         remove one of the two entries"
                     ),
                 });
             } else {
@@ -406,7 +413,8 @@ impl DaemonConfig {
                 problems.push(Problem {
                     at: at(iface.steer[0].span(), format!("interface[{i}].steer")),
                     message: "steering rules need XDP: with attach = \"none\" there is no \
-                              program to install them in"
+                              program to install them in; remove `steer` or set attach = \
+                              \"auto\""
                         .into(),
                 });
             }
@@ -427,6 +435,30 @@ impl DaemonConfig {
                 .unwrap_or_default();
             if let Some(m) = &iface.max_mode {
                 policy_config.max_mode = *m.get_ref();
+            }
+            let policy_at = |iface: &RawInterface| {
+                iface
+                    .policy
+                    .as_ref()
+                    .map(|p| p.span())
+                    .unwrap_or(iface.name.span())
+            };
+            // A hold time shorter than one interval is decided by a single sample: the
+            // configuration says "for 300 ms" and the daemon cannot look that closely.
+            let interval_ms = interval.as_millis();
+            let dwell = ("min_dwell_ms", policy_config.min_dwell_ms);
+            for (key, ms) in policy_config.hold_times().into_iter().chain([dwell]) {
+                if ms > 0 && u128::from(ms) < interval_ms {
+                    problems.push(Problem {
+                        at: at(policy_at(iface), format!("interface[{i}].policy.{key}")),
+                        message: format!(
+                            "{key} = {ms} is shorter than the interval ({}): a single sample \
+                             would decide it; set it to 0 (one sample) or at least \
+                             {interval_ms}, or shorten the interval",
+                            duration::display(interval)
+                        ),
+                    });
+                }
             }
             let policy = match Policy::new(policy_config) {
                 Ok(p) => p,
@@ -581,7 +613,9 @@ mod tests {
             (
                 2,
                 "intervall".into(),
-                "unknown field `intervall`, expected one of `interval`, `metrics_address`, `interface`".into()
+                format!(
+                    "unknown field `intervall`, expected one of `interval`, `metrics_address`, `interface`; {TEMPLATE_HINT}"
+                )
             )
         );
         let (line, key, msg) =
@@ -606,6 +640,37 @@ mod tests {
         assert!(msg.contains("invalid type"), "{msg}");
         let (line, key, _) = one("[[interface]]\nname = \"a\"\nattach = \"xdp\"\n");
         assert_eq!((line, key.as_str()), (3, "interface[0].attach"));
+    }
+
+    /// Issue 13: relations between values, not only each value's range.
+    #[test]
+    fn relations_between_values_are_checked() {
+        let (line, key, msg) = one("interval = \"100ms\"\n[[interface]]\nname = \"a\"\n\
+             policy = { min_dwell_ms = 100 }\n");
+        assert_eq!((line, key.as_str()), (4, "interface[0].policy"));
+        assert!(
+            msg.contains("min_dwell_ms = 100 is below every hold time")
+                && msg.contains("suspend.enter_after_ms = 2000")
+                && msg.contains("set min_dwell_ms to 0"),
+            "{msg}"
+        );
+        let (line, key, msg) = one("interval = \"2s\"\n[[interface]]\nname = \"a\"\n\
+             policy = { min_dwell_ms = 0, defer = { enter_after_ms = 1500 } }\n");
+        assert_eq!(
+            (line, key.as_str()),
+            (4, "interface[0].policy.defer.enter_after_ms")
+        );
+        assert!(
+            msg.contains("shorter than the interval (2s)") && msg.contains("at least 2000"),
+            "{msg}"
+        );
+        // No dwell at all, and holds of 0 (one sample), are what they say.
+        DaemonConfig::parse(
+            "[[interface]]\nname = \"a\"\npolicy = { min_dwell_ms = 0, defer = { \
+             enter_after_ms = 0 } }\n",
+            "t",
+        )
+        .unwrap();
     }
 
     #[test]
@@ -643,7 +708,8 @@ mod tests {
         assert_eq!((line, key.as_str()), (6, "interface[2].name"));
         assert_eq!(
             msg,
-            "duplicate interface `a`: already configured in interface[0]"
+            "duplicate interface `a`: already configured in interface[0]; remove one of the \
+             two entries"
         );
     }
 

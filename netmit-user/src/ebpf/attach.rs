@@ -111,7 +111,10 @@ pub enum AttachError {
         mode: XdpAttached,
     },
     /// Not attached.
-    #[error("netmit is not attached to {iface}{note}; nothing to detach")]
+    #[error(
+        "netmit is not attached to {iface}{note}; nothing to detach (see `netmit status` for \
+         what is attached)"
+    )]
     NotAttached {
         /// Interface.
         iface: String,

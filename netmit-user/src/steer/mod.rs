@@ -5,4 +5,4 @@ pub mod compile;
 pub mod rule;
 
 pub use compile::{InstalledRule, PacketFields, compile, matches};
-pub use rule::{Prefix, Rule, RuleError};
+pub use rule::{Prefix, Rule, RuleError, RuleErrorKind};

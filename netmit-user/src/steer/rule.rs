@@ -15,10 +15,32 @@ use serde::Serialize;
 /// Default `prio` of a rule that does not name one.
 pub const DEFAULT_PRIO: u16 = 1000;
 
-/// A parse error, naming the key and what is allowed.
+/// A rule that does not follow the syntax of docs/steering.md: where (the 1-based
+/// character position in the rule text) and what is wrong.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("at position {pos}: {kind}")]
+pub struct RuleError {
+    /// 1-based position (in characters) of the offending field or value.
+    pub pos: usize,
+    /// What is wrong there, and what is allowed.
+    pub kind: RuleErrorKind,
+}
+
+/// What is wrong with a rule, each naming the fix.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum RuleError {
+pub enum RuleErrorKind {
+    /// Two commas in a row, or a comma at the start.
+    #[error("an empty field: remove the stray comma (rules look like `proto=udp,dport=9000`)")]
+    EmptyField,
+    /// A comma at the end.
+    #[error("a trailing comma: remove it (rules look like `proto=udp,dport=9000`)")]
+    TrailingComma,
+    /// White space anywhere in the rule.
+    #[error(
+        "white space is not allowed: write the pairs without spaces, e.g. `proto=udp,dport=80`"
+    )]
+    Whitespace,
     /// An element is not of the form `key=value`.
     #[error("`{0}` is not key=value (rules look like `proto=udp,dport=9000,action=xsk`)")]
     NotKeyValue(String),
@@ -26,10 +48,10 @@ pub enum RuleError {
     #[error("unknown key `{0}`: allowed keys are proto, dport, dst, vlan, action, prio")]
     UnknownKey(String),
     /// A key given twice.
-    #[error("key `{0}` given twice")]
+    #[error("key `{0}` given twice: give each key at most once")]
     Duplicate(&'static str),
     /// A value that does not fit its key.
-    #[error("bad value `{value}` for `{key}`: {allowed}")]
+    #[error("bad value `{value}` for `{key}`: use {allowed}")]
     BadValue {
         /// The key.
         key: &'static str,
@@ -101,8 +123,8 @@ impl FromStr for Prefix {
         let bits = if addr.is_ipv4() { 32 } else { 128 };
         let len = match len {
             None => bits,
-            Some(l) => match l.parse::<u8>() {
-                Ok(l) if l <= bits => l,
+            Some(l) => match digits::<u8>(l) {
+                Some(l) if l <= bits => l,
                 _ => return Err("the prefix length must be 0-32 for IPv4 and 0-128 for IPv6"),
             },
         };
@@ -270,17 +292,54 @@ impl Serialize for Rule {
     }
 }
 
+/// A decimal number of ASCII digits only (no sign, no space), as the syntax spells numbers.
+fn digits<T: FromStr>(s: &str) -> Option<T> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// 1-based character position of byte offset `at` in `s`.
+fn position(s: &str, at: usize) -> usize {
+    s[..at].chars().count() + 1
+}
+
 impl FromStr for Rule {
     type Err = RuleError;
 
+    /// Parses the syntax of docs/steering.md exactly: `key=value` pairs separated by single
+    /// commas, no white space, numbers as plain decimal digits; `""` is the match-all rule.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut rule = Rule::default();
+        if s.is_empty() {
+            return Ok(rule);
+        }
+        let at = |offset: usize, kind| RuleError {
+            pos: position(s, offset),
+            kind,
+        };
+        if let Some(i) = s.find(char::is_whitespace) {
+            return Err(at(i, RuleErrorKind::Whitespace));
+        }
         let mut seen: Vec<&'static str> = Vec::new();
-        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (key, value) = item
-                .split_once('=')
-                .ok_or_else(|| RuleError::NotKeyValue(item.to_string()))?;
-            let (key, value) = (key.trim(), value.trim());
+        let mut offset = 0;
+        let count = s.split(',').count();
+        for (n, item) in s.split(',').enumerate() {
+            let start = offset;
+            offset += item.len() + 1;
+            if item.is_empty() {
+                // Point at the stray comma itself: the one before a trailing empty field,
+                // else the one this empty field starts at.
+                return Err(if n > 0 && n + 1 == count {
+                    at(start - 1, RuleErrorKind::TrailingComma)
+                } else {
+                    at(start, RuleErrorKind::EmptyField)
+                });
+            }
+            let Some((key, value)) = item.split_once('=') else {
+                return Err(at(start, RuleErrorKind::NotKeyValue(item.to_string())));
+            };
             let key: &'static str = match key {
                 "proto" => "proto",
                 "dport" => "dport",
@@ -288,16 +347,23 @@ impl FromStr for Rule {
                 "vlan" => "vlan",
                 "action" => "action",
                 "prio" => "prio",
-                other => return Err(RuleError::UnknownKey(other.to_string())),
+                "" => return Err(at(start, RuleErrorKind::NotKeyValue(item.to_string()))),
+                other => return Err(at(start, RuleErrorKind::UnknownKey(other.to_string()))),
             };
             if seen.contains(&key) {
-                return Err(RuleError::Duplicate(key));
+                return Err(at(start, RuleErrorKind::Duplicate(key)));
             }
             seen.push(key);
-            let bad = |allowed| RuleError::BadValue {
-                key,
-                value: value.to_string(),
-                allowed,
+            let value_at = start + key.len() + 1;
+            let bad = |allowed| {
+                at(
+                    value_at,
+                    RuleErrorKind::BadValue {
+                        key,
+                        value: value.to_string(),
+                        allowed,
+                    },
+                )
             };
             match key {
                 "proto" => {
@@ -309,19 +375,20 @@ impl FromStr for Rule {
                     }
                 }
                 "dport" => {
-                    const ALLOWED: &str = "a port N or range LO-HI within 0-65535, LO <= HI";
+                    const ALLOWED: &str =
+                        "a port N or range LO-HI in decimal digits within 0-65535, LO <= HI";
                     let (lo, hi) = value.split_once('-').unwrap_or((value, value));
-                    let lo: u16 = lo.trim().parse().map_err(|_| bad(ALLOWED))?;
-                    let hi: u16 = hi.trim().parse().map_err(|_| bad(ALLOWED))?;
+                    let lo: u16 = digits(lo).ok_or_else(|| bad(ALLOWED))?;
+                    let hi: u16 = digits(hi).ok_or_else(|| bad(ALLOWED))?;
                     if lo > hi {
                         return Err(bad(ALLOWED));
                     }
                     rule.dport = lo..=hi;
                 }
                 "dst" => rule.dst = Some(value.parse().map_err(bad)?),
-                "vlan" => match value.parse::<u16>() {
-                    Ok(v) if v <= 4095 => rule.vlan = Some(v),
-                    _ => return Err(bad("a VLAN id 0-4095")),
+                "vlan" => match digits::<u16>(value) {
+                    Some(v) if v <= 4095 => rule.vlan = Some(v),
+                    _ => return Err(bad("a VLAN id 0-4095 in decimal digits")),
                 },
                 "action" => {
                     rule.action = match value {
@@ -331,7 +398,10 @@ impl FromStr for Rule {
                         _ => return Err(bad("one of xsk, pass, drop")),
                     }
                 }
-                "prio" => rule.prio = value.parse().map_err(|_| bad("a number 0-65535"))?,
+                "prio" => {
+                    rule.prio =
+                        digits(value).ok_or_else(|| bad("a number 0-65535 in decimal digits"))?
+                }
                 _ => unreachable!("key was matched above"),
             }
         }
@@ -371,42 +441,78 @@ mod tests {
         assert_eq!(r.dst.unwrap().len, 128);
     }
 
+    fn kind(text: &str) -> RuleErrorKind {
+        text.parse::<Rule>().unwrap_err().kind
+    }
+
     #[test]
     fn errors_name_the_key() {
         let e = "proto=icmp".parse::<Rule>().unwrap_err();
         assert!(e.to_string().contains("`proto`") && e.to_string().contains("udp, tcp, any"));
-        assert_eq!(
-            "port=1".parse::<Rule>().unwrap_err(),
-            RuleError::UnknownKey("port".into())
-        );
+        assert_eq!(kind("port=1"), RuleErrorKind::UnknownKey("port".into()));
         assert!(matches!(
-            "dport=10-5".parse::<Rule>(),
-            Err(RuleError::BadValue { key: "dport", .. })
+            kind("dport=10-5"),
+            RuleErrorKind::BadValue { key: "dport", .. }
         ));
         assert!(matches!(
-            "dport=70000".parse::<Rule>(),
-            Err(RuleError::BadValue { .. })
+            kind("dport=70000"),
+            RuleErrorKind::BadValue { .. }
         ));
         assert!(matches!(
-            "vlan=4096".parse::<Rule>(),
-            Err(RuleError::BadValue { key: "vlan", .. })
+            kind("vlan=4096"),
+            RuleErrorKind::BadValue { key: "vlan", .. }
         ));
         assert!(matches!(
-            "dst=198.18.0.1/15".parse::<Rule>(),
-            Err(RuleError::BadValue { key: "dst", .. })
+            kind("dst=198.18.0.1/15"),
+            RuleErrorKind::BadValue { key: "dst", .. }
         ));
         assert!(matches!(
-            "dst=1.2.3.4/33".parse::<Rule>(),
-            Err(RuleError::BadValue { key: "dst", .. })
+            kind("dst=1.2.3.4/33"),
+            RuleErrorKind::BadValue { key: "dst", .. }
         ));
-        assert_eq!(
-            "prio=1,prio=2".parse::<Rule>().unwrap_err(),
-            RuleError::Duplicate("prio")
-        );
-        assert!(matches!(
-            "udp".parse::<Rule>(),
-            Err(RuleError::NotKeyValue(_))
-        ));
+        assert_eq!(kind("prio=1,prio=2"), RuleErrorKind::Duplicate("prio"));
+        assert!(matches!(kind("udp"), RuleErrorKind::NotKeyValue(_)));
+    }
+
+    /// Issue 13: empty fields, white space and signs were accepted.
+    #[test]
+    fn stray_commas_spaces_and_signs_are_refused_with_the_position() {
+        for (text, pos, want) in [
+            (",", 1, "empty field"),
+            (",proto=udp", 1, "empty field"),
+            ("proto=udp,,dport=80", 11, "empty field"),
+            ("a,,b", 1, "not key=value"),
+            ("proto=udp,", 10, "trailing comma"),
+            ("proto=udp,dport=80,,", 20, "empty field"),
+            ("dport= 80", 7, "white space"),
+            (" proto=udp", 1, "white space"),
+            ("proto=udp ", 10, "white space"),
+            ("proto=udp,\tdport=1", 11, "white space"),
+            ("dport=+80", 7, "bad value `+80`"),
+            ("dport=80-+90", 7, "bad value"),
+            ("prio=+1", 6, "bad value"),
+            ("vlan=+1", 6, "bad value"),
+            ("dst=198.18.0.0/+15", 5, "bad value"),
+            ("proto=udp,dport=-1", 17, "bad value"),
+            ("proto=udp,=1", 11, "not key=value"),
+            ("proto=", 7, "bad value ``"),
+            ("dport=", 7, "bad value"),
+            ("proto=udp,prio=1,proto=tcp", 18, "given twice"),
+            ("é=1,x", 1, "unknown key"),
+            ("proto=udp,é", 11, "not key=value"),
+        ] {
+            let e = text.parse::<Rule>().expect_err(text);
+            assert_eq!(e.pos, pos, "{text}: {e}");
+            let shown = e.to_string();
+            assert!(shown.contains(want), "{text}: {shown}");
+            assert!(
+                shown.starts_with(&format!("at position {pos}: ")),
+                "{shown}"
+            );
+        }
+        // What stays valid: the empty rule, and leading zeros are still decimal digits.
+        assert_eq!("".parse::<Rule>().unwrap(), Rule::default());
+        assert_eq!("dport=080".parse::<Rule>().unwrap().dport, 80..=80);
     }
 
     #[test]

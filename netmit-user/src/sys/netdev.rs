@@ -42,12 +42,15 @@ pub enum IfNameError {
         len: usize,
     },
     /// `.` or `..`.
-    #[error("`{0}` is not an interface name: the kernel refuses `.` and `..`")]
+    #[error(
+        "`{0}` is not an interface name: the kernel refuses `.` and `..`; give the name \
+         `ip link` shows"
+    )]
     Dots(String),
     /// A character the kernel refuses.
     #[error(
         "`{name}` is not an interface name: {what} at byte {pos}; the kernel refuses `/`, \
-         `:`, white space and control characters"
+         `:`, white space and control characters: give the name `ip link` shows"
     )]
     BadChar {
         /// The name given (control characters escaped).

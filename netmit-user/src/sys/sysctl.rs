@@ -61,7 +61,7 @@ pub enum SysctlError {
         here: String,
     },
     /// A value outside the range the kernel accepts.
-    #[error("{value} is out of range for {name} (0..={max})")]
+    #[error("{value} is out of range for {name}: give 0 to {max}")]
     OutOfRange {
         /// The sysctl.
         name: &'static str,

@@ -19,7 +19,7 @@ use crate::{
         Netdev,
         coalesce::{CoalesceError, CoalesceParam},
         napi::{DeviceParam, NapiError, NapiParam},
-        sysctl::Sysctl,
+        sysctl::{Sysctl, SysctlError},
     },
 };
 
@@ -59,7 +59,7 @@ pub enum PlanError {
         known: Vec<u32>,
     },
     /// A value out of range.
-    #[error("{value} is out of range for {param} (0..={max})")]
+    #[error("{value} is out of range for {param}: give 0 to {max}")]
     OutOfRange {
         /// Parameter.
         param: &'static str,
@@ -68,6 +68,10 @@ pub enum PlanError {
         /// Maximum.
         max: u64,
     },
+    /// A sysctl that cannot be read here (another network namespace: they are
+    /// system-wide), so it cannot be changed either.
+    #[error(transparent)]
+    Sysctl(#[from] SysctlError),
     /// No per-NAPI netlink and no sysfs equivalent for a parameter.
     #[error(
         "{param} can only be set per NAPI (netdev netlink napi-set, Linux 6.13+), which this \
@@ -103,11 +107,7 @@ pub struct Change {
 
 /// A [`Plan::apply`] that stopped part way.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "changing {setting} ({} of {total} settings were changed; `netmit tune restore` puts \
-     them back)",
-    .done.len()
-)]
+#[error("changing {setting} ({})", applied(.done.len(), *.total))]
 pub struct ApplyError {
     /// The setting that failed.
     pub setting: String,
@@ -118,6 +118,15 @@ pub struct ApplyError {
     /// What went wrong.
     #[source]
     pub source: Box<JournalError>,
+}
+
+/// What an [`ApplyError`] leaves behind, and what to do about it.
+fn applied(done: usize, total: usize) -> String {
+    if done == 0 {
+        format!("nothing was changed: it was the first of {total} settings")
+    } else {
+        format!("{done} of {total} settings were changed; `netmit tune restore` puts them back")
+    }
 }
 
 impl Plan {
@@ -136,6 +145,30 @@ impl Plan {
     /// Adds a system-wide sysctl.
     pub fn push_sysctl(&mut self, sysctl: Sysctl, value: u64) {
         self.steps.push((Setting::Sysctl { sysctl }, value));
+    }
+
+    /// Checks that `sysctl` can take `value` here (in range, and present in this network
+    /// namespace: the busy-poll sysctls exist only in the initial one), then adds it.
+    ///
+    /// # Errors
+    ///
+    /// [`PlanError::OutOfRange`] or [`PlanError::Sysctl`], with the plan unchanged.
+    pub fn add_sysctl(
+        &mut self,
+        host: &dyn Host,
+        sysctl: Sysctl,
+        value: u64,
+    ) -> Result<(), PlanError> {
+        if value > sysctl.max() {
+            return Err(PlanError::OutOfRange {
+                param: sysctl.name(),
+                value,
+                max: sysctl.max(),
+            });
+        }
+        host.sysctl_read(sysctl)?;
+        self.push_sysctl(sysctl, value);
+        Ok(())
     }
 
     /// Whether there is nothing to do.
@@ -577,6 +610,15 @@ mod tests {
         assert_eq!((e.done.len(), e.total), (1, 2));
         assert!(
             e.to_string().contains("1 of 2 settings were changed"),
+            "{e}"
+        );
+        // A first step that fails changed nothing, and says so (no restore advice).
+        let first = Plan {
+            steps: bad.steps[1..].to_vec(),
+        };
+        let e = first.apply(&host, &mut journal).unwrap_err().to_string();
+        assert!(
+            e.contains("nothing was changed") && !e.contains("restore"),
             "{e}"
         );
         let report = journal.restore(&host, None).unwrap();

@@ -63,7 +63,7 @@ pub enum SettingError {
     #[error(transparent)]
     Sysctl(#[from] SysctlError),
     /// Value out of the u32 range a coalescing parameter takes.
-    #[error("{value} is out of range for {param} (0..={})", u32::MAX)]
+    #[error("{value} is out of range for {param}: give 0 to {}", u32::MAX)]
     OutOfRange {
         /// Parameter name.
         param: &'static str,

@@ -383,7 +383,7 @@ fn dwell_is_respected() {
 
     // A hold longer than the dwell: the hold decides.
     let mut c = controller_with(|c| {
-        c.min_dwell_ms = 1_000;
+        c.min_dwell_ms = 2_000;
         c.defer.exit_after_ms = 8_000;
     });
     assert_eq!(

@@ -52,7 +52,7 @@ pub enum NapiError {
         hint: &'static str,
     },
     /// A value outside the parameter's range; nothing was changed.
-    #[error("{value} is out of range for {param} (0..={max})")]
+    #[error("{value} is out of range for {param}: give 0 to {max}")]
     OutOfRange {
         /// Parameter name.
         param: &'static str,
