@@ -1,6 +1,7 @@
 //! Test support for netmit: packet crafting, an independent reference classifier, and
 //! network-namespace testbeds. The integration tests themselves live in `tests/tests/`.
 
+pub mod kernel;
 pub mod netmit;
 pub mod packet;
 pub mod recv;
