@@ -359,10 +359,23 @@ fn compat_daemon_mode_ceiling() {
     .unwrap();
     let log = s.0.join("daemon.log");
     let out = fs::File::create(&log).unwrap();
+    // Where napi-set is missing the daemon writes the device-wide sysfs files, which it
+    // must see for A's namespace: it runs in a private mount namespace with A's sysfs and
+    // a bpffs of its own (as a daemon in the initial namespace sees them anyway).
     let mut cmd = tb.cmd(
         Side::A,
-        netmit_bin(),
-        ["daemon", "--config", config.to_str().unwrap()],
+        "unshare",
+        [
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -t sysfs sysfs /sys && mount -t bpf bpf /sys/fs/bpf -o mode=0700 && \
+             exec \"$0\" daemon --config \"$1\"",
+            netmit_bin().to_str().unwrap(),
+            config.to_str().unwrap(),
+        ],
     );
     cmd.env("NETMIT_RUN_DIR", s.run_dir())
         .stdin(Stdio::null())

@@ -278,12 +278,11 @@ fn run_on(spec: &Spec, set: &[(&str, &str)], limit: Duration) -> Result<KernelRu
                 .map(|r| r.trim().to_string())
                 .unwrap_or(kernel.release.clone());
             if !scratch.0.join("release").exists() {
+                let read = |f: &str| fs::read_to_string(scratch.0.join(f)).unwrap_or_default();
                 eprintln!(
-                    "xtask vm: the guest never ran the script; console:\n{}",
-                    tail(
-                        &fs::read_to_string(scratch.0.join("console.log")).unwrap_or_default(),
-                        30
-                    )
+                    "xtask vm: the guest never ran the script; console:\n{}\nvng:\n{}",
+                    tail(&read("console.log"), 30),
+                    tail(&read("vng.err"), 15)
                 );
             }
             let why = match ended {

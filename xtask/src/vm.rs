@@ -294,7 +294,13 @@ impl Vng {
         if accel == Accel::Tcg {
             cmd.arg("--disable-kvm");
         }
+        // vng runs virtme-run from PATH: the venv's bin directory comes first.
+        let venv_bin = self.bin.parent().unwrap_or(Path::new("/"));
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut paths = vec![venv_bin.to_path_buf()];
+        paths.extend(std::env::split_paths(&path));
         cmd.current_dir(crate::workspace_root())
+            .env("PATH", std::env::join_paths(paths)?)
             .env("TMPDIR", &tmp)
             .stdin(Stdio::null())
             .stdout(fs::File::create(&console)?)
