@@ -29,7 +29,11 @@ pub fn run(iface: Option<&IfName>, as_json: bool) -> anyhow::Result<()> {
 fn print(title: &str, probes: &[Probe]) {
     println!("{title}:");
     for p in probes {
-        let mark = if p.works { "yes" } else { "no " };
+        let mark = match (p.known, p.works) {
+            (false, _) => "?  ",
+            (true, true) => "yes",
+            (true, false) => "no ",
+        };
         println!("  {mark}  {:<46} {}", p.feature, p.detail);
         if !p.works {
             println!("       {:<46} fallback: {}", "", p.fallback);

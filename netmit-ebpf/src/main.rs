@@ -222,7 +222,14 @@ fn best_rule(pkt: &parse::Packet) -> Option<RuleAction> {
     let proto: &RuleSet = &t.proto[if pkt.proto < 2 { pkt.proto as usize } else { 2 }];
 
     let port: &RuleSet = if lookups & lookup::PORT != 0 {
-        let slot = pkt.port_slot as usize;
+        // The port comes from a 16-bit byte swap (BPF_END). Verifiers before about 6.15
+        // forget the bounds of a byte-swapped register (Linux 6.1 and 6.12 reject the
+        // program with "math between map_value pointer and register with unbounded min
+        // value"), and LLVM, which knows the bound, drops the comparison below. A volatile
+        // read hides the bound from LLVM, so the comparison stays and bounds the index
+        // for every verifier (`cargo xtask test --kernels` loads it on 6.1 and 6.12).
+        // SAFETY: a read of a field of a live reference.
+        let slot = unsafe { core::ptr::read_volatile(&pkt.port_slot) } as usize;
         set(t, t.ports[if slot < PORT_NONE { slot } else { PORT_NONE }])
     } else {
         &t.all
@@ -264,8 +271,8 @@ fn best_rule(pkt: &parse::Packet) -> Option<RuleAction> {
         }
         let m = proto.0[w] & port.0[w] & vlan.0[w] & dst.0[w];
         if m != 0 {
-            let rank = w * 64 + lowest_bit(m) as usize;
-            return Some(t.actions[rank & (MAX_RULES - 1)]);
+            let rank = masked(w * 64 + lowest_bit(m) as usize, MAX_RULES - 1);
+            return Some(t.actions[rank]);
         }
         w += 1;
     }
@@ -305,7 +312,7 @@ fn v6_candidates(
             }
             checks += 1;
             let bit = lowest_bit(m);
-            let rank = (w * 64 + bit as usize) & (MAX_RULES - 1);
+            let rank = masked(w * 64 + bit as usize, MAX_RULES - 1);
             if (t.any_dst.0[w] >> bit) & 1 != 0 || t.v6_prefixes[rank].contains(a0, a1) {
                 return Some(Some(t.actions[rank]));
             }
@@ -314,6 +321,17 @@ fn v6_candidates(
         w += 1;
     }
     Some(None)
+}
+
+/// `value & mask`, with the mask kept in the program even where LLVM can prove it changes
+/// nothing. Verifiers before about 6.15 lose a register's bounds after an OR, XOR or shift
+/// by a register (LLVM writes `w * 64 + bit` as an OR), and reject the table access that
+/// follows; an AND with a constant restores them. The volatile read keeps LLVM from
+/// dropping that AND (see `cargo xtask test --kernels` for the kernels it is checked on).
+#[inline(always)]
+fn masked(value: usize, mask: usize) -> usize {
+    // SAFETY: a read of a local.
+    unsafe { core::ptr::read_volatile(&value) & mask }
 }
 
 /// The rule set with pool index `index`.

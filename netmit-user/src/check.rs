@@ -25,8 +25,12 @@ use netmit_common::names;
 pub struct Probe {
     /// What was probed.
     pub feature: &'static str,
-    /// Whether it works.
+    /// Whether it works (false also when the probe could not tell: see `known`).
     pub works: bool,
+    /// Whether the probe could tell: false when the source of the answer is itself
+    /// missing (the netdev netlink family before Linux 6.3 holds the XDP feature flags,
+    /// napi-get before 6.8 the NAPI list), so `works: false` does not mean "missing".
+    pub known: bool,
     /// What the probe found (the error when it failed).
     pub detail: String,
     /// What netmit does when it does not work.
@@ -38,16 +42,34 @@ fn probe(feature: &'static str, result: Result<String, String>, fallback: &'stat
         Ok(detail) => Probe {
             feature,
             works: true,
+            known: true,
             detail,
             fallback,
         },
         Err(detail) => Probe {
             feature,
             works: false,
+            known: true,
             detail,
             fallback,
         },
     }
+}
+
+/// A probe whose answer this kernel cannot give (`detail` says why).
+fn unknown(feature: &'static str, detail: String, fallback: &'static str) -> Probe {
+    Probe {
+        feature,
+        works: false,
+        known: false,
+        detail,
+        fallback,
+    }
+}
+
+/// Whether `e` says the kernel lacks the netlink family or operation a probe reads.
+fn source_missing(e: &napi::NapiError) -> bool {
+    matches!(e, napi::NapiError::NotSupported { .. })
 }
 
 /// Probes of the kernel as a whole (NAPI netlink as `host` sees it).
@@ -171,47 +193,67 @@ fn bpffs() -> Result<String, String> {
 pub fn iface(dev: &Netdev) -> Vec<Probe> {
     let mut out = Vec::new();
     let features = napi::xdp_features(dev);
-    let flag = |bit: u64, what: &str| match &features {
-        Ok(f) if f & bit != 0 => Ok(format!("the driver reports {what}")),
-        Ok(f) => Err(format!(
-            "the driver does not report {what} (xdp-features {f:#x})"
-        )),
-        Err(e) => Err(crate::error::chain(e)),
+    let flag = |feature: &'static str, bit: u64, what: &str, fallback: &'static str| {
+        let result = match &features {
+            Ok(f) if f & bit != 0 => Ok(format!("the driver reports {what}")),
+            Ok(f) => Err(format!(
+                "the driver does not report {what} (xdp-features {f:#x})"
+            )),
+            Err(e) if source_missing(e) => {
+                return unknown(
+                    feature,
+                    format!("unknown: {}", crate::error::chain(e)),
+                    fallback,
+                );
+            }
+            Err(e) => Err(crate::error::chain(e)),
+        };
+        probe(feature, result, fallback)
     };
-    out.push(probe(
+    out.push(flag(
         "native XDP on this device",
-        flag(1, "basic XDP"),
+        1,
+        "basic XDP",
         "generic (skb) mode",
     ));
-    out.push(probe(
+    out.push(flag(
         "XDP_REDIRECT on this device",
-        flag(2, "redirect"),
+        2,
+        "redirect",
         "none: xsk rules fall back to the kernel",
     ));
-    out.push(probe(
+    out.push(flag(
         "AF_XDP zero-copy on this device",
-        flag(8, "xsk-zerocopy"),
+        8,
+        "xsk-zerocopy",
         "AF_XDP copy mode",
     ));
     let napis = napi::list(dev);
-    out.push(probe(
-        "NAPI instances",
-        match &napis {
-            Ok(l) if l.is_empty() => {
-                Err("none (a veth has one only with native XDP or GRO on)".into())
-            }
-            Ok(l) => Ok(format!(
-                "{} instance(s): ids {}",
-                l.len(),
-                l.iter()
-                    .map(|n| n.id.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            Err(e) => Err(crate::error::chain(e)),
-        },
-        "device-wide sysfs settings",
-    ));
+    out.push(match &napis {
+        Err(e) if source_missing(e) => unknown(
+            "NAPI instances",
+            format!("unknown: {}", crate::error::chain(e)),
+            "device-wide sysfs settings",
+        ),
+        _ => probe(
+            "NAPI instances",
+            match &napis {
+                Ok(l) if l.is_empty() => {
+                    Err("none (a veth has one only with native XDP or GRO on)".into())
+                }
+                Ok(l) => Ok(format!(
+                    "{} instance(s): ids {}",
+                    l.len(),
+                    l.iter()
+                        .map(|n| n.id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                Err(e) => Err(crate::error::chain(e)),
+            },
+            "device-wide sysfs settings",
+        ),
+    });
     if let Ok(Some(first)) = napis.as_ref().map(|l| l.first().cloned()) {
         let result = napi::read(first.id, napi::NapiParam::DeferHardIrqs)
             .and_then(|v| napi::set(first.id, napi::NapiParam::DeferHardIrqs, v).map(|()| v))
@@ -242,6 +284,7 @@ pub fn iface(dev: &Netdev) -> Vec<Probe> {
             out.push(Probe {
                 feature: "NIC interrupt coalescing",
                 works: !map.is_empty(),
+                known: true,
                 detail: format!(
                     "supported: {}; not supported: {}",
                     supported.join(" "),

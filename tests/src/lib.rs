@@ -2,6 +2,7 @@
 //! network-namespace testbeds. The integration tests themselves live in `tests/tests/`.
 
 pub mod campaign;
+pub mod kernel;
 pub mod netmit;
 pub mod packet;
 pub mod recv;

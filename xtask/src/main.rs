@@ -12,8 +12,11 @@
 mod bench;
 mod demo;
 mod deny;
+mod kernels;
+mod matrix;
 mod setup;
 mod test;
+mod vm;
 
 use std::{
     ffi::OsString,
@@ -48,7 +51,25 @@ enum Cmd {
     /// binaries need their own `--`, e.g. `cargo xtask test -- steer -- --nocapture`
     /// or `cargo xtask test -- -- --nocapture`.
     /// With `CI` set, also fails on namespaces, veths or bpffs pins the tests left behind.
+    ///
+    /// Then runs the smoke set of the compat tests on Linux 6.1 in a virtual machine
+    /// (or prints why it cannot); `--kernel`/`--kernels` run the whole compat set instead
+    /// of the suite.
     Test {
+        /// Run the compat set on this kernel instead of the suite: a Debian series or
+        /// release (`6.1`, `6.12`; fetched with apt if missing), a kernel image path, or
+        /// `host`. Repeatable.
+        #[arg(long, value_name = "VERSION|PATH")]
+        kernel: Vec<String>,
+        /// Run the compat set on 6.1, 6.12 and the host's kernel and print the matrix.
+        #[arg(long)]
+        kernels: bool,
+        /// With --kernels: write the measured matrix into docs/kernel-compat.md.
+        #[arg(long, requires = "kernels")]
+        write_docs: bool,
+        /// Skip the other-kernel smoke run of the default suite.
+        #[arg(long)]
+        no_vm: bool,
         /// Extra arguments for `cargo test`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
@@ -73,7 +94,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Setup => setup::run().map(|()| ExitCode::SUCCESS),
-        Cmd::Test { args } => test::run(args),
+        Cmd::Test {
+            kernel,
+            kernels,
+            write_docs,
+            no_vm,
+            args,
+        } => {
+            let specs = if kernels {
+                matrix::MATRIX.iter().map(|s| s.to_string()).collect()
+            } else {
+                kernel
+            };
+            test::run(
+                args,
+                test::Kernels {
+                    specs,
+                    write_docs,
+                    no_vm,
+                },
+            )
+        }
         Cmd::Bench { name, args } => bench::run(name, args),
         Cmd::Demo { args } => demo::run(args),
     };
@@ -165,7 +206,7 @@ mod tests {
     fn test_args_pass_through() {
         // clap eats the first `--` only; everything else reaches `cargo test` verbatim.
         let args = |cli: &[&str]| match parse(cli) {
-            Cmd::Test { args } => strs(&args)
+            Cmd::Test { args, .. } => strs(&args)
                 .into_iter()
                 .map(String::from)
                 .collect::<Vec<_>>(),
@@ -185,6 +226,33 @@ mod tests {
         );
         assert!(args(&["test"]).is_empty());
         assert!(args(&["test", "--"]).is_empty());
+    }
+
+    #[test]
+    fn kernel_flags_come_before_cargo_args() {
+        let Cmd::Test {
+            kernel,
+            kernels,
+            write_docs,
+            args,
+            ..
+        } = parse(&["test", "--kernel", "6.1", "--kernel", "host", "--", "-q"])
+        else {
+            panic!("not test");
+        };
+        assert_eq!(kernel, ["6.1", "host"]);
+        assert!(!kernels && !write_docs);
+        assert_eq!(strs(&args), ["-q"]);
+        let Cmd::Test {
+            kernels,
+            write_docs,
+            ..
+        } = parse(&["test", "--kernels", "--write-docs"])
+        else {
+            panic!("not test");
+        };
+        assert!(kernels && write_docs);
+        assert!(Cli::try_parse_from(["xtask", "test", "--write-docs"]).is_err());
     }
 
     #[test]

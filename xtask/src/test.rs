@@ -42,18 +42,35 @@ pub const VETH_PREFIX: &str = "nm";
 /// Where netmit pins its programs and maps; must be empty after the tests.
 pub const PIN_DIR: &str = "/sys/fs/bpf/netmit";
 
+/// Which other kernels to test (xtask/src/matrix.rs).
+pub struct Kernels {
+    /// `--kernel`/`--kernels`: the compat set on these instead of the suite.
+    pub specs: Vec<String>,
+    /// `--write-docs`.
+    pub write_docs: bool,
+    /// `--no-vm`: no smoke run on 6.1 after the suite.
+    pub no_vm: bool,
+}
+
 /// Runs setup, the build and the tests with `extra` passed to `cargo test`, and prints the
 /// elapsed time. Returns the tests' exit code (or failure if something was left behind in CI).
-pub fn run(extra: Vec<OsString>) -> Result<ExitCode> {
+pub fn run(extra: Vec<OsString>, kernels: Kernels) -> Result<ExitCode> {
     let start = Instant::now();
-    let result = run_inner(extra);
+    let result = run_inner(extra, kernels);
     println!("xtask test: total {:.1} s", start.elapsed().as_secs_f64());
     result
 }
 
-fn run_inner(extra: Vec<OsString>) -> Result<ExitCode> {
+fn run_inner(extra: Vec<OsString>, kernels: Kernels) -> Result<ExitCode> {
     let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
     setup::run()?;
+    if !kernels.specs.is_empty() {
+        let status = run_streaming(cargo().arg("build"))?;
+        if !status.success() {
+            return Ok(exit_code(status));
+        }
+        return crate::matrix::run(&kernels.specs, kernels.write_docs);
+    }
     if ci {
         println!("xtask test: kernel {}", kernel_version()?);
         print_netns("before the tests")?;
@@ -104,6 +121,14 @@ fn run_inner(extra: Vec<OsString>) -> Result<ExitCode> {
         }
     };
 
+    // Another kernel than the host's: the smoke set on 6.1 in a VM (or why not).
+    let mut smoke_ok = true;
+    if kernels.no_vm {
+        println!("xtask test: --no-vm: no run on another kernel");
+    } else {
+        smoke_ok = crate::matrix::smoke()?;
+    }
+
     if ci {
         print_netns("after the tests")?;
         let left: Vec<String> = leftovers()?
@@ -120,7 +145,7 @@ fn run_inner(extra: Vec<OsString>) -> Result<ExitCode> {
             }
         }
     }
-    if status.success() && !deny_ok {
+    if status.success() && (!deny_ok || !smoke_ok) {
         return Ok(ExitCode::FAILURE);
     }
     Ok(exit_code(status))

@@ -51,6 +51,10 @@ pub struct IfaceSnapshot {
     pub ifindex: Option<u32>,
     /// The controller's mode.
     pub mode: Mode,
+    /// The most mitigating mode the controller may reach: the lower of the configured
+    /// `max_mode` and what the kernel allows (no `suspend` without per-NAPI
+    /// `irq-suspend-timeout`, Linux 6.13).
+    pub max_mode: Mode,
     /// When the interface entered `mode` (seconds since the epoch; `None`: since start).
     pub mode_since_unix: Option<f64>,
     /// The last switch.

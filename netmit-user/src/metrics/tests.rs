@@ -62,6 +62,7 @@ fn synthetic() -> (Exposition, Metrics) {
             device: "veth0".into(),
             ifindex: Some(7),
             mode: Mode::Defer,
+            max_mode: Mode::Suspend,
             xdp: XdpView {
                 configured: "native".into(),
                 attached: true,

@@ -56,6 +56,7 @@ impl Iface {
             device: self.cfg.name.to_string(),
             ifindex: self.dev.as_ref().map(|d| d.ifindex),
             mode: self.controller.mode(),
+            max_mode: self.controller.ceiling(),
             mode_since_unix: self.mode_since,
             last_transition: self.last_transition.clone(),
             transitions: self.transitions,
