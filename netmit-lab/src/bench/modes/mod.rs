@@ -38,6 +38,8 @@
 //! daemon gets a private run directory for its journal and state file.
 
 pub mod bed;
+mod daemon;
+mod error;
 pub mod probe;
 pub mod report;
 pub mod setup;
@@ -74,6 +76,8 @@ use netmit_user::{
 
 use bed::Bed;
 pub use bed::Endpoint;
+use daemon::Daemon;
+pub use error::ModesError;
 pub use probe::{Probe, WindowCounters};
 pub use report::{Goal, LoadPoint, ModesReport, PointResult};
 pub use setup::{NapiSettings, Setup};
@@ -220,148 +224,6 @@ pub struct Progress {
     pub what: String,
     /// The point just measured, if any.
     pub last: Option<PointResult>,
-}
-
-/// Errors of the benchmark.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ModesError {
-    /// The configuration is unusable.
-    #[error("invalid benchmark configuration: {what}")]
-    Config {
-        /// The problem.
-        what: String,
-    },
-    /// Building or using the testbed failed.
-    #[error("veth testbed")]
-    Testbed(#[source] Box<TestbedError>),
-    /// Reading or changing a NAPI setting failed.
-    #[error("NAPI settings of {iface}")]
-    Napi {
-        /// Interface.
-        iface: String,
-        /// The error.
-        #[source]
-        source: NapiError,
-    },
-    /// The fresh testbed's server end does not answer ping.
-    #[error(
-        "the testbed's server end {addr} does not answer ping: is something filtering \
-         ICMP or UDP in new network namespaces?"
-    )]
-    Unreachable {
-        /// Its address.
-        addr: std::net::IpAddr,
-    },
-    /// A network namespace could not be opened or entered.
-    #[error("network namespace {ns}")]
-    Netns {
-        /// Its name or path.
-        ns: String,
-        /// The error.
-        #[source]
-        source: io::Error,
-    },
-    /// A named interface does not exist.
-    #[error("no interface {iface} in {ns}: check the name with `ip link` there")]
-    NoInterface {
-        /// Interface.
-        iface: String,
-        /// Namespace.
-        ns: String,
-    },
-    /// The restore journal failed (named interfaces).
-    #[error("the restore journal")]
-    Journal(#[source] Box<JournalError>),
-    /// A setting could not be restored.
-    #[error("restoring {what}")]
-    Restore {
-        /// The setting and what to do.
-        what: String,
-    },
-    /// The interface has no NAPI instance.
-    #[error("{iface} has no NAPI instance (GRO on a veth should have created one)")]
-    NoNapi {
-        /// Interface.
-        iface: String,
-    },
-    /// Pinning a thread failed.
-    #[error("pinning {what} (pid {pid}) to CPU {cpu}")]
-    Affinity {
-        /// Which thread.
-        what: String,
-        /// Its pid.
-        pid: u32,
-        /// The CPU.
-        cpu: usize,
-        /// The error.
-        #[source]
-        source: io::Error,
-    },
-    /// The server failed.
-    #[error("the server ({setup} setup)")]
-    Serve {
-        /// The setup.
-        setup: Setup,
-        /// The error.
-        #[source]
-        source: Box<ServeError>,
-    },
-    /// The load client failed.
-    #[error("the load client ({setup} setup, load {load})")]
-    Load {
-        /// The setup.
-        setup: Setup,
-        /// The load point.
-        load: String,
-        /// The error.
-        #[source]
-        source: Box<LoadError>,
-    },
-    /// Attaching the steering program for the AF_XDP setup failed.
-    #[error("attaching the steering program for the xsk setup")]
-    Attach(#[source] Box<AttachError>),
-    /// Starting or stopping the daemon of the adaptive setup failed.
-    #[error("the daemon of the adaptive setup: {what}")]
-    Daemon {
-        /// The step.
-        what: String,
-        /// The error.
-        #[source]
-        source: io::Error,
-    },
-    /// A counter file could not be read or parsed.
-    #[error("reading {file}: {reason}")]
-    Proc {
-        /// The file.
-        file: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The requests would not (or did not) pass through the server's NAPI instance.
-    #[error("the server's receive path: {what}")]
-    ServerPath {
-        /// What was found, and what to check.
-        what: String,
-    },
-    /// The NAPI poll counters failed.
-    #[error("NAPI poll counters")]
-    Signals(#[source] SignalsError),
-    /// A worker thread panicked.
-    #[error("the {what} thread panicked")]
-    Panicked {
-        /// Which thread.
-        what: &'static str,
-    },
-    /// Stopped by the caller (Ctrl-C).
-    #[error("interrupted")]
-    Interrupted,
-}
-
-impl From<TestbedError> for ModesError {
-    fn from(e: TestbedError) -> Self {
-        ModesError::Testbed(Box::new(e))
-    }
 }
 
 /// Number of online CPUs.
@@ -747,142 +609,9 @@ impl Drop for XskAttachment<'_> {
     }
 }
 
-/// `netmit daemon` managing the server's interface, with a private run directory.
-struct Daemon {
-    child: std::process::Child,
-    run_dir: PathBuf,
-    metrics: SocketAddr,
-    stopped: bool,
-}
-
-/// A daemon not stopped by [`Daemon::stop`] (an error, a panic) is terminated here, so
-/// it restores its settings and no daemon outlives the run.
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if !self.stopped {
-            let _ = process::signal(self.child.id(), libc::SIGTERM);
-            let _ = self.child.wait();
-            let _ = fs::remove_dir_all(&self.run_dir);
-        }
-    }
-}
-
-/// The daemon's sampling interval in the benchmark, and its hold times: short, so that
-/// it settles within the adaptive setup's warm-up.
-const DAEMON_INTERVAL_MS: u64 = 100;
-
-impl Daemon {
-    fn start(bed: &Bed) -> Result<Daemon, ModesError> {
-        let io_err = |what: &str| {
-            let what = what.to_string();
-            move |source| ModesError::Daemon { what, source }
-        };
-        let run_dir = std::env::temp_dir().join(format!("netmit-bench-{}", std::process::id()));
-        fs::create_dir_all(&run_dir).map_err(io_err("creating its run directory"))?;
-        // The daemon runs in the server's namespace: its loopback is private.
-        let metrics: SocketAddr = "127.0.0.1:9464".parse().expect("valid address");
-        let config = run_dir.join("netmit.toml");
-        fs::write(&config, daemon_config(bed.iface(Side::B), metrics))
-            .map_err(io_err("writing its configuration"))?;
-        let exe = std::env::current_exe().map_err(io_err("finding the netmit binary"))?;
-        let mut cmd = bed.command(Side::B, exe);
-        cmd.args(["daemon", "--config"])
-            .arg(&config)
-            .env("NETMIT_RUN_DIR", &run_dir)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        let child = cmd.spawn().map_err(io_err("starting `netmit daemon`"))?;
-        Ok(Daemon {
-            child,
-            run_dir,
-            metrics,
-            stopped: false,
-        })
-    }
-
-    /// The daemon's current mode of the server's interface and its number of mode
-    /// switches so far, from its `/status`.
-    fn status(&self, bed: &Bed) -> Option<(String, u64)> {
-        let state = netmit_user::daemon::state::DaemonState {
-            pid: self.child.id(),
-            metrics_address: self.metrics.to_string(),
-            config: String::new(),
-            started_at_unix: 0.0,
-            attached_by_daemon: vec![],
-        };
-        let status = bed
-            .in_ns(Side::B, || {
-                netmit_user::daemon::state::query_status(&state, Duration::from_secs(1))
-            })
-            .ok()?
-            .ok()?;
-        let iface = &status["interfaces"][0];
-        Some((
-            iface["mode"].as_str()?.to_string(),
-            iface["transitions"].as_u64()?,
-        ))
-    }
-
-    /// SIGTERM (the daemon restores its settings), then waits for it.
-    fn stop(mut self) -> Result<(), ModesError> {
-        let _ = process::signal(self.child.id(), libc::SIGTERM);
-        let status = self.child.wait().map_err(|source| ModesError::Daemon {
-            what: "waiting for it to exit".into(),
-            source,
-        })?;
-        let _ = fs::remove_dir_all(&self.run_dir);
-        self.stopped = true;
-        if !status.success() {
-            return Err(ModesError::Daemon {
-                what: format!("it exited with {status}"),
-                source: io::Error::other("see its messages above"),
-            });
-        }
-        Ok(())
-    }
-}
-
-/// The daemon's configuration for the benchmark: the server's interface, tuned only
-/// (the server's socket is the application), with the static setups' values as its mode
-/// tables and hold times short enough to settle within a warm-up.
-fn daemon_config(iface: &str, metrics: SocketAddr) -> String {
-    let table = |s: NapiSettings| {
-        format!(
-            "defer_hard_irqs = {}\ngro_flush_timeout_ns = {}\nirq_suspend_timeout_ns = {}\n",
-            s.defer_hard_irqs, s.gro_flush_timeout_ns, s.irq_suspend_timeout_ns
-        )
-    };
-    format!(
-        "# written by `netmit bench modes` for its adaptive setup\n\
-         interval = \"{DAEMON_INTERVAL_MS}ms\"\n\
-         metrics_address = \"{metrics}\"\n\n\
-         [[interface]]\n\
-         name = \"{iface}\"\n\
-         attach = \"none\"\n\n\
-         [interface.policy]\n\
-         max_mode = \"suspend\"\n\
-         min_dwell_ms = 300\n\
-         missing_signal_fallback_ms = 2000\n\n\
-         [interface.policy.defer]\n\
-         enter_after_ms = 300\n\
-         exit_after_ms = 500\n\n\
-         [interface.policy.suspend]\n\
-         enter_after_ms = 200\n\
-         exit_after_ms = 500\n\n\
-         [interface.policy.modes.interrupt]\n{}\n\
-         [interface.policy.modes.defer]\n{}\n\
-         [interface.policy.modes.suspend]\n{}",
-        table(Setup::Baseline.napi()),
-        table(Setup::Defer.napi()),
-        table(Setup::Suspend.napi()),
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{daemon::daemon_config, *};
 
     #[test]
     fn the_baseline_runs_first_and_once() {
