@@ -46,6 +46,11 @@ pub enum TuneCommand {
         /// Profile name.
         #[arg(value_enum)]
         profile: ProfileName,
+        /// Apply suspend even when nothing in this namespace busy-polls (no process
+        /// started by `netmit run`, BusyPollRxPackets flat over 500 ms), where its
+        /// settings cost throughput and CPU.
+        #[arg(long, visible_alias = "yes")]
+        force: bool,
     },
     /// Put back every original setting netmit changed (of one interface, if given).
     ///
@@ -127,7 +132,11 @@ pub fn run(cmd: TuneCommand) -> anyhow::Result<()> {
     match cmd {
         TuneCommand::Show { iface, json } => show(&iface, json),
         TuneCommand::Set(args) => set(args),
-        TuneCommand::Profile { iface, profile } => {
+        TuneCommand::Profile {
+            iface,
+            profile,
+            force,
+        } => {
             let profile = match profile {
                 ProfileName::Latency => Profile::Latency,
                 ProfileName::Balanced => Profile::Balanced,
@@ -138,11 +147,30 @@ pub fn run(cmd: TuneCommand) -> anyhow::Result<()> {
             let dev = Netdev::resolve(&iface)?;
             let plan = Plan::for_device(&host, &dev, &profile.request())
                 .with_context(|| format!("planning profile {} on {iface}", profile.name()))?;
+            if matches!(profile, Profile::Suspend) {
+                check_busy_polling(iface.as_str(), force)?;
+            }
             println!("profile {}: {}", profile.name(), profile.source());
             apply(&host, &plan)
         }
         TuneCommand::Restore { iface } => restore(iface.as_ref()),
     }
+}
+
+/// IRQ suspension helps only a busy-polling application: refused (nothing changed)
+/// when nothing busy-polls, unless forced, and then said.
+fn check_busy_polling(iface: &str, force: bool) -> anyhow::Result<()> {
+    let evidence =
+        netmit_user::preload::busy_poll_evidence(&journal::run_dir(), Duration::from_millis(500));
+    if evidence.busy_polls() {
+        return Ok(());
+    }
+    let line = evidence.nothing_busy_polls(iface);
+    if !force {
+        bail!("{line}");
+    }
+    eprintln!("warning (--force): {line}");
+    Ok(())
 }
 
 fn require_root(what: &str) -> anyhow::Result<()> {

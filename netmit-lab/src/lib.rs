@@ -20,5 +20,6 @@
 pub mod bench;
 pub mod r#gen;
 pub mod load;
+pub mod memcache;
 pub mod serve;
 pub mod testbed;

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::{
     daemon::state::{self, StateFile},
     ebpf::{PinError, PinRoot, SteerTables, TableError},
+    preload::{self, PreloadSummary, PreloadWatch},
     steer::compile::ranked,
     sys::{Netdev, NetdevError, bpf, link},
 };
@@ -59,6 +60,10 @@ pub struct Report {
     pub interfaces: Vec<IfaceStatus>,
     /// The daemon of this namespace, if one runs.
     pub daemon: Option<DaemonView>,
+    /// Applications of this namespace started by `netmit run` (their state files).
+    pub preload: PreloadSummary,
+    /// Why the preloaded applications' state files could not be read, if so.
+    pub preload_error: Option<String>,
 }
 
 /// One device.
@@ -312,7 +317,17 @@ pub fn gather(
             daemon_mode: managed(&dev),
         });
     }
-    Ok(Report { interfaces, daemon })
+    let (preload, preload_error) =
+        match PreloadWatch::new(preload::state_dir(run_dir), Some(netns.inode)).refresh() {
+            Ok(p) => (p, None),
+            Err(e) => (PreloadSummary::default(), Some(crate::error::chain(&e))),
+        };
+    Ok(Report {
+        interfaces,
+        daemon,
+        preload,
+        preload_error,
+    })
 }
 
 /// `native`, `generic` or `unknown` for the attachment mode stored in the config map.
@@ -396,7 +411,52 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(out, "  {:<15} mode {}{last}", i.device, i.mode);
         }
     }
+    render_preload(&mut out, &report.preload);
+    if let Some(e) = &report.preload_error {
+        let _ = writeln!(out, "preloaded applications: not readable: {e}");
+    }
     out
+}
+
+fn render_preload(out: &mut String, p: &PreloadSummary) {
+    use std::fmt::Write;
+    if p.list.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "preloaded applications (netmit run): {} process(es), {} busy-polling, {} epoll set(s), \
+         {} mixed-NAPI",
+        p.processes, p.busy_polling, p.epoll_sets, p.mixed_sets
+    );
+    for s in &p.list {
+        let napis = if s.napi_ids.is_empty() {
+            "no NAPI seen yet".to_string()
+        } else {
+            let ids: Vec<String> = s.napi_ids.iter().map(u32::to_string).collect();
+            format!("NAPI {}", ids.join(" "))
+        };
+        let mixed = match s.mixed_sets {
+            0 => String::new(),
+            n => format!(
+                "; {n} set(s) span several NAPIs: busy polling reaches one of them \
+                 (one epoll set per RX queue with SO_REUSEPORT fixes it)"
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "  {} (pid {}): {}, busy-poll {} us, budget {}, prefer {}; {} epoll set(s), \
+             {} socket(s), {napis}{mixed}",
+            s.comm,
+            s.pid,
+            s.mechanism,
+            s.busy_poll_usecs,
+            s.busy_poll_budget,
+            s.prefer_busy_poll,
+            s.epoll_sets,
+            s.sockets
+        );
+    }
 }
 
 fn render_iface(out: &mut String, r: &IfaceStatus) {
@@ -505,6 +565,7 @@ mod tests {
         let text = render(&Report {
             interfaces: vec![attached()],
             daemon: None,
+            ..Report::default()
         });
         assert_eq!(
             text,
@@ -545,6 +606,7 @@ mod tests {
                     transitions: 1,
                 }],
             }),
+            ..Report::default()
         });
         assert!(text.contains("(kernel reports program 43)"), "{text}");
         assert!(
@@ -555,6 +617,54 @@ mod tests {
             text.contains("eth2            mode defer (last switch interrupt -> defer: packets 72000/s >= 20000/s)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn preloaded_applications_are_listed_with_their_mixed_sets() {
+        let proc_ = |pid: u32, comm: &str, mixed: u32, ids: Vec<u32>| preload::ProcessState {
+            version: 1,
+            pid,
+            start_time: 1,
+            comm: comm.into(),
+            mechanism: "epoll-params".into(),
+            busy_poll_usecs: 64,
+            busy_poll_budget: 64,
+            prefer_busy_poll: 1,
+            epoll_sets: 1,
+            sockets: 2,
+            mixed_sets: mixed,
+            napi_ids: ids,
+            sets: Vec::new(),
+        };
+        let report = Report {
+            preload: PreloadSummary::of(vec![
+                proc_(10, "memcached", 1, vec![8193, 8194]),
+                proc_(11, "redis-server", 0, vec![]),
+            ]),
+            ..Report::default()
+        };
+        let text = render(&report);
+        assert!(
+            text.contains(
+                "preloaded applications (netmit run): 2 process(es), 2 busy-polling, 2 epoll set(s), 1 mixed-NAPI\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  memcached (pid 10): epoll-params, busy-poll 64 us, budget 64, prefer 1; 1 epoll set(s), 2 socket(s), NAPI 8193 8194; 1 set(s) span several NAPIs"),
+            "{text}"
+        );
+        assert!(
+            text.contains("redis-server (pid 11)") && text.contains("no NAPI seen yet"),
+            "{text}"
+        );
+        let v = serde_json::to_value(&report).unwrap();
+        assert_eq!(v["preload"]["processes"], 2);
+        assert_eq!(v["preload"]["mixed_sets"], 1);
+        assert_eq!(v["preload"]["list"][0]["comm"], "memcached");
+        assert!(v["preload_error"].is_null());
+        // Nothing preloaded: no section.
+        assert!(!render(&Report::default()).contains("preloaded"));
     }
 
     #[test]
@@ -573,6 +683,7 @@ mod tests {
         let v = serde_json::to_value(Report {
             interfaces: vec![attached()],
             daemon: None,
+            ..Report::default()
         })
         .unwrap();
         let i = &v["interfaces"][0];

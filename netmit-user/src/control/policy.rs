@@ -370,6 +370,15 @@ impl Controller {
             Some(false) => parts.push("no AF_XDP busy polling".into()),
             None => {}
         }
+        match sample.preloaded_busy_pollers.as_slice() {
+            [] => {}
+            [one] => parts.push(format!("preloaded busy-polling process {one} (netmit run)")),
+            many => parts.push(format!(
+                "{} preloaded busy-polling processes (netmit run: {})",
+                many.len(),
+                many.join(", ")
+            )),
+        }
         if parts.is_empty() {
             parts.push("no busy-poll signal".into());
         }

@@ -34,6 +34,10 @@ pub struct Sample {
     /// Whether an AF_XDP socket busy-polls this interface (the caller knows, e.g. from
     /// `netmit rx --busy-poll`). `None`: unknown.
     pub xsk_busy_poll: Option<bool>,
+    /// Processes of the namespace that `netmit run` preloaded and that the library made
+    /// busy-poll (`comm pid`, from their state files). Only explains a decision: what
+    /// counts is the busy-polled packet rate, as for any other application.
+    pub preloaded_busy_pollers: Vec<String>,
 }
 
 /// Where a wake-up rate came from, best first.

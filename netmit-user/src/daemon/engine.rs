@@ -22,6 +22,7 @@ use crate::{
     ebpf::AttachError,
     host::Host,
     metrics::{ErrorKind, Metrics, SharedSnapshot, Snapshot},
+    preload::{self, PreloadSummary, PreloadWatch},
     signals::{NapiPollSource, read_softirqs},
     sys::{Presence, napi::NapiParam},
     tune::{Journal, Setting, journal::RestoreReport},
@@ -52,6 +53,7 @@ pub(crate) struct Engine {
     capabilities: Capabilities,
     netlink: bool,
     ticks: u64,
+    preload: PreloadWatch,
 }
 
 /// Probes what this kernel can do for the modes: per-NAPI netlink (6.13) with its knobs,
@@ -107,6 +109,9 @@ impl Engine {
                 None
             }
         };
+        // Applications started by `netmit run` in this namespace (their state files).
+        let netns = host.netns().ok().map(|n| n.inode);
+        let preload = PreloadWatch::new(preload::state_dir(&run_dir), netns);
         let ifaces = config
             .interfaces
             .iter()
@@ -126,6 +131,7 @@ impl Engine {
             capabilities,
             netlink,
             ticks: 0,
+            preload,
         }
     }
 
@@ -154,11 +160,20 @@ impl Engine {
                 None
             }
         };
+        let preloaded = match self.preload.refresh() {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("{}", crate::error::chain(&e));
+                self.metrics.count_error(ErrorKind::Sample);
+                PreloadSummary::default()
+            }
+        };
         let system = SystemReading {
             net_rx_softirqs: softirqs.as_ref().map(|s| s.net_rx_total()),
             busy_poll_rx_packets: fs::read_to_string(NETSTAT)
                 .ok()
                 .and_then(|t| parse_busy_poll_rx_packets(&t)),
+            preloaded_busy_pollers: preloaded.busy_pollers(),
         };
         let counters: Option<BTreeMap<u32, NapiPollCounters>> = match &self.source {
             Some(source) => match source.snapshot() {
@@ -200,6 +215,7 @@ impl Engine {
                 .collect(),
             softirqs,
             napi_poll_source: self.source.is_some(),
+            preload: preloaded,
         };
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
         self.metrics.observe_tick(started.elapsed());

@@ -91,6 +91,7 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
         "napi_poll_source": snap.napi_poll_source,
         "errors": errors,
         "interfaces": snap.interfaces,
+        "preload": snap.preload,
     }))
     .into_response()
 }

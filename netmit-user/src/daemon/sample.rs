@@ -44,6 +44,9 @@ pub struct SystemReading {
     pub net_rx_softirqs: Option<u64>,
     /// `TcpExt: BusyPollRxPackets` of the daemon's namespace.
     pub busy_poll_rx_packets: Option<u64>,
+    /// The namespace's preloaded processes that busy-poll (`comm pid`; not a counter:
+    /// the latest reading is taken as is).
+    pub preloaded_busy_pollers: Vec<String>,
 }
 
 /// The rate of a counter between two readings; missing if either is, or if it went back.
@@ -97,6 +100,7 @@ pub fn build_sample(
     sample.net_rx_softirqs_per_sec = rate(bs.net_rx_softirqs, as_.net_rx_softirqs, secs);
     sample.busy_poll_packets_per_sec =
         rate(bs.busy_poll_rx_packets, as_.busy_poll_rx_packets, secs);
+    sample.preloaded_busy_pollers = as_.preloaded_busy_pollers.clone();
     sample
 }
 
@@ -153,10 +157,12 @@ mod tests {
         let sys_b = SystemReading {
             net_rx_softirqs: Some(500),
             busy_poll_rx_packets: Some(10),
+            preloaded_busy_pollers: Vec::new(),
         };
         let sys_a = SystemReading {
             net_rx_softirqs: Some(2_500),
             busy_poll_rx_packets: Some(10),
+            preloaded_busy_pollers: vec!["memcached 42".into()],
         };
         let s = build_sample((&b, &sys_b), (&a, &sys_a), Duration::from_millis(500));
         assert_eq!(s.interval, Duration::from_millis(500));
@@ -165,6 +171,7 @@ mod tests {
         assert_eq!(s.full_budget_fraction, Some(0.25));
         assert_eq!(s.net_rx_softirqs_per_sec, Some(4_000.0));
         assert_eq!(s.busy_poll_packets_per_sec, Some(0.0));
+        assert_eq!(s.preloaded_busy_pollers, ["memcached 42"]);
         assert_eq!(s.irqs_per_sec, None);
         assert_eq!(s.packets_per_poll(), Some(30.0));
         assert_eq!(s.wakeups().map(|w| w.0), Some(1_500.0));

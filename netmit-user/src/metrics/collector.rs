@@ -219,6 +219,62 @@ fn encode_snapshot(s: &Snapshot, encoder: &mut DescriptorEncoder) -> Result<(), 
         MetricType::Gauge,
         setting_rows,
     )?;
+    encode_preload(&s.preload, encoder)
+}
+
+/// Applications started by `netmit run` (the library's state files, read by the tick).
+fn encode_preload(
+    p: &crate::preload::PreloadSummary,
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    let totals: [(&str, &str, u32); 5] = [
+        (
+            "netmit_preload_processes",
+            "Live processes running with libnetmit_preload.so (netmit run) in this namespace",
+            p.processes,
+        ),
+        (
+            "netmit_preload_busy_polling_processes",
+            "Those the library made busy-poll",
+            p.busy_polling,
+        ),
+        (
+            "netmit_preload_epoll_sets",
+            "Epoll sets the library configured, all preloaded processes",
+            p.epoll_sets,
+        ),
+        (
+            "netmit_preload_sockets",
+            "Sockets in those epoll sets",
+            p.sockets,
+        ),
+        (
+            "netmit_preload_mixed_napi_sets",
+            "Epoll sets whose sockets several NAPI instances served (busy polling reaches one)",
+            p.mixed_sets,
+        ),
+    ];
+    for (name, help, v) in totals {
+        family(
+            encoder,
+            name,
+            help,
+            MetricType::Gauge,
+            [(Vec::new(), Value::Gauge(f64::from(v)))],
+        )?;
+    }
+    family(
+        encoder,
+        "netmit_preload_napi_epoll_sets",
+        "Preloaded epoll sets with a socket that this NAPI instance served",
+        MetricType::Gauge,
+        p.napi_sets.iter().map(|(id, n)| {
+            (
+                vec![("napi_id", id.to_string())],
+                Value::Gauge(f64::from(*n)),
+            )
+        }),
+    )?;
     Ok(())
 }
 

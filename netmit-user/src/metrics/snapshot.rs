@@ -12,7 +12,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::{control::Mode, signals::Softirqs};
+use crate::{control::Mode, preload::PreloadSummary, signals::Softirqs};
 
 /// The snapshot shared between the tick (writer) and the HTTP handlers (readers).
 pub type SharedSnapshot = Arc<RwLock<Snapshot>>;
@@ -40,6 +40,8 @@ pub struct Snapshot {
     pub softirqs: Option<Softirqs>,
     /// Whether the napi_poll tracepoint source is running.
     pub napi_poll_source: bool,
+    /// Applications of the namespace started by `netmit run` (their state files).
+    pub preload: PreloadSummary,
 }
 
 /// One managed interface.

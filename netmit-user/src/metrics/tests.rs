@@ -29,6 +29,12 @@ const DOCUMENTED: &[&str] = &[
     "netmit_daemon_tick_duration_seconds",
     "netmit_errors_total",
     "netmit_config_reloads_total",
+    "netmit_preload_processes",
+    "netmit_preload_busy_polling_processes",
+    "netmit_preload_epoll_sets",
+    "netmit_preload_sockets",
+    "netmit_preload_mixed_napi_sets",
+    "netmit_preload_napi_epoll_sets",
 ];
 
 /// Metric names in the first column of the table in docs/metrics.md, if the file is there.
@@ -102,6 +108,15 @@ fn synthetic() -> (Exposition, Metrics) {
             net_rx: vec![10, 20],
             net_tx: vec![1, 2],
         }),
+        preload: crate::preload::PreloadSummary {
+            processes: 2,
+            busy_polling: 1,
+            epoll_sets: 3,
+            sockets: 5,
+            mixed_sets: 1,
+            napi_sets: [(8193, 2), (8194, 1)].into(),
+            list: Vec::new(),
+        },
         ..Default::default()
     };
     (expo, metrics)
@@ -193,6 +208,13 @@ fn values_are_the_snapshot_and_the_semantic_methods() {
         "netmit_errors_total{kind=\"restore\"} 0",
         "netmit_config_reloads_total{result=\"ok\"} 1",
         "netmit_config_reloads_total{result=\"error\"} 0",
+        "netmit_preload_processes 2",
+        "netmit_preload_busy_polling_processes 1",
+        "netmit_preload_epoll_sets 3",
+        "netmit_preload_sockets 5",
+        "netmit_preload_mixed_napi_sets 1",
+        "netmit_preload_napi_epoll_sets{napi_id=\"8193\"} 2",
+        "netmit_preload_napi_epoll_sets{napi_id=\"8194\"} 1",
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(line)),

@@ -268,6 +268,56 @@ fn high_load_with_busy_polling_suspends() {
         })
     );
 
+    // Preloaded busy-polling processes (netmit run) are named in the reason; the decision
+    // is still the busy-polled packet rate's.
+    let mut c = controller();
+    let named = |pps: f64, busy_pps: f64, who: &[&str]| Sample {
+        preloaded_busy_pollers: who.iter().map(|w| w.to_string()).collect(),
+        ..busy(pps, busy_pps)
+    };
+    assert_eq!(
+        c.decide(&named(200_000.0, 150_000.0, &["memcached 7"])),
+        Decision::Stay
+    );
+    match c.decide(&named(200_000.0, 150_000.0, &["memcached 7"])) {
+        Decision::Switch {
+            to: Mode::Suspend,
+            reason,
+            ..
+        } => assert!(
+            reason.ends_with(", preloaded busy-polling process memcached 7 (netmit run)"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let mut c = controller();
+    let two = named(200_000.0, 150_000.0, &["memcached 7", "redis-server 9"]);
+    c.decide(&two);
+    match c.decide(&two) {
+        Decision::Switch { reason, .. } => assert!(
+            reason.contains(
+                "2 preloaded busy-polling processes (netmit run: memcached 7, redis-server 9)"
+            ),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Preloaded but not busy-polling packets: no Suspend.
+    let mut c = controller();
+    let idle = named(200_000.0, 0.0, &["memcached 7"]);
+    for _ in 0..5 {
+        assert!(
+            !matches!(
+                c.decide(&idle),
+                Decision::Switch {
+                    to: Mode::Suspend,
+                    ..
+                }
+            ),
+            "suspend without busy-polled packets"
+        );
+    }
+
     // From Defer: the application starts busy polling right after the switch to Defer;
     // the busy streak grows during the dwell, and the switch comes when the dwell ends.
     let mut c = controller();
