@@ -56,6 +56,8 @@ pub const DEB_PACKAGES: &[(&str, &str)] = &[
     ("promtool", "prometheus"),
     ("prometheus", "prometheus"),
     ("sockperf", "sockperf"),
+    // `bench xdp`'s peer, xdp-filter's BPF objects.
+    ("/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_alw_all.o", "xdp-tools"),
     // Unmodified epoll servers under `netmit run` (tests/tests/preload.rs).
     ("memcached", "memcached"),
     ("redis-server", "redis-server"),

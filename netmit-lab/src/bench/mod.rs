@@ -3,3 +3,4 @@
 
 pub mod modes;
 pub mod xdp;
+pub mod xdp_filter;

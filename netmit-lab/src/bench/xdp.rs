@@ -1,9 +1,16 @@
 //! `netmit bench xdp`: the per-packet cost of the steering program, measured with
-//! BPF_PROG_TEST_RUN (the kernel times `repeat` runs and reports the average), as a ratio
-//! to a trivial `XDP_PASS` program measured in the same run.
+//! BPF_PROG_TEST_RUN (the kernel times `repeat` runs and reports the average), against
+//! two programs measured in the same run: the floor, a trivial `XDP_PASS` program (what
+//! any XDP program costs on this CPU: the call, retpolines and all), and the peer,
+//! xdp-tools' `xdp-filter` with every feature compiled in ([`super::xdp_filter`]).
 //!
-//! Rounds alternate baseline and steering measurements and the median of each is used, so
-//! frequency changes and noise from other processes hit both sides alike.
+//! The goals are against the peer: steering must cost no more per packet than the
+//! program a user would otherwise pick. A ratio to the floor depends on the CPU (an
+//! empty program runs in 8 ns on one Xeon and 35 ns on an EPYC with retpolines), so the
+//! floor is reported as the absolute cost above it, not judged.
+//!
+//! Rounds alternate floor, peer and steering measurements and the median of each is
+//! used, so frequency changes and noise from other processes hit all sides alike.
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr},
@@ -12,6 +19,7 @@ use std::{
 
 use serde::Serialize;
 
+use super::xdp_filter::{XdpFilter, XdpFilterError};
 use netmit_user::frames;
 use netmit_user::{
     classify::{Classifier, ClassifyError, Program},
@@ -52,7 +60,13 @@ pub struct XdpBenchRow {
     pub baseline_ns: f64,
     /// `steer_ns / baseline_ns`.
     pub ratio: f64,
-    /// The goal for this rule count, if there is one.
+    /// `steer_ns - baseline_ns`: what steering adds to any XDP program's cost.
+    pub above_floor_ns: f64,
+    /// Median nanoseconds per run of xdp-filter (`xdpfilt_alw_all`, frame passed).
+    pub xdp_filter_ns: f64,
+    /// `steer_ns / xdp_filter_ns`.
+    pub vs_xdp_filter: f64,
+    /// The goal for `vs_xdp_filter` at this rule count, if there is one.
     pub goal: Option<f64>,
     /// What the program decided for the frame (checked with a tracing copy), so that the
     /// reader knows which path was timed.
@@ -61,13 +75,29 @@ pub struct XdpBenchRow {
     pub rule_id: Option<u16>,
 }
 
-/// The goal ratio for a rule count (issue: ≤1.5x at 16 rules, ≤2x at 256).
+/// The goal for steering's cost as a ratio to xdp-filter's on the same frame: at most
+/// three quarters of it at a typical 16 rules, no more than it at 256 (xdp-filter's
+/// tables are per-CPU hashes whose cost does not grow with their size; netmit's lookup
+/// walks a bitmap per field, whose cost does, a little). Measured: 0.39-0.50x on an AMD
+/// EPYC (KVM, retpolines), and 22-41 against 57-85 ns on an Intel Xeon as reported in
+/// the issue that asked for this comparison.
 pub fn goal_for(rules: usize) -> Option<f64> {
     match rules {
-        16 => Some(1.5),
-        256 => Some(2.0),
+        16 => Some(0.75),
+        256 => Some(1.0),
         _ => None,
     }
+}
+
+/// Why the benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpBenchError {
+    /// netmit's programs.
+    #[error(transparent)]
+    Steer(#[from] ClassifyError),
+    /// The peer.
+    #[error(transparent)]
+    Peer(#[from] XdpFilterError),
 }
 
 /// `n` rules as a server might have them: services by port and protocol, some bound to
@@ -155,6 +185,9 @@ pub fn typical_frames() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// `XDP_PASS` in `enum xdp_action`.
+const XDP_PASS: u32 = 2;
+
 /// Median of per-run durations (the kernel already divides its total by `repeat`).
 fn median(mut v: Vec<Duration>) -> f64 {
     v.sort();
@@ -162,8 +195,9 @@ fn median(mut v: Vec<Duration>) -> f64 {
 }
 
 /// Runs the benchmark.
-pub fn run(opts: &XdpBenchOptions) -> Result<Vec<XdpBenchRow>, ClassifyError> {
+pub fn run(opts: &XdpBenchOptions) -> Result<Vec<XdpBenchRow>, XdpBenchError> {
     let baseline = Classifier::new(Program::Pass, &[])?;
+    let peer = XdpFilter::load()?;
     let mut rows = Vec::new();
     for &n in &opts.rule_counts {
         let rules = typical_rules(n);
@@ -171,21 +205,34 @@ pub fn run(opts: &XdpBenchOptions) -> Result<Vec<XdpBenchRow>, ClassifyError> {
         let tracer = Classifier::new(Program::Steer, &rules)?;
         for (name, frame) in typical_frames() {
             let decided = tracer.classify(&frame)?;
-            // Warm up caches and branch predictors on both programs.
+            let peer_action = peer.action(&frame)?;
+            if peer_action != XDP_PASS {
+                return Err(XdpFilterError::Load {
+                    what: "checking its verdict",
+                    reason: format!("it returned {peer_action} for the {name} frame, not XDP_PASS"),
+                }
+                .into());
+            }
+            // Warm up caches and branch predictors on all programs.
             baseline.time(&frame, opts.repeat / 10)?;
+            peer.time(&frame, opts.repeat / 10)?;
             steer.time(&frame, opts.repeat / 10)?;
-            let (mut b, mut s) = (Vec::new(), Vec::new());
+            let (mut b, mut p, mut s) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..opts.rounds.max(1) {
                 b.push(baseline.time(&frame, opts.repeat)?);
+                p.push(peer.time(&frame, opts.repeat)?);
                 s.push(steer.time(&frame, opts.repeat)?);
             }
-            let (baseline_ns, steer_ns) = (median(b), median(s));
+            let (baseline_ns, xdp_filter_ns, steer_ns) = (median(b), median(p), median(s));
             rows.push(XdpBenchRow {
                 packet: name,
                 rules: n,
                 steer_ns,
                 baseline_ns,
                 ratio: steer_ns / baseline_ns,
+                above_floor_ns: steer_ns - baseline_ns,
+                xdp_filter_ns,
+                vs_xdp_filter: steer_ns / xdp_filter_ns,
                 goal: goal_for(n),
                 verdict: decided.verdict.name(),
                 rule_id: decided.rule_id,

@@ -1,0 +1,198 @@
+//! The peer of `bench xdp`: xdp-tools' `xdp-filter` (Debian `xdp-tools`), the program a
+//! user would pick to drop or pass traffic by port, address and MAC without writing one.
+//!
+//! Its BPF objects ship as `xdpfilt_{alw,dny}_{all,eth,ip,tcp,udp}.o`, named after the
+//! default policy (`alw`: pass what no entry denies; `dny`: drop what no entry allows);
+//! `xdpfilt_alw_all.o` is the default-allow program with every feature compiled in
+//! (Ethernet, IPv4, IPv6, TCP and UDP ports), the one `xdp-filter load` picks for its
+//! default policy when all features are asked for. It is loaded here as it ships,
+//! its tables filled the way `xdp-filter port/ip/ether` fill them (values are per-CPU
+//! `u64`s: match-mode bits in the low bits, a hit counter above `COUNTER_SHIFT`), with
+//! entries that the benchmark frames do not match, so each frame takes every check and
+//! passes: the same verdict netmit's program gives a frame that matches no drop rule.
+
+use std::{fs, path::PathBuf};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{PerCpuArray, PerCpuHashMap, PerCpuValues},
+    programs::{TestRun, TestRunOptions, Xdp},
+    util::nr_cpus,
+};
+
+/// Where Debian (and xdp-tools' `make install`) put the objects.
+const OBJECT_DIRS: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/bpf",
+    "/usr/lib/aarch64-linux-gnu/bpf",
+    "/usr/lib/bpf",
+    "/usr/local/lib/bpf",
+];
+const OBJECT: &str = "xdpfilt_alw_all.o";
+const PROGRAM: &str = "xdpfilt_alw_all";
+
+// xdp-filter's common_kern_user.h.
+const MAP_FLAG_SRC: u64 = 1 << 0;
+const MAP_FLAG_DST: u64 = 1 << 1;
+const MAP_FLAG_TCP: u64 = 1 << 2;
+const MAP_FLAG_UDP: u64 = 1 << 3;
+
+/// Entries per table: as many as the steering side's typical rule set has rules.
+const ENTRIES: u32 = 16;
+
+/// Why the peer cannot be measured.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpFilterError {
+    /// The object is not installed.
+    #[error(
+        "xdp-filter's {OBJECT} is not installed (looked in {}); install Debian's xdp-tools \
+         (`apt-get install xdp-tools`, which `cargo xtask setup` does)",
+        OBJECT_DIRS.join(", ")
+    )]
+    NotInstalled,
+    /// Reading, loading or filling it failed.
+    #[error("xdp-filter ({what}): {reason}")]
+    Load {
+        /// The step.
+        what: &'static str,
+        /// The error.
+        reason: String,
+    },
+}
+
+fn load_err(what: &'static str) -> impl Fn(String) -> XdpFilterError {
+    move |reason| XdpFilterError::Load { what, reason }
+}
+
+/// The installed object, if any.
+pub fn object_path() -> Option<PathBuf> {
+    OBJECT_DIRS
+        .iter()
+        .map(|d| PathBuf::from(d).join(OBJECT))
+        .find(|p| p.is_file())
+}
+
+/// xdp-filter's program, loaded (not attached) with filled tables.
+pub struct XdpFilter {
+    ebpf: Ebpf,
+}
+
+impl XdpFilter {
+    /// Loads `xdpfilt_alw_all.o` and fills its tables.
+    ///
+    /// # Errors
+    /// [`XdpFilterError::NotInstalled`] without xdp-tools; [`XdpFilterError::Load`] when
+    /// the object cannot be loaded or its tables filled.
+    pub fn load() -> Result<XdpFilter, XdpFilterError> {
+        let path = object_path().ok_or(XdpFilterError::NotInstalled)?;
+        let bytes = fs::read(&path).map_err(|e| XdpFilterError::Load {
+            what: "reading the object",
+            reason: format!("{}: {e}", path.display()),
+        })?;
+        let mut ebpf = EbpfLoader::new()
+            .load(&bytes)
+            .map_err(|e| load_err("loading the object")(e.to_string()))?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .ok_or_else(|| load_err("finding the program")(format!("no program {PROGRAM}")))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| load_err("program type")(e.to_string()))?;
+        prog.load()
+            .map_err(|e| load_err("loading the program")(e.to_string()))?;
+        let mut filter = XdpFilter { ebpf };
+        filter.fill()?;
+        Ok(filter)
+    }
+
+    /// Deny entries none of the benchmark frames match: ports 1000-1015 (TCP and UDP,
+    /// destination), 203.0.113.0-15, 2001:db8:ffff::0-15 and 16 locally administered MACs
+    /// (source and destination).
+    fn fill(&mut self) -> Result<(), XdpFilterError> {
+        let cpus = nr_cpus()
+            .map_err(|(_, e)| load_err("counting CPUs")(e.to_string()))?;
+        let per_cpu = |v: u64| PerCpuValues::try_from(vec![v; cpus]).expect("one value per CPU");
+        let fill = load_err("filling the tables");
+        let both = MAP_FLAG_SRC | MAP_FLAG_DST;
+        {
+            let map = self.ebpf.map_mut("filter_ports").ok_or_else(|| fill("no filter_ports".into()))?;
+            let mut ports: PerCpuArray<_, u64> =
+                PerCpuArray::try_from(map).map_err(|e| fill(e.to_string()))?;
+            for p in 1000..1000 + ENTRIES {
+                ports
+                    .set(p, per_cpu(MAP_FLAG_DST | MAP_FLAG_TCP | MAP_FLAG_UDP), 0)
+                    .map_err(|e| fill(e.to_string()))?;
+            }
+        }
+        {
+            let map = self.ebpf.map_mut("filter_ipv4").ok_or_else(|| fill("no filter_ipv4".into()))?;
+            let mut v4: PerCpuHashMap<_, u32, u64> =
+                PerCpuHashMap::try_from(map).map_err(|e| fill(e.to_string()))?;
+            for i in 0..ENTRIES {
+                let addr = u32::from_ne_bytes([203, 0, 113, i as u8]);
+                v4.insert(addr, per_cpu(both), 0).map_err(|e| fill(e.to_string()))?;
+            }
+        }
+        {
+            let map = self.ebpf.map_mut("filter_ipv6").ok_or_else(|| fill("no filter_ipv6".into()))?;
+            let mut v6: PerCpuHashMap<_, [u8; 16], u64> =
+                PerCpuHashMap::try_from(map).map_err(|e| fill(e.to_string()))?;
+            for i in 0..ENTRIES {
+                let mut addr = [0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                addr[15] = i as u8;
+                v6.insert(addr, per_cpu(both), 0).map_err(|e| fill(e.to_string()))?;
+            }
+        }
+        {
+            let map = self
+                .ebpf
+                .map_mut("filter_ethernet")
+                .ok_or_else(|| fill("no filter_ethernet".into()))?;
+            let mut eth: PerCpuHashMap<_, [u8; 6], u64> =
+                PerCpuHashMap::try_from(map).map_err(|e| fill(e.to_string()))?;
+            for i in 0..ENTRIES {
+                eth.insert([0x06, 0, 0, 0, 0xff, i as u8], per_cpu(both), 0)
+                    .map_err(|e| fill(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn program(&self) -> &Xdp {
+        self.ebpf
+            .program(PROGRAM)
+            .and_then(|p| <&Xdp>::try_from(p).ok())
+            .expect("loaded in XdpFilter::load")
+    }
+
+    /// The XDP action it returns for `frame` (2 = XDP_PASS, 1 = XDP_DROP).
+    ///
+    /// # Errors
+    /// The BPF_PROG_TEST_RUN error.
+    pub fn action(&self, frame: &[u8]) -> Result<u32, XdpFilterError> {
+        let mut out = vec![0u8; frame.len() + 512];
+        self.program()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
+            .map(|r| r.return_value)
+            .map_err(|e| load_err("BPF_PROG_TEST_RUN")(e.to_string()))
+    }
+
+    /// Average time of one run over `repeat` runs of `frame`, as the kernel measures it.
+    ///
+    /// # Errors
+    /// The BPF_PROG_TEST_RUN error.
+    pub fn time(&self, frame: &[u8], repeat: u32) -> Result<std::time::Duration, XdpFilterError> {
+        let mut out = vec![0u8; frame.len() + 512];
+        self.program()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                repeat,
+                ..Default::default()
+            })
+            .map(|r| r.duration)
+            .map_err(|e| load_err("BPF_PROG_TEST_RUN")(e.to_string()))
+    }
+}
