@@ -19,6 +19,10 @@ When the tools are there (otherwise reported as skipped):
   - systemd-analyze verify on the unit (ExecStart pointed at an existing binary);
   - kubernetes_validate (pip install kubernetes-validate) on the manifests;
   - the steering rules parsed by a built netmit (target/release or $NETMIT).
+Always, against what `cargo xtask dist` builds (the constants of xtask/src/dist/mod.rs):
+  - the DaemonSet runs image IMAGE:VERSION (the workspace version) with BIN_PATH and
+    CONFIG_PATH; the unit's ExecStart, ExecReload and ExecStopPost use BIN_PATH and
+    CONFIG_PATH; and, when target/dist/MANIFEST exists, it names the same image.
 Prints one line per check and "N passed, N failed, N skipped"; exits 1 on a failure.
 """
 
@@ -413,7 +417,7 @@ def check_systemd() -> None:
     binary = find_netmit() or shutil.which("true")
     with tempfile.TemporaryDirectory() as d:
         unit = Path(d) / UNIT.name
-        unit.write_text(UNIT.read_text().replace("/usr/local/bin/netmit", str(binary)))
+        unit.write_text(UNIT.read_text().replace(dist_constants().get("BIN_PATH", "/usr/bin/netmit"), str(binary)))
         rc, out = run(["systemd-analyze", "verify", str(unit)])
     # verify exits 0 on many warnings (an unknown value is "ignoring"): any output fails.
     ok = rc == 0 and not out
@@ -466,6 +470,52 @@ def check_steer_rules(configs: list[dict]) -> None:
         report("passed", f"steering rules parse ({len(rules)}, by {shown})")
 
 
+DIST = ROOT / "xtask" / "src" / "dist" / "mod.rs"
+
+
+def dist_constants() -> dict[str, str]:
+    """The `pub const NAME: &str = "...";` values of xtask's dist module."""
+    consts = dict(re.findall(r'pub const (\w+): &str = "([^"]*)";', DIST.read_text()))
+    cargo = tomllib.loads((ROOT / "Cargo.toml").read_text())
+    consts["VERSION"] = cargo["workspace"]["package"]["version"]
+    return consts
+
+
+def check_dist() -> None:
+    c = dist_constants()
+    missing = [k for k in ("IMAGE", "BIN_PATH", "CONFIG_PATH") if k not in c]
+    if missing:
+        report("failed", "xtask dist constants", f"not found in {DIST}: {missing}")
+        return
+    image = f"{c['IMAGE']}:{c['VERSION']}"
+    problems = []
+    for doc in yaml.safe_load_all(DAEMONSET.read_text()):
+        if not doc or doc.get("kind") != "DaemonSet":
+            continue
+        for ctr in doc["spec"]["template"]["spec"]["containers"]:
+            if ctr.get("image") != image:
+                problems.append(f"container {ctr['name']} runs {ctr.get('image')}, dist builds {image}")
+            cmd = ctr.get("command", [])
+            if cmd[:1] != [c["BIN_PATH"]]:
+                problems.append(f"container {ctr['name']} runs {cmd[:1]}, the image has {c['BIN_PATH']}")
+            if c["CONFIG_PATH"] not in cmd:
+                problems.append(f"container {ctr['name']} does not pass {c['CONFIG_PATH']}")
+            mounts = {m["mountPath"] for m in ctr.get("volumeMounts", [])}
+            if str(Path(c["CONFIG_PATH"]).parent) not in mounts:
+                problems.append(f"nothing is mounted at {Path(c['CONFIG_PATH']).parent}")
+    unit = UNIT.read_text()
+    for key in ("ExecStart=", "ExecReload=", "ExecStopPost="):
+        for line in (l for l in unit.splitlines() if l.startswith(key)):
+            if "netmit" in line and c["BIN_PATH"] not in line:
+                problems.append(f"unit: {line} does not use {c['BIN_PATH']}")
+    if f"ExecStart={c['BIN_PATH']} daemon --config {c['CONFIG_PATH']}" not in unit:
+        problems.append(f"unit: ExecStart is not `{c['BIN_PATH']} daemon --config {c['CONFIG_PATH']}`")
+    manifest = ROOT / "target" / "dist" / "MANIFEST"
+    if manifest.exists() and f"image: {image} " not in manifest.read_text():
+        problems.append(f"{manifest} does not name {image}")
+    check(f"DaemonSet and unit match what xtask dist builds ({image}, {c['BIN_PATH']})", problems)
+
+
 def main() -> int:
     metrics = documented_metrics()
     if not metrics:
@@ -485,6 +535,7 @@ def main() -> int:
     check_systemd()
     check_kubernetes()
     check_steer_rules(configs)
+    check_dist()
     print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
     return 1 if counts["failed"] else 0
 

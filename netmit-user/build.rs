@@ -6,8 +6,9 @@
 //! `bpfel-unknown-none` with BTF), written out here for two reasons: aya-build forwards every
 //! line of the nested build as a `cargo:warning` (about 70 lines, on every rebuild), and it
 //! brings anyhow into the library's build. Here the nested build's output is kept in
-//! `OUT_DIR/ebpf-build.log`, printed (as warnings) only when it fails, and shown with
-//! `cargo build -vv` (which prints build scripts' output).
+//! `OUT_DIR/ebpf-build.log`, printed (as warnings) only when it fails, or when
+//! `NETMIT_EBPF_VERBOSE=1` is set (`cargo -v` sets nothing a build script can see; `-vv`
+//! also shows the log, as build script output).
 
 use std::{
     env, fs,
@@ -34,6 +35,7 @@ fn build() -> Result<(), String> {
     for dir in ["netmit-ebpf", "netmit-common"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
+    println!("cargo:rerun-if-env-changed={VERBOSE_ENV}");
     let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
     let target = match env::var("CARGO_CFG_TARGET_ENDIAN").as_deref() {
         Ok("big") => "bpfeb-unknown-none",
@@ -85,14 +87,26 @@ fn build() -> Result<(), String> {
             output.status
         ));
     }
-    // Shown by `cargo build -vv` only.
+    // Asked for: as warnings, which cargo shows; otherwise visible with `cargo build -vv`.
+    let prefix = if verbose() {
+        "cargo:warning=ebpf: "
+    } else {
+        "ebpf: "
+    };
     for line in log.lines() {
-        println!("ebpf: {line}");
+        println!("{prefix}{line}");
     }
     copy(
         &target_dir.join(target).join("release/netmit"),
         &out_dir.join("netmit"),
     )
+}
+
+/// Set to 1 to see the nested eBPF build's output even when it succeeds.
+const VERBOSE_ENV: &str = "NETMIT_EBPF_VERBOSE";
+
+fn verbose() -> bool {
+    env::var(VERBOSE_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
 fn copy(from: &Path, to: &Path) -> Result<(), String> {

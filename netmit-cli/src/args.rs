@@ -7,14 +7,14 @@ use netmit_user::{duration, sys::IfName};
 
 use crate::{
     attach::AttachArgs, classify::ClassifyArgs, daemon::DaemonArgs, detach::DetachArgs,
-    logs::LogsArgs, run_cmd::RunArgs, rx::RxArgs, status::StatusArgs, steer::SteerCommand,
-    tune::TuneCommand,
+    generate::GenerateArgs, logs::LogsArgs, run_cmd::RunArgs, rx::RxArgs, status::StatusArgs,
+    steer::SteerCommand, top::TopArgs, tune::TuneCommand,
 };
 #[cfg(feature = "lab")]
 use crate::{bench::BenchCommand, r#gen::GenArgs, load::LoadArgs, serve::ServeArgs};
 
 pub const RULE_HELP: &str = "Steering rule: comma-separated key=value pairs, e.g. \
-`proto=udp,dport=9000-9010,dst=198.18.0.0/15,vlan=10,action=xsk,prio=10`. Keys: \
+`proto=udp,dport=9000-9010,action=xsk` or `dst=198.18.0.0/15,vlan=10,prio=10`. Keys: \
 proto=udp|tcp|any (default any), dport=N|LO-HI (default all), dst=ADDR[/LEN] (default any), \
 vlan=0-4095 (outer tag), action=xsk|pass|drop (default xsk), prio=0-65535 (default 1000; \
 lowest wins, ties go to the rule added first).";
@@ -46,6 +46,14 @@ pub enum Command {
     Steer(SteerCommand),
     /// Show attach mode, program, rules and per-queue counters with rates.
     Status(StatusArgs),
+    /// Live view: per interface and NAPI the mode and since when, the last switch, packets,
+    /// polls and packets per poll, verdict and per-queue steered rates.
+    ///
+    /// Reads the sources `status` and the daemon's metrics read (with or without the
+    /// daemon). Keys: q/Esc/Ctrl-C quit, s sort, / filter, r refresh. --once prints one
+    /// frame as text.
+    /// Example: netmit top --sort packets
+    Top(TopArgs),
     /// Print the XDP program's log: flows steered to a queue without a socket, sampled
     /// malformed frames, rule table swaps (`netmit attach --log LEVEL` turns it on).
     Logs(LogsArgs),
@@ -144,6 +152,10 @@ pub enum Command {
     /// /run/netmit ($NETMIT_RUN_DIR overrides it).
     /// Example: netmit daemon --config /etc/netmit/netmit.toml
     Daemon(DaemonArgs),
+    /// Write the man pages and shell completions into a directory (used by `cargo xtask
+    /// dist`).
+    #[command(name = "__generate", hide = true)]
+    Generate(GenerateArgs),
 }
 
 /// Parses seconds (`2`, `0.5`, `0`) or a duration with a unit (`500ms`).

@@ -192,10 +192,15 @@ fn run_modes(args: ModesBenchArgs) -> anyhow::Result<()> {
         output::print_json(&json)?;
     } else {
         println!(
-            "netmit bench modes: {} on Linux {}, server CPU {:?}, client CPU {}, {} s windows{}",
+            "netmit bench modes: {} on Linux {}, server CPU {}, client CPU {}, {} s windows{}",
             report.testbed,
             report.kernel,
-            report.server_cpus,
+            report
+                .server_cpus
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             report.client_cpu,
             report.window_secs,
             if report.quick { " (--quick)" } else { "" }

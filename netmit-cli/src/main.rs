@@ -10,6 +10,7 @@ mod daemon;
 mod detach;
 #[cfg(feature = "lab")]
 mod r#gen;
+mod generate;
 #[cfg(feature = "lab")]
 mod load;
 mod logs;
@@ -21,6 +22,7 @@ mod serve;
 mod status;
 mod steer;
 mod stop;
+mod top;
 mod tune;
 
 use std::process::ExitCode;
@@ -68,6 +70,7 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Detach(a) => detach::run(a),
         args::Command::Steer(a) => steer::run(a),
         args::Command::Status(a) => status::run(a),
+        args::Command::Top(a) => top::run(a),
         args::Command::Logs(a) => logs::run(a),
         args::Command::Classify(a) => classify::run(a),
         #[cfg(feature = "lab")]
@@ -82,6 +85,7 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Serve(a) => serve::run(a),
         args::Command::Check { iface, json } => check::run(iface.as_ref(), json),
         args::Command::Daemon(a) => daemon::run(a),
+        args::Command::Generate(a) => generate::run(a),
         args::Command::Run(_) => unreachable!("handled in main"),
     }
 }

@@ -32,9 +32,12 @@ pub fn state_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("preload")
 }
 
+/// The directory the Debian package (`cargo xtask dist`) installs the library into.
+pub const PACKAGE_LIB_DIR: &str = "/usr/lib/netmit";
+
 /// Where the library is looked for, given the path of the running `netmit` binary: next
 /// to it (a cargo build: `target/<profile>/`), then `../lib/netmit/` (an installation:
-/// `/usr/bin/netmit` and `/usr/lib/netmit/libnetmit_preload.so`).
+/// `/usr/bin/netmit` and `/usr/lib/netmit/libnetmit_preload.so`), then /usr/lib/netmit.
 pub fn library_candidates(exe: &Path) -> Vec<PathBuf> {
     let Some(dir) = exe.parent() else {
         return Vec::new();
@@ -42,6 +45,9 @@ pub fn library_candidates(exe: &Path) -> Vec<PathBuf> {
     vec![
         dir.join(LIBRARY),
         dir.join("..").join("lib").join("netmit").join(LIBRARY),
+        // Where the Debian package installs it, for a netmit started through a symlink
+        // or from another prefix.
+        Path::new(PACKAGE_LIB_DIR).join(LIBRARY),
     ]
 }
 
@@ -405,7 +411,8 @@ mod tests {
             c,
             vec![
                 PathBuf::from("/usr/bin/libnetmit_preload.so"),
-                PathBuf::from("/usr/bin/../lib/netmit/libnetmit_preload.so")
+                PathBuf::from("/usr/bin/../lib/netmit/libnetmit_preload.so"),
+                PathBuf::from("/usr/lib/netmit/libnetmit_preload.so")
             ]
         );
     }

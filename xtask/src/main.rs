@@ -12,6 +12,7 @@
 mod bench;
 mod demo;
 mod deny;
+mod dist;
 mod kernels;
 mod matrix;
 mod setup;
@@ -82,6 +83,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Build the release artefacts into target/dist: the Debian package, the OCI image
+    /// archive for deploy/kubernetes, SHA256SUMS and MANIFEST, each checked.
+    Dist,
     /// Run setup, then the `netmit-demo` binary of the tests crate from a release build.
     Demo {
         /// Arguments for netmit-demo.
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
         }
         Cmd::Bench { name, args } => bench::run(name, args),
         Cmd::Demo { args } => demo::run(args),
+        Cmd::Dist => dist::run().map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -401,11 +401,19 @@ fn daemon_story(tb: &Testbed, iface: &str) -> anyhow::Result<()> {
         napis
             .iter()
             .map(|n| format!(
-                "napi {} defer-hard-irqs {:?} gro-flush-timeout {:?} ns",
-                n.id, n.defer_hard_irqs, n.gro_flush_timeout_ns
+                "napi {} defer-hard-irqs {} gro-flush-timeout {} ns",
+                n.id,
+                or_unset(n.defer_hard_irqs),
+                or_unset(n.gro_flush_timeout_ns)
             ))
             .collect::<Vec<_>>()
             .join("; ")
     );
     Ok(())
+}
+
+/// A kernel-reported value, or "unset" when the kernel did not report it (no `None`/`Some(..)`
+/// in what a user reads).
+fn or_unset<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "unset".to_string(), |v| v.to_string())
 }
