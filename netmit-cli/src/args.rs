@@ -241,8 +241,9 @@ pub fn whole_in<T: Whole + PartialOrd + Copy + std::fmt::Display>(
 
 /// Rewrites clap's answer to a negative value (`--defer-hard-irqs -1`), which clap takes
 /// for an unknown flag and answers with a tip to write `-- -1`: wrong advice, since no
-/// netmit value is negative. Other errors are returned unchanged.
-pub fn negative_value_hint(e: &clap::Error) -> Option<String> {
+/// netmit value is negative. `argv` names the option the value was given to. Other errors
+/// are returned unchanged.
+pub fn negative_value_hint(e: &clap::Error, argv: &[String]) -> Option<String> {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     if e.kind() != ErrorKind::UnknownArgument {
         return None;
@@ -254,9 +255,18 @@ pub fn negative_value_hint(e: &clap::Error) -> Option<String> {
     if !rest.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
         return None;
     }
+    // clap names the part it took for a flag (`-1` of `-1s`); show what the user wrote.
+    let at = argv.iter().position(|a| a.starts_with(arg.as_str()));
+    let given = at.map_or(arg.as_str(), |i| argv[i].as_str());
+    let option = at
+        .and_then(|i| i.checked_sub(1))
+        .map(|i| argv[i].as_str())
+        .filter(|o| o.starts_with("--"))
+        .map(|o| format!(" for `{o}`"))
+        .unwrap_or_default();
     Some(format!(
-        "error: `{arg}` is a negative value: netmit takes no negative numbers or durations; \
-         give 0 or more (see `--help` for each option's range)"
+        "error: `{given}`{option} is a negative value: netmit takes no negative numbers or \
+         durations; give 0 or more (see `--help` for each option's range)"
     ))
 }
 
@@ -355,10 +365,15 @@ mod tests {
             &["netmit", "steer", "del", "eth1", "-3"],
         ] {
             let e = Cli::try_parse_from(argv).unwrap_err();
-            let hint = negative_value_hint(&e).unwrap_or_else(|| panic!("{argv:?}: {e}"));
+            let owned: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+            let hint = negative_value_hint(&e, &owned).unwrap_or_else(|| panic!("{argv:?}: {e}"));
             assert!(hint.contains("negative value") && hint.contains("give 0 or more"));
+            if argv[argv.len() - 2].starts_with("--") {
+                let option = format!("for `{}`", argv[argv.len() - 2]);
+                assert!(hint.contains(&option), "{hint}");
+            }
         }
         let e = Cli::try_parse_from(["netmit", "status", "--bogus"]).unwrap_err();
-        assert_eq!(negative_value_hint(&e), None);
+        assert_eq!(negative_value_hint(&e, &[]), None);
     }
 }

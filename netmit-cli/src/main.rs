@@ -32,7 +32,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => match args::negative_value_hint(&e) {
+        Err(e) => match args::negative_value_hint(&e, &std::env::args().collect::<Vec<_>>()) {
             Some(hint) => {
                 eprintln!("{hint}");
                 return ExitCode::from(2);

@@ -228,8 +228,9 @@ fn best_rule(pkt: &parse::Packet) -> Option<RuleAction> {
         // value"), and LLVM, which knows the bound, drops the comparison below. A volatile
         // read hides the bound from LLVM, so the comparison stays and bounds the index
         // for every verifier (`cargo xtask test --kernels` loads it on 6.1 and 6.12).
-        // SAFETY: a read of a field of a live reference.
-        let slot = unsafe { core::ptr::read_volatile(&pkt.port_slot) } as usize;
+        // (The copy is what is read back, so only that one value goes through the stack,
+        // not the whole parsed packet.)
+        let slot = opaque(pkt.port_slot as usize);
         set(t, t.ports[if slot < PORT_NONE { slot } else { PORT_NONE }])
     } else {
         &t.all
@@ -330,8 +331,15 @@ fn v6_candidates(
 /// dropping that AND (see `cargo xtask test --kernels` for the kernels it is checked on).
 #[inline(always)]
 fn masked(value: usize, mask: usize) -> usize {
+    opaque(value) & mask
+}
+
+/// `value`, read back through a volatile load so that LLVM forgets what it knows of it
+/// (its range) and keeps the checks that follow.
+#[inline(always)]
+fn opaque(value: usize) -> usize {
     // SAFETY: a read of a local.
-    unsafe { core::ptr::read_volatile(&value) & mask }
+    unsafe { core::ptr::read_volatile(&value) }
 }
 
 /// The rule set with pool index `index`.

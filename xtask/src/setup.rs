@@ -57,7 +57,10 @@ pub const DEB_PACKAGES: &[(&str, &str)] = &[
     ("prometheus", "prometheus"),
     ("sockperf", "sockperf"),
     // `bench xdp`'s peer, xdp-filter's BPF objects.
-    ("/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_alw_all.o", "xdp-tools"),
+    (
+        "/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_alw_all.o",
+        "xdp-tools",
+    ),
     // Unmodified epoll servers under `netmit run` (tests/tests/preload.rs).
     ("memcached", "memcached"),
     ("redis-server", "redis-server"),

@@ -458,6 +458,8 @@ mod tests {
                 ..IfaceStatus::default()
             }],
             daemon: None,
+            preload: Default::default(),
+            preload_error: None,
         };
         let napi = NapiInfo {
             id: 8193,

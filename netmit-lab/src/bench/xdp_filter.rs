@@ -107,13 +107,15 @@ impl XdpFilter {
     /// destination), 203.0.113.0-15, 2001:db8:ffff::0-15 and 16 locally administered MACs
     /// (source and destination).
     fn fill(&mut self) -> Result<(), XdpFilterError> {
-        let cpus = nr_cpus()
-            .map_err(|(_, e)| load_err("counting CPUs")(e.to_string()))?;
+        let cpus = nr_cpus().map_err(|(_, e)| load_err("counting CPUs")(e.to_string()))?;
         let per_cpu = |v: u64| PerCpuValues::try_from(vec![v; cpus]).expect("one value per CPU");
         let fill = load_err("filling the tables");
         let both = MAP_FLAG_SRC | MAP_FLAG_DST;
         {
-            let map = self.ebpf.map_mut("filter_ports").ok_or_else(|| fill("no filter_ports".into()))?;
+            let map = self
+                .ebpf
+                .map_mut("filter_ports")
+                .ok_or_else(|| fill("no filter_ports".into()))?;
             let mut ports: PerCpuArray<_, u64> =
                 PerCpuArray::try_from(map).map_err(|e| fill(e.to_string()))?;
             for p in 1000..1000 + ENTRIES {
@@ -123,22 +125,32 @@ impl XdpFilter {
             }
         }
         {
-            let map = self.ebpf.map_mut("filter_ipv4").ok_or_else(|| fill("no filter_ipv4".into()))?;
+            let map = self
+                .ebpf
+                .map_mut("filter_ipv4")
+                .ok_or_else(|| fill("no filter_ipv4".into()))?;
             let mut v4: PerCpuHashMap<_, u32, u64> =
                 PerCpuHashMap::try_from(map).map_err(|e| fill(e.to_string()))?;
             for i in 0..ENTRIES {
                 let addr = u32::from_ne_bytes([203, 0, 113, i as u8]);
-                v4.insert(addr, per_cpu(both), 0).map_err(|e| fill(e.to_string()))?;
+                v4.insert(addr, per_cpu(both), 0)
+                    .map_err(|e| fill(e.to_string()))?;
             }
         }
         {
-            let map = self.ebpf.map_mut("filter_ipv6").ok_or_else(|| fill("no filter_ipv6".into()))?;
+            let map = self
+                .ebpf
+                .map_mut("filter_ipv6")
+                .ok_or_else(|| fill("no filter_ipv6".into()))?;
             let mut v6: PerCpuHashMap<_, [u8; 16], u64> =
                 PerCpuHashMap::try_from(map).map_err(|e| fill(e.to_string()))?;
             for i in 0..ENTRIES {
-                let mut addr = [0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                let mut addr = [
+                    0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                ];
                 addr[15] = i as u8;
-                v6.insert(addr, per_cpu(both), 0).map_err(|e| fill(e.to_string()))?;
+                v6.insert(addr, per_cpu(both), 0)
+                    .map_err(|e| fill(e.to_string()))?;
             }
         }
         {
