@@ -114,14 +114,18 @@ fn warn_about_delivery(r: &GenReport, max_lag: std::time::Duration) {
     if let Some(c) = r.interface
         && (c.tx_dropped > 0 || c.tx_packets < r.packets)
     {
+        let sent = c.tx_packets.min(r.packets);
+        // All (or nearly all) lost: the peer takes none. Some lost: it takes them, slower.
+        let why = if sent * 10 < r.packets {
+            "on a veth the peer takes frames only with native XDP or GRO on; some NIC drivers \
+             need an XDP program attached, some do not count XDP transmits"
+        } else {
+            "the receiver did not keep up (a veth peer's ring holds 256 frames): lower --rate, \
+             or give the peer's NAPI a core of its own (threaded NAPI)"
+        };
         eprintln!(
-            "netmit: warning: {} counted {} of {} frames as sent and {} as dropped: on a veth \
-             the peer needs native XDP or GRO on to take frames (its ring holds 256); some NIC \
-             drivers need an XDP program attached, some do not count XDP transmits",
-            r.iface,
-            c.tx_packets.min(r.packets),
-            r.packets,
-            c.tx_dropped
+            "netmit: warning: {} counted {sent} of {} frames as sent and {} as dropped: {why}",
+            r.iface, r.packets, c.tx_dropped
         );
     }
     if r.behind_schedule > 0 {

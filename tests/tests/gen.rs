@@ -461,7 +461,8 @@ fn undelivered_frames_are_reported() {
         "{report}"
     );
     assert!(
-        run.stderr.contains("peer needs native XDP or GRO"),
+        run.stderr
+            .contains("peer takes frames only with native XDP or GRO on"),
         "{}",
         run.stderr
     );
