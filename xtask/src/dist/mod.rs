@@ -58,10 +58,10 @@ pub fn run() -> Result<()> {
     build.args([
         "build",
         "--release",
+        // No `--bin`: target selection applies to every package named, and `--bin netmit`
+        // would leave out netmit-preload's library.
         "-p",
         "netmit-cli",
-        "--bin",
-        "netmit",
         "-p",
         "netmit-preload",
     ]);
