@@ -1,11 +1,44 @@
 //! Small helpers shared by the integration tests: privilege checks with a printed skip
-//! reason, and locating the `netmit` binary that `cargo xtask test` built.
+//! reason, locating the `netmit` binary that `cargo xtask test` built, and private run
+//! directories.
 
-use std::path::PathBuf;
+use std::{
+    path::PathBuf,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+/// A path of its own under the temp directory for one test's run directory (journal,
+/// preload state), unique per process and call; not created (netmit creates it, 0700),
+/// and removed with everything in it on drop.
+pub struct RunDir(pub PathBuf);
+
+impl RunDir {
+    /// `netmit-<tag>-<pid>-<n>`, cleared of anything a killed earlier run left there.
+    pub fn new(tag: &str) -> RunDir {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "netmit-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        RunDir(d)
+    }
+
+    /// The restore journal netmit keeps there.
+    pub fn journal(&self) -> PathBuf {
+        self.0.join("journal.json")
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 /// Whether the tests run as root; prints the skip reason when not.
 pub fn require_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
     if netmit_user::sys::caps::is_root() {
         true
     } else {

@@ -3,7 +3,6 @@
 //! tick of its exit.
 
 use std::{
-    path::PathBuf,
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -12,19 +11,11 @@ use std::{
 use serde_json::Value;
 use tests::{
     netmit::http_get,
-    support::{netmit_bin, require_root},
+    support::{RunDir, netmit_bin, require_root},
     testbed::{NsChild, Side, Testbed},
 };
 
 const PORT: u16 = 9465;
-
-struct RunDir(PathBuf);
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn spawn<'tb>(tb: &'tb Testbed, run: &RunDir, args: &[&str]) -> NsChild<'tb> {
     let mut cmd = tb.cmd(Side::A, netmit_bin(), args);
@@ -68,7 +59,7 @@ fn daemon_lists_and_counts_a_server_started_by_netmit_run() {
         .is_ok_and(|s| s.success());
     assert!(have, "memcached is not installed: run `cargo xtask setup`");
     let tb = Testbed::new().expect("testbed");
-    let run = RunDir(std::env::temp_dir().join(format!("netmit-dpre-{}", std::process::id())));
+    let run = RunDir::new("dpre");
     let _ = std::fs::remove_dir_all(&run.0);
     std::fs::create_dir_all(&run.0).unwrap();
     let config = run.0.join("netmit.toml");

@@ -7,7 +7,7 @@
 //! `nmsame1` is created inside it. Every check reads the kernel's own view (`ip -j -d
 //! link`, netdev netlink napi-get in the namespace) besides netmit's JSON.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use netmit_user::sys::{
     Netdev,
@@ -16,29 +16,12 @@ use netmit_user::sys::{
 use serde_json::Value;
 use tests::{
     netmit::Run,
-    support::{netmit_bin, require_root},
+    support::{RunDir, netmit_bin, require_root},
     testbed::{Side, Testbed},
 };
 
 const SAME: &str = "nmsame0";
 const PEER: &str = "nmsame1";
-
-/// A private run directory (journal, state files), shared by both namespaces as /run is.
-struct RunDir(PathBuf);
-
-impl RunDir {
-    fn new() -> RunDir {
-        let d = std::env::temp_dir().join(format!("netmit-netns-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        RunDir(d)
-    }
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn netmit(tb: &Testbed, side: Side, run: &RunDir, args: &[&str]) -> Run {
     let out = tb
@@ -117,7 +100,7 @@ fn status(tb: &Testbed, side: Side, run: &RunDir) -> Value {
 }
 
 fn scenario(tb: &Testbed, first: Side, second: Side) {
-    let run = RunDir::new();
+    let run = RunDir::new("netns");
     for side in [first, second] {
         ok(
             netmit(
@@ -281,7 +264,7 @@ fn a_renamed_interface_keeps_its_attachment() {
     }
     let tb = Testbed::new().expect("testbed");
     make_pair(&tb, Side::A);
-    let run = RunDir::new();
+    let run = RunDir::new("netns");
     ok(
         netmit(&tb, Side::A, &run, &["attach", SAME, "--mode", "native"]),
         "attach",

@@ -12,7 +12,6 @@ use std::{
     net::{SocketAddr, TcpStream, UdpSocket},
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -23,33 +22,11 @@ use netmit_user::sys::{
 use serde_json::Value;
 use tests::{
     netmit::netmit,
-    support::{netmit_bin, require_root},
+    support::{RunDir, netmit_bin, require_root},
     testbed::{NsChild, Side, Testbed},
 };
 
 const PROBE: &str = env!("CARGO_BIN_EXE_epoll-probe");
-static SCRATCH: AtomicU32 = AtomicU32::new(0);
-
-/// A private run directory (journal, preload state files), removed on drop.
-struct RunDir(PathBuf);
-
-impl RunDir {
-    fn new(name: &str) -> Self {
-        let d = std::env::temp_dir().join(format!(
-            "netmit-preload-{name}-{}-{}",
-            std::process::id(),
-            SCRATCH.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        Self(d)
-    }
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn library() -> PathBuf {
     let lib = netmit_bin().with_file_name("libnetmit_preload.so");

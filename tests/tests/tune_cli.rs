@@ -3,34 +3,14 @@
 //! cross-checked with `ethtool -c`, clear errors that change nothing, the sysfs fallback,
 //! and a read-only `tune show` of the host's real NIC.
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{process::Command, time::Duration};
 
 use netmit_user::sys::napi::{self, NapiParam};
 use tests::{
     netmit::{Run, netmit},
-    support::{netmit_bin, require_root},
+    support::{RunDir, netmit_bin, require_root},
     testbed::{Side, Testbed},
 };
-
-/// A private journal directory per test, so tests neither share nor touch /run/netmit.
-struct RunDir(PathBuf);
-
-impl RunDir {
-    fn new(name: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("netmit-run-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        Self(d)
-    }
-    fn journal(&self) -> PathBuf {
-        self.0.join("journal.json")
-    }
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn tune(tb: &Testbed, run: &RunDir, args: &[&str]) -> Run {
     let out = tb

@@ -2,7 +2,7 @@
 //! measured cost and changing nothing, unless `--force`; accepted without a word when a
 //! busy-polling process started by `netmit run` lives in the namespace.
 
-use std::{os::unix::fs::MetadataExt, path::PathBuf};
+use std::os::unix::fs::MetadataExt;
 
 use netmit_user::{
     preload::{self, ProcessState, SetState},
@@ -10,26 +10,9 @@ use netmit_user::{
 };
 use tests::{
     netmit::{Run, netmit},
-    support::{netmit_bin, require_root},
+    support::{RunDir, netmit_bin, require_root},
     testbed::{Side, Testbed},
 };
-
-/// A private run directory (journal and preload state), removed on drop.
-struct RunDir(PathBuf);
-
-impl RunDir {
-    fn new(name: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("netmit-run-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        Self(d)
-    }
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn tune(tb: &Testbed, run: &RunDir, args: &[&str]) -> Run {
     let out = tb
