@@ -156,20 +156,6 @@ fn apt(tool: &str, dir: &Path) -> Command {
     cmd
 }
 
-fn checked(cmd: &mut Command) -> Result<String> {
-    let what = crate::describe(cmd);
-    let out = cmd
-        .output()
-        .with_context(|| format!("could not run `{what}`"))?;
-    ensure!(
-        out.status.success(),
-        "`{what}` failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// Downloads and unpacks the newest Debian kernel of `series`.
 fn fetch(series: &str) -> Result<GuestKernel> {
     let dir = cache_dir().join("apt");
@@ -178,9 +164,9 @@ fn fetch(series: &str) -> Result<GuestKernel> {
     }
     fs::write(dir.join("sources.list"), SOURCES)?;
     println!("xtask vm: looking for a Debian {series} kernel (apt-get update, private lists)");
-    checked(apt("apt-get", &dir).arg("update").arg("-qq"))?;
+    crate::setup::capture(apt("apt-get", &dir).arg("update").arg("-qq"))?;
     // linux-image-amd64 is the meta package of each suite: its Depends names the image.
-    let show = checked(apt("apt-cache", &dir).args(["show", "linux-image-amd64"]))?;
+    let show = crate::setup::capture(apt("apt-cache", &dir).args(["show", "linux-image-amd64"]))?;
     let mut packages: Vec<String> = show
         .lines()
         .filter_map(|l| l.strip_prefix("Depends: "))
@@ -209,7 +195,7 @@ fn fetch(series: &str) -> Result<GuestKernel> {
     };
     let debs = dir.join("debs");
     println!("xtask vm: downloading linux-image-{release}");
-    checked(apt("apt-get", &dir).current_dir(&debs).args([
+    crate::setup::capture(apt("apt-get", &dir).current_dir(&debs).args([
         "download",
         "-qq",
         &format!("linux-image-{release}"),
@@ -228,8 +214,8 @@ fn fetch(series: &str) -> Result<GuestKernel> {
     let partial = kernels.join(format!(".{release}.partial"));
     let _ = fs::remove_dir_all(&partial);
     fs::create_dir_all(&partial)?;
-    checked(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&partial))?;
-    checked(Command::new("depmod").arg("-b").arg(&partial).arg(&release))?;
+    crate::setup::capture(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&partial))?;
+    crate::setup::capture(Command::new("depmod").arg("-b").arg(&partial).arg(&release))?;
     let image = partial.join(format!("boot/vmlinuz-{release}"));
     ensure!(image.is_file(), "{} has no kernel image", deb.display());
     let final_dir = kernels.join(&release);

@@ -148,7 +148,7 @@ fn effective_uid(status: &str) -> Option<u32> {
 }
 
 /// Runs `cmd`, capturing its output; fails unless it exits 0. Returns stdout.
-fn capture(cmd: &mut Command) -> Result<String> {
+pub(crate) fn capture(cmd: &mut Command) -> Result<String> {
     let what = describe(cmd);
     let out = cmd
         .output()
