@@ -64,3 +64,57 @@ fn bad_arguments_are_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--repeat"), "{stderr}");
 }
+
+/// xdp-filter's maps are pinned by name, so a loader honouring that would pin them at
+/// `/sys/fs/bpf/<map>`, or reuse a real xdp-filter's tables found there and fill them with
+/// the benchmark's deny entries. The bench loads the peer with a pin directory of its
+/// own and removes it: a table planted where xdp-filter pins stays as it was, and nothing
+/// new stays in bpffs. Runs in a private mount namespace with a bpffs of its own.
+#[test]
+fn the_peer_leaves_bpffs_and_a_real_xdp_filter_alone() {
+    if !require_root("the_peer_leaves_bpffs_and_a_real_xdp_filter_alone") {
+        return;
+    }
+    let script = "set -eu\n\
+         mount -t bpf bpf /sys/fs/bpf -o mode=0700\n\
+         bpftool map create /sys/fs/bpf/filter_ipv4 type percpu_hash key 4 value 8 \
+         entries 10000 name filter_ipv4\n\
+         $NETMIT bench xdp --repeat 200 --rounds 1 --json --no-check >/dev/null\n\
+         echo \"entries: $(bpftool map dump pinned /sys/fs/bpf/filter_ipv4 | grep -c key || true)\"\n\
+         echo \"bpffs: $(ls -A /sys/fs/bpf | tr '\\n' ' ')\"";
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .env("NETMIT", netmit_bin())
+        .output()
+        .expect("unshare");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("entries: 0\n"),
+        "the planted table was written: {text}"
+    );
+    let listing = text
+        .lines()
+        .find_map(|l| l.strip_prefix("bpffs: "))
+        .unwrap_or_default();
+    // maps.debug and progs.debug are the kernel's own (bpf_preload), in every bpffs.
+    let mut left: Vec<&str> = listing
+        .split_whitespace()
+        .filter(|e| !e.ends_with(".debug"))
+        .collect();
+    left.sort_unstable();
+    // netmit/ is the pin root the steering program's loader made; it must be empty.
+    assert!(
+        left == ["filter_ipv4"] || left == ["filter_ipv4", "netmit"],
+        "left in bpffs: {left:?} ({text})"
+    );
+}

@@ -10,8 +10,22 @@
 //! `u64`s: match-mode bits in the low bits, a hit counter above `COUNTER_SHIFT`), with
 //! entries that the benchmark frames do not match, so each frame takes every check and
 //! passes: the same verdict netmit's program gives a frame that matches no drop rule.
+//!
+//! Its maps are pinned by name (libbpf's `LIBBPF_PIN_BY_NAME`), and a loader that honours
+//! that pins them at `/sys/fs/bpf/<map>`, or reuses what is pinned there: a real
+//! xdp-filter's tables, which filling them would rewrite. So the object is loaded with a
+//! pin directory of its own ([`PinScratch`]), made fresh for this load and removed right
+//! after it; the maps live on through the loader's descriptors.
 
-use std::{fs, path::PathBuf};
+use std::{
+    fs::{self, DirBuilder},
+    io,
+    os::unix::fs::DirBuilderExt,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use netmit_user::{ebpf::pins::BPFFS_MOUNT, sys::fs::remove_owned_dir};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -71,6 +85,96 @@ pub fn object_path() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Prefix of the pin directories [`PinScratch`] makes in bpffs; the pid follows, so a
+/// sweep can tell a dead process's directory ([`sweep_scratch`]).
+pub const SCRATCH_PREFIX: &str = "netmit-xdp-filter-";
+
+/// The maps `xdpfilt_alw_all.o` pins, for sweeping a directory a killed run left.
+const KNOWN_MAPS: &[&str] = &[
+    "filter_ports",
+    "filter_ipv4",
+    "filter_ipv6",
+    "filter_ethernet",
+    "xdp_stats_map",
+];
+
+/// A pin directory made for one load: `/sys/fs/bpf/netmit-xdp-filter-<pid>-<n>`, created
+/// by this process (mkdir fails on anything already there, a symlink included), and
+/// removed with the pins in it, and nothing else, when the load is done.
+struct PinScratch {
+    dir: PathBuf,
+}
+
+impl PinScratch {
+    fn create() -> Result<PinScratch, XdpFilterError> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let err = load_err("making a pin directory");
+        for _ in 0..16 {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let dir =
+                Path::new(BPFFS_MOUNT).join(format!("{SCRATCH_PREFIX}{}-{n}", std::process::id()));
+            match DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => return Ok(PinScratch { dir }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(err(format!(
+                        "{}: {e} (is bpffs mounted at {BPFFS_MOUNT}?)",
+                        dir.display()
+                    )));
+                }
+            }
+        }
+        Err(err(format!(
+            "every name under {BPFFS_MOUNT}/{SCRATCH_PREFIX}{}-* is taken",
+            std::process::id()
+        )))
+    }
+
+    fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Removes the pins of `maps` and the directory; anything else in it keeps it.
+    fn remove(self, maps: &[String]) -> Result<(), XdpFilterError> {
+        let names: Vec<&str> = maps.iter().map(String::as_str).collect();
+        let result = remove_owned_dir(&self.dir, &names);
+        std::mem::forget(self);
+        result
+            .map(drop)
+            .map_err(|e| load_err("removing the pin directory")(e.to_string()))
+    }
+}
+
+impl Drop for PinScratch {
+    /// A failed load: whatever it pinned before failing is one of the object's maps.
+    fn drop(&mut self) {
+        let _ = remove_owned_dir(&self.dir, KNOWN_MAPS);
+    }
+}
+
+/// Removes the pin directories of processes that are gone (killed between pinning and
+/// removing). Returns the directories removed.
+pub fn sweep_scratch() -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    for entry in fs::read_dir(BPFFS_MOUNT).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(SCRATCH_PREFIX)
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if remove_owned_dir(&entry.path(), KNOWN_MAPS).unwrap_or(false) {
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
 /// xdp-filter's program, loaded (not attached) with filled tables.
 pub struct XdpFilter {
     ebpf: Ebpf,
@@ -88,9 +192,13 @@ impl XdpFilter {
             what: "reading the object",
             reason: format!("{}: {e}", path.display()),
         })?;
+        let scratch = PinScratch::create()?;
         let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(scratch.path())
             .load(&bytes)
             .map_err(|e| load_err("loading the object")(e.to_string()))?;
+        let maps: Vec<String> = ebpf.maps().map(|(name, _)| name.to_owned()).collect();
+        scratch.remove(&maps)?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROGRAM)
             .ok_or_else(|| load_err("finding the program")(format!("no program {PROGRAM}")))?

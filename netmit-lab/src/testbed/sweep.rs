@@ -81,6 +81,12 @@ pub fn sweep_orphans() -> Vec<String> {
         }
         thread::sleep(Duration::from_millis(50));
     }
+    for dir in crate::bench::xdp_filter::sweep_scratch() {
+        removed.push(format!(
+            "{}, left by a benchmark that is gone",
+            dir.display()
+        ));
+    }
     removed
 }
 
