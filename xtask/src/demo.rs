@@ -4,33 +4,40 @@
 //! setup as the tests (bpf-linker to build, bpffs, the Debian tools); this wrapper runs setup
 //! first and uses a release build.
 
-use std::{ffi::OsString, process::ExitCode};
+use std::{ffi::OsString, process::Command, process::ExitCode};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
-use crate::{cargo, exit_code, run_streaming, setup, target_dir};
+use crate::{cargo, describe, exit_code, setup, target_dir};
 
-/// Runs setup, builds the release `netmit` binary the demo drives, then
-/// `cargo run --release -p tests --bin netmit-demo -- <args>`, returning its exit code.
+/// Runs setup, builds the release `netmit` binary and the demo quietly (the demo's output
+/// is netmit's, not cargo's: compiler errors still show), then runs the demo with
+/// `NETMIT_BIN` pointing at that binary, returning its exit code.
 pub fn run(args: Vec<OsString>) -> Result<ExitCode> {
     setup::run()?;
     let mut build = cargo();
-    build.args(["build", "--release", "-p", "netmit-cli", "--bin", "netmit"]);
-    let status = run_streaming(&mut build)?;
-    if !status.success() {
-        return Ok(exit_code(status));
-    }
-    let mut cmd = cargo();
-    cmd.env("NETMIT_BIN", target_dir().join("release/netmit"));
-    cmd.args([
-        "run",
+    build.args([
+        "build",
+        "--quiet",
         "--release",
+        "-p",
+        "netmit-cli",
         "-p",
         "tests",
         "--bin",
+        "netmit",
+        "--bin",
         "netmit-demo",
-        "--",
-    ])
-    .args(args);
-    Ok(exit_code(run_streaming(&mut cmd)?))
+    ]);
+    println!("xtask demo: building netmit and the demo (release; a first build takes minutes)");
+    let status = build.status()?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", describe(&build));
+    }
+    let release = target_dir().join("release");
+    let status = Command::new(release.join("netmit-demo"))
+        .args(args)
+        .env("NETMIT_BIN", release.join("netmit"))
+        .status()?;
+    Ok(exit_code(status))
 }

@@ -71,6 +71,10 @@ enum Cmd {
         /// Skip the other-kernel smoke run of the default suite.
         #[arg(long)]
         no_vm: bool,
+        /// Skip building and checking the release artefacts (what `cargo xtask dist`
+        /// does) after the suite.
+        #[arg(long)]
+        no_dist: bool,
         /// Extra arguments for `cargo test`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
             kernels,
             write_docs,
             no_vm,
+            no_dist,
             args,
         } => {
             let specs = if kernels {
@@ -117,6 +122,7 @@ fn main() -> ExitCode {
                     write_docs,
                     no_vm,
                 },
+                no_dist,
             )
         }
         Cmd::Bench { name, args } => bench::run(name, args),

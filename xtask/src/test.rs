@@ -57,14 +57,14 @@ pub struct Kernels {
 
 /// Runs setup, the build and the tests with `extra` passed to `cargo test`, and prints the
 /// elapsed time. Returns the tests' exit code (or failure if something was left behind in CI).
-pub fn run(extra: Vec<OsString>, kernels: Kernels) -> Result<ExitCode> {
+pub fn run(extra: Vec<OsString>, kernels: Kernels, no_dist: bool) -> Result<ExitCode> {
     let start = Instant::now();
-    let result = run_inner(extra, kernels);
+    let result = run_inner(extra, kernels, no_dist);
     println!("xtask test: total {:.1} s", start.elapsed().as_secs_f64());
     result
 }
 
-fn run_inner(extra: Vec<OsString>, kernels: Kernels) -> Result<ExitCode> {
+fn run_inner(extra: Vec<OsString>, kernels: Kernels, no_dist: bool) -> Result<ExitCode> {
     let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
     setup::run()?;
     if !kernels.specs.is_empty() {
@@ -124,6 +124,17 @@ fn run_inner(extra: Vec<OsString>, kernels: Kernels) -> Result<ExitCode> {
         }
     };
 
+    // The release artefacts, as `cargo xtask dist` builds and checks them: the .deb in a
+    // throwaway root and under lintian, the image (under podman where it can run), the
+    // man pages and completions.
+    let mut dist_ok = true;
+    if no_dist {
+        println!("xtask test: --no-dist: release artefacts not built");
+    } else if let Err(e) = crate::dist::build_and_check() {
+        eprintln!("xtask: error: dist: {e:#}");
+        dist_ok = false;
+    }
+
     // Another kernel than the host's: the smoke set on 6.1 in a VM (or why not).
     let mut smoke_ok = true;
     if kernels.no_vm {
@@ -148,7 +159,7 @@ fn run_inner(extra: Vec<OsString>, kernels: Kernels) -> Result<ExitCode> {
             }
         }
     }
-    if status.success() && (!deny_ok || !smoke_ok) {
+    if status.success() && (!deny_ok || !smoke_ok || !dist_ok) {
         return Ok(ExitCode::FAILURE);
     }
     Ok(exit_code(status))

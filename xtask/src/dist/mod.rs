@@ -54,6 +54,11 @@ pub struct Build {
 
 pub fn run() -> Result<()> {
     crate::setup::run()?;
+    build_and_check()
+}
+
+/// [`run`] without setup (`cargo xtask test` has run it already).
+pub fn build_and_check() -> Result<()> {
     let mut build = cargo();
     build.args([
         "build",
