@@ -3,6 +3,7 @@
 //! directories.
 
 use std::{
+    os::unix::fs::DirBuilderExt,
     path::PathBuf,
     sync::atomic::{AtomicU32, Ordering},
 };
@@ -23,6 +24,22 @@ impl RunDir {
         ));
         let _ = std::fs::remove_dir_all(&d);
         RunDir(d)
+    }
+
+    /// [`RunDir::new`], created (mode 0700) for files of the test's own next to netmit's
+    /// run directory, which is [`RunDir::sub`]`("run")` then.
+    pub fn created(tag: &str) -> RunDir {
+        let d = RunDir::new(tag);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&d.0)
+            .expect("creating the test's directory");
+        d
+    }
+
+    /// `name` inside it.
+    pub fn sub(&self, name: &str) -> PathBuf {
+        self.0.join(name)
     }
 
     /// The restore journal netmit keeps there.

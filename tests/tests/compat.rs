@@ -10,7 +10,6 @@
 
 use std::{
     fs,
-    path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -19,30 +18,9 @@ use serde_json::Value;
 use tests::{
     kernel::{Feature, Kernel, report},
     netmit::{http_get, kernel_xdp, netmit},
-    support::{netmit_bin, require_root},
+    support::{RunDir, netmit_bin, require_root},
     testbed::{Side, Testbed},
 };
-
-/// A scratch directory (journal, daemon config) removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let d = std::env::temp_dir().join(format!("netmit-compat-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).expect("scratch dir");
-        Scratch(d)
-    }
-    fn run_dir(&self) -> PathBuf {
-        self.0.join("run")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 #[test]
 fn compat_feature_oracle_agrees_with_the_kernel_version() {
@@ -221,12 +199,12 @@ fn compat_check_probes_match_the_kernel() {
 
 /// `netmit` in A's namespace with its sysfs (`ip netns exec`): the device-wide files are
 /// per namespace. `force_sysfs` switches per-NAPI netlink off where the kernel has it.
-fn tune(tb: &Testbed, s: &Scratch, force_sysfs: bool, args: &[&str]) -> (bool, String) {
+fn tune(tb: &Testbed, s: &RunDir, force_sysfs: bool, args: &[&str]) -> (bool, String) {
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", tb.ns_a()])
         .arg(netmit_bin())
         .args(args)
-        .env("NETMIT_RUN_DIR", s.run_dir());
+        .env("NETMIT_RUN_DIR", s.sub("run"));
     if force_sysfs {
         cmd.env("NETMIT_TEST_FORCE_SYSFS", "1");
     }
@@ -262,7 +240,7 @@ fn compat_tuning_falls_back_to_sysfs_and_restores() {
     let tb = Testbed::new().expect("testbed");
     let r = netmit(&tb, Side::A, &["attach", tb.if_a(), "--mode", "native"]);
     assert!(r.ok, "{}", r.stderr);
-    let s = Scratch::new("tune");
+    let s = RunDir::created("compat-tune");
     let before = (
         sysfs(&tb, "napi_defer_hard_irqs"),
         sysfs(&tb, "gro_flush_timeout"),
@@ -280,7 +258,7 @@ fn compat_tuning_falls_back_to_sysfs_and_restores() {
     assert!(ok, "{err}");
     assert_eq!(sysfs(&tb, "napi_defer_hard_irqs"), 7);
     assert_eq!(sysfs(&tb, "gro_flush_timeout"), 30_000);
-    let journal = fs::read_to_string(s.run_dir().join("journal.json")).expect("journal");
+    let journal = fs::read_to_string(s.sub("run").join("journal.json")).expect("journal");
     assert!(
         journal.contains(tb.if_a()),
         "the journal names the device: {journal}"
@@ -346,8 +324,8 @@ fn compat_daemon_mode_ceiling() {
     const PORT: u16 = 9471;
     let k = Kernel::running();
     let tb = Testbed::new().expect("testbed");
-    let s = Scratch::new("daemon");
-    let config = s.0.join("netmit.toml");
+    let s = RunDir::created("compat-daemon");
+    let config = s.sub("netmit.toml");
     fs::write(
         &config,
         format!(
@@ -357,7 +335,7 @@ fn compat_daemon_mode_ceiling() {
         ),
     )
     .unwrap();
-    let log = s.0.join("daemon.log");
+    let log = s.sub("daemon.log");
     let out = fs::File::create(&log).unwrap();
     // Where napi-set is missing the daemon writes the device-wide sysfs files, which it
     // must see for A's namespace: it runs in a private mount namespace with A's sysfs and
@@ -377,7 +355,7 @@ fn compat_daemon_mode_ceiling() {
             config.to_str().unwrap(),
         ],
     );
-    cmd.env("NETMIT_RUN_DIR", s.run_dir())
+    cmd.env("NETMIT_RUN_DIR", s.sub("run"))
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
         .stderr(out);
