@@ -1,5 +1,5 @@
 //! Steering rules: syntax ([`rule`]) and their compilation into lookup tables
-//! ([`compile`]). Both are pure; [`crate::ebpf::tables`] writes the result into maps.
+//! ([`compile`](mod@compile)). Both are pure; [`crate::ebpf::tables`] writes the result into maps.
 
 pub mod compile;
 pub mod rule;

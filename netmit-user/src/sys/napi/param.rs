@@ -59,7 +59,7 @@ impl NapiParam {
     /// nanoseconds; threaded is the `napi-threaded` enum, whose newest entry `busy-poll`
     /// (2) exists from Linux 6.19: 6.18's own policy stops at 1 and the kernel answers
     /// ERANGE, reported as [`NapiError::OutOfRange`] with the kernel's bound.
-    /// [`kernel_support`] reads the running kernel's bounds.
+    /// [`super::kernel_support`] reads the running kernel's bounds.
     pub fn max(self) -> u64 {
         match self {
             NapiParam::DeferHardIrqs => i32::MAX as u64,
