@@ -17,7 +17,7 @@ use std::time::Duration;
 pub struct LoadArgs {
     /// Interface to send out of and receive on (in this network namespace).
     pub iface: String,
-    /// The server's IP address and UDP port (IPv6 as [ADDR]:PORT).
+    /// The server's IP address and UDP port (IPv6 as `[ADDR]:PORT`).
     #[arg(long, value_name = "IP:PORT")]
     pub server: std::net::SocketAddr,
     /// Open loop: requests per second, whatever the replies do.

@@ -21,9 +21,9 @@ pub struct TrafficParams {
     pub sport_base: u16,
     /// Lowest destination port (host order).
     pub dport_base: u16,
-    /// 1: write a send stamp ([`STAMP_MAGIC`] is in the template; the program writes
-    /// `bpf_ktime_get_ns()` at UDP payload offset [`STAMP_TS_OFF`] and checksums it with
-    /// [`udp_csum_update_stamped`]); 0: the frames are sent as the template has them.
+    /// 1: write a send stamp ([`STAMP_MAGIC`](crate::load::STAMP_MAGIC) is in the template; the program writes
+    /// `bpf_ktime_get_ns()` at UDP payload offset [`STAMP_TS_OFF`](crate::load::STAMP_TS_OFF) and checksums it with
+    /// [`udp_csum_update_stamped`](crate::load::udp_csum_update_stamped)); 0: the frames are sent as the template has them.
     pub stamp: u32,
 }
 

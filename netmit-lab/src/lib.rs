@@ -11,7 +11,7 @@
 //! - `r#gen` (`gen` is reserved in Rust 2024): a UDP traffic generator on
 //!   BPF_PROG_TEST_RUN live frames (`netmit gen`);
 //! - [`load`]: a load client for request/response benchmarks (`netmit load`);
-//! - [`bench`]: the benchmarks (`netmit bench`).
+//! - [`bench`](mod@bench): the benchmarks (`netmit bench`).
 //!
 //! It is a crate of its own, not a feature of `netmit_user`, so that the dependency runs
 //! one way only and the compiler enforces it: nothing in the core can reach the lab. The

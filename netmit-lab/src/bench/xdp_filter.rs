@@ -14,7 +14,7 @@
 //! Its maps are pinned by name (libbpf's `LIBBPF_PIN_BY_NAME`), and a loader that honours
 //! that pins them at `/sys/fs/bpf/<map>`, or reuses what is pinned there: a real
 //! xdp-filter's tables, which filling them would rewrite. So the object is loaded with a
-//! pin directory of its own ([`PinScratch`]), made fresh for this load and removed right
+//! pin directory of its own (`PinScratch`), made fresh for this load and removed right
 //! after it; the maps live on through the loader's descriptors.
 
 use std::{
@@ -85,7 +85,7 @@ pub fn object_path() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Prefix of the pin directories [`PinScratch`] makes in bpffs; the pid follows, so a
+/// Prefix of the pin directories [`XdpFilter::load`] makes in bpffs; the pid follows, so a
 /// sweep can tell a dead process's directory ([`sweep_scratch`]).
 pub const SCRATCH_PREFIX: &str = "netmit-xdp-filter-";
 
