@@ -114,7 +114,9 @@ mod tests {
 
     #[test]
     fn every_subcommand_has_a_page_and_is_completed() {
-        let dir = std::env::temp_dir().join(format!("netmit-generate-{}", std::process::id()));
+        let scratch =
+            Scratch(std::env::temp_dir().join(format!("netmit-generate-{}", std::process::id())));
+        let dir = scratch.0.clone();
         let _ = fs::remove_dir_all(&dir);
         let written = write_all(&dir).unwrap();
         let cmd = Cli::command();
@@ -162,6 +164,14 @@ mod tests {
             );
         }
         assert_eq!(written.len(), 1 + subs.len() + 3);
-        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The test's output directory, removed however the test ends.
+    struct Scratch(PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
     }
 }

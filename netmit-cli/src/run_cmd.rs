@@ -62,6 +62,12 @@ pub struct RunArgs {
     /// CAP_NET_ADMIN in CMD).
     #[arg(long, value_name = "N")]
     pub busy_poll_budget: Option<u16>,
+    /// With --profile suspend: how long interrupts stay suspended after the server last
+    /// found work, in nanoseconds (default 20000000, 20 ms). The watchdog for a server that
+    /// stops polling: longer holds packets through a longer stall (a descheduled server on
+    /// a loaded host or a VM that steals time), shorter bounds the delay they then see.
+    #[arg(long, value_name = "NS", value_parser = crate::args::whole::<u64>)]
+    pub irq_suspend_timeout: Option<u64>,
     /// Print what would change and the environment CMD would get, then exit.
     #[arg(long)]
     pub dry_run: bool,
@@ -95,9 +101,20 @@ impl RunProfile {
         self != RunProfile::Defer
     }
 
-    fn request(self) -> TuneRequest {
+    /// The NAPI values of the profile; `suspend_ns` replaces its irq-suspend-timeout.
+    fn request(self, suspend_ns: Option<u64>) -> TuneRequest {
         match self {
-            RunProfile::Suspend => Profile::Suspend.request(),
+            RunProfile::Suspend => {
+                let mut request = Profile::Suspend.request();
+                if let Some(ns) = suspend_ns {
+                    for (param, value) in &mut request.napi_values {
+                        if *param == NapiParam::IrqSuspendTimeout {
+                            *value = ns;
+                        }
+                    }
+                }
+                request
+            }
             RunProfile::BusyPoll | RunProfile::Defer => TuneRequest {
                 napi_values: vec![
                     (NapiParam::DeferHardIrqs, 100),
@@ -165,6 +182,20 @@ fn resolve(cmd: &OsString, path_var: Option<&OsString>) -> Result<PathBuf, (u8, 
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    match args.irq_suspend_timeout {
+        Some(_) if args.profile != RunProfile::Suspend => bail!(
+            "--irq-suspend-timeout is for --profile suspend (profile {} suspends no \
+             interrupts); leave it out or use --profile suspend",
+            args.profile.name()
+        ),
+        Some(_) if args.iface.is_none() => {
+            bail!("--irq-suspend-timeout is a NAPI setting of an interface: name it with --iface")
+        }
+        Some(0) => bail!(
+            "--irq-suspend-timeout 0 turns IRQ suspension off; use --profile busy-poll for that"
+        ),
+        _ => {}
+    }
     let mut env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
     let program = match resolve(&args.command[0], env.get(&OsString::from("PATH"))) {
         Ok(p) => p,
@@ -232,8 +263,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             );
         } else {
             let dev = Netdev::resolve(iface)?;
-            plan = Plan::for_device(&host, &dev, &args.profile.request())
-                .with_context(|| format!("planning profile {} on {iface}", args.profile.name()))?;
+            plan = Plan::for_device(&host, &dev, &args.profile.request(args.irq_suspend_timeout))
+                .with_context(|| {
+                format!("planning profile {} on {iface}", args.profile.name())
+            })?;
             if !caps::is_root() {
                 bail!(
                     "applying profile {} to {iface} needs root (CAP_NET_ADMIN, and write access \
@@ -444,12 +477,19 @@ mod tests {
 
     #[test]
     fn profiles_map_to_napi_values() {
-        let s = RunProfile::Suspend.request();
+        let s = RunProfile::Suspend.request(None);
         assert!(
             s.napi_values
                 .contains(&(NapiParam::IrqSuspendTimeout, 20_000_000))
         );
-        let b = RunProfile::BusyPoll.request();
+        let longer = RunProfile::Suspend.request(Some(1_000_000_000));
+        assert!(
+            longer
+                .napi_values
+                .contains(&(NapiParam::IrqSuspendTimeout, 1_000_000_000))
+        );
+        assert_eq!(longer.napi_values.len(), s.napi_values.len());
+        let b = RunProfile::BusyPoll.request(None);
         assert!(b.napi_values.contains(&(NapiParam::IrqSuspendTimeout, 0)));
         assert!(!RunProfile::Defer.preloads() && RunProfile::BusyPoll.preloads());
     }

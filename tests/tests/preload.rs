@@ -263,6 +263,11 @@ fn server_busy_polls(name: &str, server: &[&str], port: u16, load: Load) {
         // Longer than any pause of the client between requests on a loaded 2-core host.
         "--busy-poll-usecs",
         "100000",
+        // And interrupts stay suspended through any stall of the server: at the default
+        // 20 ms a server thread descheduled that long on a loaded host (CI with parallel
+        // builds) let the watchdog's softirq take 21 of 2000 requests.
+        "--irq-suspend-timeout",
+        "1000000000",
         "--",
     ];
     args.extend_from_slice(server);
@@ -293,13 +298,16 @@ fn server_busy_polls(name: &str, server: &[&str], port: u16, load: Load) {
     assert_eq!(report["mixed_sets"], 0, "{report}");
     drop(conn);
     let (code, err) = stop(child);
-    // Measured here: 1994-1997 of 2000 (99.7-99.85%), with the host loaded by parallel
-    // builds; the few others reached the socket through the softirq (a preempted server
-    // thread outlasting the suspend window, or an epoll_wait with a zero timeout, which
-    // returns before the busy loop). Without the library: 0.
+    // On an idle host every request reaches the server by busy polling. On a loaded one
+    // the kernel ends a busy loop as soon as another task wants the CPU (need_resched in
+    // napi_busy_loop); busy_poll_stop then arms the gro-flush-timeout watchdog, and a
+    // request arriving in that window is taken by its softirq instead. Measured on this
+    // 2-core host with three parallel cargo builds: 1915-1997 of 2000 (95.7-99.9%), the
+    // same with the 20 ms default suspend window (1 s here rules the suspend watchdog
+    // out). Without the library: 0. So: at least 90%, and the run without it exactly 0.
     eprintln!("{name}: BusyPollRxPackets +{moved} for {n} requests");
     assert!(
-        moved * 100 >= n * 99,
+        moved * 10 >= n * 9,
         "{name} under netmit run: BusyPollRxPackets rose by {moved} for {n} requests\n{err}"
     );
     assert_eq!(code, Some(0), "{name} ends cleanly on SIGTERM: {err}");
