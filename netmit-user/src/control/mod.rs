@@ -100,11 +100,13 @@
 //! ```
 
 pub mod config;
+pub mod effect;
 pub mod mode;
 pub mod policy;
 pub mod sample;
 
 pub use config::{ControlError, DeferThresholds, PolicyConfig, SuspendThresholds};
+pub use effect::EffectConfig;
 pub use mode::{Capabilities, Mode, ModeSettings, ModeTable, ModeTarget};
-pub use policy::{Controller, Decision, Policy};
+pub use policy::{Controller, Decision, Policy, Rule};
 pub use sample::{Sample, WakeupSource};
