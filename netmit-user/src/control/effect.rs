@@ -259,15 +259,16 @@ impl Trial {
             ));
         }
         let max_ppp = c.max_polls_per_packet_percent as f64 / 100.0;
-        if self.to == Mode::Defer && c.max_polls_per_packet_percent > 0 {
-            if let Some(r) = ppp.filter(|r| *r >= max_ppp) {
-                return Verdict::NoBatching(format!(
-                    "deferral did not batch: polls per packet at {:.0}% of before (fails at >= \
-                     {}%): {numbers}",
-                    r * 100.0,
-                    c.max_polls_per_packet_percent
-                ));
-            }
+        if self.to == Mode::Defer
+            && c.max_polls_per_packet_percent > 0
+            && let Some(r) = ppp.filter(|r| *r >= max_ppp)
+        {
+            return Verdict::NoBatching(format!(
+                "deferral did not batch: polls per packet at {:.0}% of before (fails at >= \
+                 {}%): {numbers}",
+                r * 100.0,
+                c.max_polls_per_packet_percent
+            ));
         }
         Verdict::Pass(numbers)
     }

@@ -40,6 +40,8 @@ pub struct Snapshot {
     pub softirqs: Option<Softirqs>,
     /// Whether the napi_poll tracepoint source is running.
     pub napi_poll_source: bool,
+    /// `netmit daemon --dry-run`: decisions are only reported, nothing is changed.
+    pub dry_run: bool,
     /// Applications of the namespace started by `netmit run` (their state files).
     pub preload: PreloadSummary,
 }

@@ -30,8 +30,28 @@ impl Iface {
         reason: String,
     ) {
         let name = self.cfg.name.clone();
-        let ok = self.apply_everywhere(ctx, to);
         let set = self.describe_target(to);
+        if ctx.dry_run {
+            info!(
+                "{name}: dry run: would switch {from} -> {to} [{rule}]: {reason}; would set {set}"
+            );
+            ctx.metrics.record_transition(name.as_str(), from, to);
+            ctx.metrics
+                .record_switch(name.as_str(), ALL_NAPIS, from, to, rule);
+            self.transitions += 1;
+            self.mode_since = Some(unix_now());
+            self.last_transition = Some(TransitionView {
+                from,
+                to,
+                rule: rule.name(),
+                reason,
+                set: format!("nothing (dry run; would set {set})"),
+                at_unix: unix_now(),
+                applied: false,
+            });
+            return;
+        }
+        let ok = self.apply_everywhere(ctx, to);
         if ok {
             info!("{name}: {from} -> {to} [{rule}]: {reason}; set {set}");
             ctx.metrics.record_transition(name.as_str(), from, to);
@@ -96,6 +116,9 @@ impl Iface {
     ///
     /// The vanished id's entries are then forgotten: nothing is left to restore there.
     pub(super) fn carry_over_originals(&mut self, ctx: &TickContext) {
+        if ctx.dry_run {
+            return;
+        }
         let name = self.cfg.name.clone();
         let Some(dev) = self.dev.clone() else {
             return;
@@ -185,6 +208,9 @@ impl Iface {
     /// Puts the current mode on every NAPI that does not carry it; true if anything was
     /// changed.
     pub(super) fn converge(&mut self, ctx: &TickContext) -> bool {
+        if ctx.dry_run {
+            return false;
+        }
         let mode = self.controller.mode();
         let mut changed = false;
         if ctx.netlink {

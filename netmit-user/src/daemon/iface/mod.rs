@@ -62,6 +62,8 @@ pub(crate) struct TickContext<'a> {
     pub netlink: bool,
     /// Metrics.
     pub metrics: &'a Metrics,
+    /// `--dry-run`: sample and decide, change nothing (no attach, no setting, no restore).
+    pub dry_run: bool,
 }
 
 pub(crate) fn unix_now() -> f64 {
@@ -363,6 +365,9 @@ impl Iface {
     /// Hands a device the daemon no longer manages back: its journaled settings restored,
     /// the XDP the daemon attached detached.
     fn release_device(&mut self, ctx: &TickContext, dev: &Netdev) {
+        if ctx.dry_run {
+            return;
+        }
         if let Some(mut journal) = self.open_journal(ctx) {
             match journal.restore(ctx.host, Some(dev)) {
                 Ok(r) => {
@@ -431,6 +436,18 @@ impl Iface {
             XdpStatus::Ours { prog_id, .. } => Some(prog_id),
             _ => None,
         };
+        if ctx.dry_run {
+            if self.cfg.attach.request().is_some() && self.prog_id.is_none() {
+                self.attach_failed(
+                    ctx,
+                    "dry run: would attach netmit's XDP program (not attached: deciding on \
+                     NAPI poll counters)"
+                        .into(),
+                );
+            }
+            self.attached = self.prog_id.is_some();
+            return;
+        }
         let Some(mode) = self.cfg.attach.request() else {
             self.attached = self.prog_id.is_some();
             return;

@@ -57,6 +57,7 @@ impl Rig {
             napi_counters: None,
             netlink: self.host.napi_netlink(),
             metrics: &self.metrics,
+            dry_run: false,
         };
         self.iface.tick(&ctx);
     }
