@@ -26,6 +26,10 @@
 //!   after every further take-back in a row, up to `max_holdoff_ms` (10 min). A trial that
 //!   passes resets the back-off of its mode.
 //!
+//! - **noise floor**: a rate below `min_judged_packets_per_sec` (1,000/s) before the
+//!   switch is not judged (a server that sends nothing but ARP and neighbour discovery
+//!   has no replies to compare).
+//!
 //! A rate missing before or after (no XDP counters, no link counters, no tracepoint)
 //! makes its test unjudged: it neither passes nor fails the switch.
 //!
@@ -50,6 +54,10 @@ pub struct EffectConfig {
     /// A switch fails when received or transmitted packets/s after it are below this
     /// percentage of before. Default 80.
     pub min_load_percent: u64,
+    /// A rate below this many packets/s before the switch is not judged: a few ARP or
+    /// neighbour-discovery frames are no load. Default 1,000 (the Defer enter rate is 20
+    /// times higher, so received packets are always judged).
+    pub min_judged_packets_per_sec: u64,
     /// A switch into Defer fails when polls per packet after it are at or above this
     /// percentage of before (0 disables the test). Default 90.
     pub max_polls_per_packet_percent: u64,
@@ -65,6 +73,7 @@ impl Default for EffectConfig {
             enabled: true,
             judge_after_ms: 2_000,
             min_load_percent: 80,
+            min_judged_packets_per_sec: 1_000,
             max_polls_per_packet_percent: 90,
             holdoff_ms: 30_000,
             max_holdoff_ms: 600_000,
@@ -219,8 +228,8 @@ pub enum Verdict {
     NoBatching(String),
 }
 
-fn ratio(after: Option<f64>, before: Option<f64>) -> Option<f64> {
-    let b = before.filter(|b| *b > 0.0)?;
+fn ratio(after: Option<f64>, before: Option<f64>, floor: f64) -> Option<f64> {
+    let b = before.filter(|b| *b > 0.0 && *b >= floor)?;
     Some(after? / b)
 }
 
@@ -229,9 +238,10 @@ impl Trial {
     pub fn judge(&self, c: &EffectConfig) -> Verdict {
         let (b, a) = (&self.before, &self.after);
         let min = c.min_load_percent as f64 / 100.0;
-        let rx = ratio(a.packets(), b.packets());
-        let tx = ratio(a.tx(), b.tx());
-        let ppp = ratio(a.polls_per_packet(), b.polls_per_packet());
+        let floor = c.min_judged_packets_per_sec as f64;
+        let rx = ratio(a.packets(), b.packets(), floor);
+        let tx = ratio(a.tx(), b.tx(), floor);
+        let ppp = ratio(a.polls_per_packet(), b.polls_per_packet(), 0.0);
         let fmt = |what: &str, r: Option<f64>, before: Option<f64>, after: Option<f64>| match r {
             Some(r) => format!(
                 "{what} {:.0}/s -> {:.0}/s ({:.0}%)",
@@ -239,7 +249,11 @@ impl Trial {
                 after.unwrap_or(0.0),
                 r * 100.0
             ),
-            None => format!("{what} not measured"),
+            None => format!(
+                "{what} {:.0}/s -> {:.0}/s (not judged)",
+                before.unwrap_or(0.0),
+                after.unwrap_or(0.0)
+            ),
         };
         let numbers = format!(
             "{}, {}, polls per packet {} in {:.1} s after vs {:.1} s before",

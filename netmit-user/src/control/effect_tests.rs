@@ -119,6 +119,21 @@ fn replies_falling_alone_fail_the_switch_and_the_reason_has_the_numbers() {
     }
 }
 
+/// A server that sends only a few frames (ARP, neighbour discovery: 17/s -> 2/s seen on
+/// the veth testbed) has no replies to judge.
+#[test]
+fn a_trickle_of_transmitted_frames_is_not_judged() {
+    let mut c = controller();
+    let mut samples = vec![s(300_000.0, 17.0, 300_000.0); 3];
+    samples.extend(vec![s(300_000.0, 2.0, 6_000.0); 10]);
+    assert_eq!(
+        run(&mut c, &samples),
+        [(2, Mode::Interrupt, Mode::Defer, Rule::LoadHigh)]
+    );
+    let judged = c.take_judgement().unwrap();
+    assert!(judged.contains("17/s -> 2/s (not judged)"), "{judged}");
+}
+
 #[test]
 fn deferral_that_does_not_batch_is_taken_back() {
     let mut c = controller();
