@@ -19,6 +19,10 @@ pub struct DaemonArgs {
     /// problems with their line and key, and exit: 0 when valid.
     #[arg(long)]
     pub check_config: bool,
+    /// Advice mode: sample and decide, but change nothing (no XDP attached, no setting
+    /// written or restored); print every switch it would make.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
@@ -39,6 +43,6 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
             "the daemon needs root (BPF programs, netlink settings, /run/netmit): run it with sudo"
         );
     }
-    daemon::run(&args.config)
+    daemon::run(&args.config, args.dry_run)
         .with_context(|| format!("netmit daemon --config {}", args.config.display()))
 }

@@ -402,13 +402,19 @@ pub fn render(report: &Report) -> String {
             let last = match &i.last_transition {
                 None => String::new(),
                 Some(t) => format!(
-                    " (last switch {} -> {}: {})",
+                    " (last switch {} -> {} [{}]: {}; set {})",
                     t["from"].as_str().unwrap_or("?"),
                     t["to"].as_str().unwrap_or("?"),
-                    t["reason"].as_str().unwrap_or("")
+                    t["rule"].as_str().unwrap_or("?"),
+                    t["reason"].as_str().unwrap_or(""),
+                    t["set"].as_str().unwrap_or("?")
                 ),
             };
-            let _ = writeln!(out, "  {:<15} mode {}{last}", i.device, i.mode);
+            let since = i
+                .mode_since_unix
+                .map(|t| format!(" since {t:.0} (unix time)"))
+                .unwrap_or_else(|| " since start".into());
+            let _ = writeln!(out, "  {:<15} mode {}{since}{last}", i.device, i.mode);
         }
     }
     render_preload(&mut out, &report.preload);
@@ -599,9 +605,10 @@ mod tests {
                 interfaces: vec![DaemonIface {
                     device: "eth2".into(),
                     mode: "defer".into(),
-                    mode_since_unix: None,
+                    mode_since_unix: Some(1_700_000_000.0),
                     last_transition: Some(serde_json::json!({
-                        "from": "interrupt", "to": "defer", "reason": "packets 72000/s >= 20000/s"
+                        "from": "interrupt", "to": "defer", "rule": "load_high",
+                        "reason": "packets 72000/s >= 20000/s", "set": "defer-hard-irqs=100 on napi 5"
                     })),
                     transitions: 1,
                 }],
@@ -614,7 +621,10 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("eth2            mode defer (last switch interrupt -> defer: packets 72000/s >= 20000/s)"),
+            text.contains(
+                "eth2            mode defer since 1700000000 (unix time) (last switch interrupt -> \
+                 defer [load_high]: packets 72000/s >= 20000/s; set defer-hard-irqs=100 on napi 5)"
+            ),
             "{text}"
         );
     }

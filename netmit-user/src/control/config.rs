@@ -40,7 +40,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::mode::{Mode, ModeSettings, ModeTable};
+use super::{
+    effect::EffectConfig,
+    mode::{Mode, ModeSettings, ModeTable},
+};
 use crate::sys::napi::NapiParam;
 
 /// Longest hold time, dwell or fallback accepted (one day, in milliseconds): anything
@@ -122,6 +125,8 @@ pub struct PolicyConfig {
     pub defer: DeferThresholds,
     /// Suspend thresholds.
     pub suspend: SuspendThresholds,
+    /// Judging each switch by its effect ([`crate::control::effect`]).
+    pub effect: EffectConfig,
     /// The settings each mode stands for.
     pub modes: ModeTable,
 }
@@ -134,6 +139,7 @@ impl Default for PolicyConfig {
             missing_signal_fallback_ms: 10_000,
             defer: DeferThresholds::default(),
             suspend: SuspendThresholds::default(),
+            effect: EffectConfig::default(),
             modes: ModeTable::default(),
         }
     }
@@ -258,6 +264,13 @@ impl PolicyConfig {
                 enter: s.enter_busy_poll_packets_per_sec,
                 exit_key: "suspend.exit_busy_poll_packets_per_sec",
                 exit: s.exit_busy_poll_packets_per_sec,
+            });
+        }
+        if let Some((key, value, allowed)) = self.effect.invalid() {
+            return Err(ControlError::OutOfRange {
+                key: key.into(),
+                value,
+                allowed,
             });
         }
         for mode in Mode::ALL {

@@ -58,6 +58,12 @@
 //! | Suspend | Defer | busy-polled packets ≤ 100/s (no AF_XDP busy polling) for 3 s, packets > 10,000/s |
 //! | Suspend | Interrupt | the same, packets ≤ 10,000/s or unknown |
 //!
+//! | Defer, Suspend (entered on the load) | the mode before | 2 s after the switch, received or transmitted packets/s below 80% of the 2 s before, or (Defer) polls per packet not below 90%: the switch is taken back and the mode held off 30 s, doubling ([`effect`]) |
+//!
+//! Every [`Decision::Switch`] names its [`Rule`] (the `reason` label of
+//! `netmit_mode_switches_total`) and says why, with the signal values against their
+//! thresholds.
+//!
 //! - **Hysteresis**: every enter threshold is above its exit threshold (validated), so
 //!   noise around one threshold cannot cross the other.
 //! - **Dwell**: after a switch, no other switch for `min_dwell_ms` (5 s), which is longer
@@ -100,11 +106,13 @@
 //! ```
 
 pub mod config;
+pub mod effect;
 pub mod mode;
 pub mod policy;
 pub mod sample;
 
 pub use config::{ControlError, DeferThresholds, PolicyConfig, SuspendThresholds};
+pub use effect::EffectConfig;
 pub use mode::{Capabilities, Mode, ModeSettings, ModeTable, ModeTarget};
-pub use policy::{Controller, Decision, Policy};
+pub use policy::{Controller, Decision, Policy, Rule};
 pub use sample::{Sample, WakeupSource};

@@ -5,9 +5,66 @@ use std::time::Duration;
 
 use super::{
     config::{ControlError, PolicyConfig},
+    effect::{Backoff, Recent, Trial, Verdict},
     mode::{Capabilities, Mode, ModeTarget},
     sample::Sample,
 };
+
+/// The rule behind a switch: the `reason` label of `netmit_mode_switches_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Rule {
+    /// Interrupt → Defer: packets and wake-ups at or above the enter thresholds.
+    LoadHigh,
+    /// Defer → Interrupt: packets at or below the exit threshold.
+    LoadLow,
+    /// → Suspend (or Defer under a ceiling): an application busy-polls.
+    BusyPolling,
+    /// Suspend →: busy polling stopped.
+    BusyPollingStopped,
+    /// The signals that could end the mode were missing too long.
+    MissingSignal,
+    /// The mode is above the ceiling (configuration or capabilities).
+    Ceiling,
+    /// The switch was taken back: the load fell after it ([`crate::control::effect`]).
+    LoadFell,
+    /// The switch into Defer was taken back: polls per packet did not fall.
+    NoBatching,
+}
+
+impl Rule {
+    /// Every rule (their label values are exported from the start).
+    pub const ALL: [Rule; 8] = [
+        Rule::LoadHigh,
+        Rule::LoadLow,
+        Rule::BusyPolling,
+        Rule::BusyPollingStopped,
+        Rule::MissingSignal,
+        Rule::Ceiling,
+        Rule::LoadFell,
+        Rule::NoBatching,
+    ];
+
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::LoadHigh => "load_high",
+            Rule::LoadLow => "load_low",
+            Rule::BusyPolling => "busy_polling",
+            Rule::BusyPollingStopped => "busy_polling_stopped",
+            Rule::MissingSignal => "missing_signal",
+            Rule::Ceiling => "ceiling",
+            Rule::LoadFell => "load_fell",
+            Rule::NoBatching => "no_batching",
+        }
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// A validated [`PolicyConfig`]; cheap to clone, one per group of interfaces that share a
 /// configuration.
@@ -60,7 +117,9 @@ pub enum Decision {
         from: Mode,
         /// The mode to apply.
         to: Mode,
-        /// Why, with the numbers that triggered it.
+        /// The rule that fired.
+        rule: Rule,
+        /// Why, with the numbers that triggered it against their thresholds.
         reason: String,
     },
 }
@@ -135,6 +194,24 @@ pub struct Controller {
     /// Time since the last switch; `None` before the first one (no dwell applies then).
     since_switch: Option<Duration>,
     streaks: Streaks,
+    /// Sum of every sample's interval: the clock of the back-off.
+    clock: Duration,
+    /// The last samples of the current mode (the baseline of the next trial).
+    recent: Recent,
+    /// The switch being judged, if any.
+    trial: Option<Trial>,
+    /// Per mode (index [`mode_index`]): its back-off after take-backs.
+    backoff: [Backoff; 3],
+    /// The outcome of the last trial that passed, until taken.
+    judgement: Option<String>,
+}
+
+fn mode_index(mode: Mode) -> usize {
+    match mode {
+        Mode::Interrupt => 0,
+        Mode::Defer => 1,
+        Mode::Suspend => 2,
+    }
 }
 
 impl Controller {
@@ -147,7 +224,28 @@ impl Controller {
             mode: Mode::Interrupt,
             since_switch: None,
             streaks: Streaks::default(),
+            clock: Duration::ZERO,
+            recent: Recent::default(),
+            trial: None,
+            backoff: [Backoff::default(); 3],
+            judgement: None,
         }
+    }
+
+    /// The outcome of the last trial that passed (a switch judged by its effect and kept),
+    /// once: for the log.
+    pub fn take_judgement(&mut self) -> Option<String> {
+        self.judgement.take()
+    }
+
+    /// How long `mode` is still held off after a take-back (`None`: it is not).
+    pub fn holdoff(&self, mode: Mode) -> Option<Duration> {
+        self.backoff[mode_index(mode)].remaining(self.clock)
+    }
+
+    /// Whether a switch is under trial.
+    pub fn judging(&self) -> bool {
+        self.trial.is_some()
     }
 
     /// The mode the controller counts the interface in.
@@ -188,6 +286,8 @@ impl Controller {
         self.mode = mode.min(self.ceiling());
         self.since_switch = Some(Duration::ZERO);
         self.streaks = Streaks::default();
+        self.trial = None;
+        self.recent.clear();
     }
 
     /// Takes one interval's sample and decides.
@@ -203,6 +303,7 @@ impl Controller {
             return decision;
         }
         let interval = sample.interval;
+        self.clock = self.clock.saturating_add(interval);
         if let Some(t) = &mut self.since_switch {
             *t = t.saturating_add(interval);
         }
@@ -232,28 +333,71 @@ impl Controller {
         s.busy_active.update(busy_active, interval);
         s.busy_stopped.update(busy_stopped, interval);
         s.blind.update(Some(blind), interval);
+        let judge_span = Duration::from_millis(c.effect.judge_after_ms);
+        self.recent.push(sample, judge_span);
 
+        // A switch under trial is judged before the dwell: taking a bad switch back is
+        // what the dwell must not delay.
+        if let Some(decision) = self.judge(sample, judge_span) {
+            return decision;
+        }
+        let c = &self.policy.config;
         let dwell = Duration::from_millis(c.min_dwell_ms);
         if self.since_switch.is_some_and(|t| t < dwell) {
             return Decision::Stay;
         }
         match self.next(sample) {
-            Some((to, reason)) => self.switch(to, reason),
+            Some((to, rule, reason)) => self.switch(to, rule, reason),
             None => Decision::Stay,
         }
     }
 
+    /// Adds `sample` to the trial and judges it once it covers `span`.
+    fn judge(&mut self, sample: &Sample, span: Duration) -> Option<Decision> {
+        let trial = self.trial.as_mut()?;
+        trial.after.push(sample);
+        if trial.after.time() < span {
+            return None;
+        }
+        let trial = self.trial.take()?;
+        let effect = self.policy.config.effect.clone();
+        let (rule, why) = match trial.judge(&effect) {
+            Verdict::Pass(numbers) => {
+                self.backoff[mode_index(trial.to)].reset();
+                self.judgement = Some(format!(
+                    "{} -> {} kept after judging its effect: {numbers}",
+                    trial.from, trial.to
+                ));
+                return None;
+            }
+            Verdict::LoadFell(why) => (Rule::LoadFell, why),
+            Verdict::NoBatching(why) => (Rule::NoBatching, why),
+        };
+        let hold = self.backoff[mode_index(trial.to)].strike(self.clock, &effect);
+        let reason = format!(
+            "{why}; back to {}, holding {} off for {:.0} s",
+            trial.from,
+            trial.to,
+            hold.as_secs_f64()
+        );
+        Some(self.switch(trial.from, rule, reason))
+    }
+
     /// The switch the streaks call for, if any (dwell already satisfied).
-    fn next(&self, sample: &Sample) -> Option<(Mode, String)> {
+    fn next(&self, sample: &Sample) -> Option<(Mode, Rule, String)> {
         let c = &self.policy.config;
         let s = &self.streaks;
         let ceiling = self.ceiling();
         // Busy polling wants Suspend; with Suspend not allowed, Defer is the preferred
         // busy-polling configuration of Linux 5.11 (prefer_busy_poll with deferral).
         let busy_target = ceiling.min(Mode::Suspend);
-        if self.mode < busy_target && s.busy_active.reached(c.suspend.enter_after_ms) {
+        if self.mode < busy_target
+            && self.holdoff(busy_target).is_none()
+            && s.busy_active.reached(c.suspend.enter_after_ms)
+        {
             return Some((
                 busy_target,
+                Rule::BusyPolling,
                 format!(
                     "busy polling active {}: {}",
                     s.busy_active.describe(),
@@ -264,8 +408,11 @@ impl Controller {
         let fallback_ms = c.missing_signal_fallback_ms;
         match self.mode {
             Mode::Interrupt => {
-                if ceiling >= Mode::Defer && s.load_high.reached(c.defer.enter_after_ms) {
-                    return Some((Mode::Defer, self.load_high_reason(sample)));
+                if ceiling >= Mode::Defer
+                    && self.holdoff(Mode::Defer).is_none()
+                    && s.load_high.reached(c.defer.enter_after_ms)
+                {
+                    return Some((Mode::Defer, Rule::LoadHigh, self.load_high_reason(sample)));
                 }
             }
             Mode::Defer => {
@@ -273,6 +420,7 @@ impl Controller {
                     let pps = sample.packets().unwrap_or(f64::NAN);
                     return Some((
                         Mode::Interrupt,
+                        Rule::LoadLow,
                         format!(
                             "packets {pps:.0}/s <= {}/s {} without busy polling",
                             c.defer.exit_packets_per_sec,
@@ -283,6 +431,7 @@ impl Controller {
                 if s.blind.reached(fallback_ms) {
                     return Some((
                         Mode::Interrupt,
+                        Rule::MissingSignal,
                         format!(
                             "no packet rate {}: back to the kernel default",
                             s.blind.describe()
@@ -295,6 +444,7 @@ impl Controller {
                     let (to, load) = self.after_suspend(sample);
                     return Some((
                         to,
+                        Rule::BusyPollingStopped,
                         format!(
                             "busy polling stopped {}: {}; {load}",
                             s.busy_stopped.describe(),
@@ -306,6 +456,7 @@ impl Controller {
                     let (to, load) = self.after_suspend(sample);
                     return Some((
                         to,
+                        Rule::MissingSignal,
                         format!(
                             "no busy-poll signal (BusyPollRxPackets or AF_XDP busy polling) {}; \
                              {load}",
@@ -419,15 +570,30 @@ impl Controller {
             self.policy.config.max_mode,
             self.capabilities.max_mode()
         );
-        Some(self.switch(ceiling, reason))
+        Some(self.switch(ceiling, Rule::Ceiling, reason))
     }
 
-    fn switch(&mut self, to: Mode, reason: String) -> Decision {
+    fn switch(&mut self, to: Mode, rule: Rule, reason: String) -> Decision {
         let from = self.mode;
         self.mode = to;
         self.since_switch = Some(Duration::ZERO);
         self.streaks = Streaks::default();
-        Decision::Switch { from, to, reason }
+        // A switch into a more mitigating mode on the load is a trial; taking one back,
+        // or obeying the ceiling, is not.
+        let judged = !matches!(rule, Rule::Ceiling | Rule::LoadFell | Rule::NoBatching);
+        self.trial = (self.policy.config.effect.enabled && to > from && judged).then(|| Trial {
+            from,
+            to,
+            before: self.recent.window(),
+            after: Default::default(),
+        });
+        self.recent.clear();
+        Decision::Switch {
+            from,
+            to,
+            rule,
+            reason,
+        }
     }
 }
 

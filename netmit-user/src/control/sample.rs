@@ -17,6 +17,9 @@ pub struct Sample {
     /// Packets received per second (the XDP program's counters, or the sum of the
     /// tracepoint's `work`). The offered load; independent of the mode.
     pub packets_per_sec: Option<f64>,
+    /// Packets transmitted per second by the interface (`IFLA_STATS64`): on a server, its
+    /// replies. Used to judge a switch by its effect ([`crate::control::effect`]).
+    pub tx_packets_per_sec: Option<f64>,
     /// NAPI polls per second (`napi:napi_poll` events of this NAPI/interface).
     pub polls_per_sec: Option<f64>,
     /// Fraction of those polls that used their whole budget (`work == budget`, 64 by
@@ -79,6 +82,11 @@ impl Sample {
     /// [`Sample::packets_per_sec`], if valid.
     pub fn packets(&self) -> Option<f64> {
         rate(self.packets_per_sec)
+    }
+
+    /// [`Sample::tx_packets_per_sec`], if valid.
+    pub fn tx_packets(&self) -> Option<f64> {
+        rate(self.tx_packets_per_sec)
     }
 
     /// [`Sample::full_budget_fraction`], if valid (0..=1).

@@ -54,6 +54,7 @@ pub(crate) struct Engine {
     netlink: bool,
     ticks: u64,
     preload: PreloadWatch,
+    dry_run: bool,
 }
 
 /// Probes what this kernel can do for the modes: per-NAPI netlink (6.13) with its knobs,
@@ -90,6 +91,7 @@ impl Engine {
         metrics: Metrics,
         snapshot: SharedSnapshot,
         adopted: &BTreeSet<String>,
+        dry_run: bool,
     ) -> Engine {
         let (netlink, capabilities) = probe(host.as_ref());
         if !netlink {
@@ -132,6 +134,7 @@ impl Engine {
             netlink,
             ticks: 0,
             preload,
+            dry_run,
         }
     }
 
@@ -194,6 +197,7 @@ impl Engine {
             napi_counters: counters.as_ref(),
             netlink: self.netlink,
             metrics: &self.metrics,
+            dry_run: self.dry_run,
         };
         for iface in &mut self.ifaces {
             iface.tick(&ctx);
@@ -215,6 +219,7 @@ impl Engine {
                 .collect(),
             softirqs,
             napi_poll_source: self.source.is_some(),
+            dry_run: self.dry_run,
             preload: preloaded,
         };
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
@@ -266,6 +271,10 @@ impl Engine {
 
     /// Restores an interface's settings and detaches what the daemon attached.
     fn release(&self, iface: &Iface, report: &mut ShutdownReport) {
+        if self.dry_run {
+            info!("{}: dry run: nothing to restore", iface.name());
+            return;
+        }
         let name = iface.name();
         // The device of the last tick; without one (it never appeared, or is gone) the
         // configured name's device now, if any, else only the restore of what the journal

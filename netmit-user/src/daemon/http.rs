@@ -89,6 +89,7 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
         "last_tick_unix": snap.taken_at_unix,
         "interval_secs": snap.interval_secs,
         "napi_poll_source": snap.napi_poll_source,
+        "dry_run": snap.dry_run,
         "errors": errors,
         "interfaces": snap.interfaces,
         "preload": snap.preload,

@@ -49,7 +49,11 @@ enum Command {
 ///
 /// [`DaemonError`] for start-up failures, and [`DaemonError::Restore`] when settings could
 /// not all be put back at exit.
-pub fn run(config_path: &Path) -> Result<(), DaemonError> {
+///
+/// With `dry_run`, the daemon samples and decides but changes nothing: no XDP attached,
+/// no setting written, nothing restored (not even a crashed run's journal); every switch
+/// it would make is logged as `dry run: would switch ...` and shown in metrics and status.
+pub fn run(config_path: &Path, dry_run: bool) -> Result<(), DaemonError> {
     let config = DaemonConfig::load(config_path)?;
     let host: Arc<dyn Host> = Arc::new(System::new());
     config.check_system(host.as_ref())?;
@@ -70,6 +74,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         host,
         run_dir,
         state_file,
+        dry_run,
     ))
 }
 
@@ -87,6 +92,7 @@ async fn serve(
     host: Arc<dyn Host>,
     run_dir: PathBuf,
     state_file: StateFile,
+    dry_run: bool,
 ) -> Result<(), DaemonError> {
     let started = Instant::now();
     if let Some(other) = state_file.running() {
@@ -115,7 +121,12 @@ async fn serve(
     let (exposition, metrics) = Exposition::new(snapshot.clone());
     let m = metrics.clone();
     let (h, dir) = (host.clone(), run_dir.clone());
-    let restored = blocking(move || startup_restore(h.as_ref(), &dir, &m)).await??;
+    let restored = if dry_run {
+        info!("dry run: sampling and deciding only; nothing will be changed or restored");
+        0
+    } else {
+        blocking(move || startup_restore(h.as_ref(), &dir, &m)).await??
+    };
     if restored > 0 {
         info!("start-up restore: put back {restored} setting(s) left by an earlier run");
     }
@@ -142,7 +153,8 @@ async fn serve(
     });
     let m = metrics.clone();
     let h = host.clone();
-    let engine = blocking(move || Engine::new(h, run_dir, config, m, snapshot, &adopted)).await?;
+    let engine =
+        blocking(move || Engine::new(h, run_dir, config, m, snapshot, &adopted, dry_run)).await?;
     let state = DaemonState {
         pid: std::process::id(),
         metrics_address: address.to_string(),

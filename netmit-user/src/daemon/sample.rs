@@ -7,6 +7,8 @@
 //!   the interface's NAPI polls (napi_poll tracepoint).
 //! - **Polls/s, budget-exhausted fraction**: the interface's NAPIs (matched by NAPI id,
 //!   which is unique machine-wide, not by ifindex, which is per namespace).
+//! - **Transmitted packets/s**: the device's `IFLA_STATS64` (a server's replies), to judge
+//!   a switch by its effect.
 //! - **IRQs/s**: the interface's IRQ lines in /proc/interrupts (none on a veth).
 //! - **NET_RX softirqs/s**: all CPUs (machine-wide; an over-estimate of wake-ups).
 //! - **Busy-polled packets/s**: `TcpExt: BusyPollRxPackets` of the daemon's network
@@ -35,6 +37,8 @@ pub struct IfaceReading {
     pub napi: Option<BTreeMap<u32, NapiPollCounters>>,
     /// Total of the interface's IRQ lines (`None`: it has none, as a veth).
     pub irqs: Option<u64>,
+    /// Packets the interface transmitted (`IFLA_STATS64`; `None`: unreadable).
+    pub tx_packets: Option<u64>,
 }
 
 /// Machine- or namespace-wide cumulative counters, read at one instant.
@@ -97,6 +101,7 @@ pub fn build_sample(
         sample.packets_per_sec = Some(pps);
     }
     sample.irqs_per_sec = rate(bi.irqs, ai.irqs, secs);
+    sample.tx_packets_per_sec = rate(bi.tx_packets, ai.tx_packets, secs);
     sample.net_rx_softirqs_per_sec = rate(bs.net_rx_softirqs, as_.net_rx_softirqs, secs);
     sample.busy_poll_packets_per_sec =
         rate(bs.busy_poll_rx_packets, as_.busy_poll_rx_packets, secs);
@@ -147,6 +152,7 @@ mod tests {
             xdp_packets: xdp,
             napi: Some(napis.iter().copied().collect()),
             irqs: None,
+            tx_packets: xdp.map(|x| x / 2),
         }
     }
 
@@ -173,6 +179,7 @@ mod tests {
         assert_eq!(s.busy_poll_packets_per_sec, Some(0.0));
         assert_eq!(s.preloaded_busy_pollers, ["memcached 42"]);
         assert_eq!(s.irqs_per_sec, None);
+        assert_eq!(s.tx_packets_per_sec, Some(30_000.0));
         assert_eq!(s.packets_per_poll(), Some(30.0));
         assert_eq!(s.wakeups().map(|w| w.0), Some(1_500.0));
     }

@@ -21,6 +21,7 @@ use crate::{
     sys::{
         IfName, Netdev, NetdevError, NetnsError, NetnsId, Presence,
         coalesce::{CoalesceError, CoalesceParam},
+        link::{LinkCounters, LinkError},
         napi::{DeviceParam, IrqLine, KernelSupport, NapiError, NapiInfo, NapiParam},
         sysctl::{Sysctl, SysctlError},
     },
@@ -35,6 +36,7 @@ struct Dev {
     coalesce: BTreeMap<CoalesceParam, u32>,
     xdp: XdpStatus,
     queues: Vec<QueueCounters>,
+    link: LinkCounters,
 }
 
 #[derive(Debug)]
@@ -133,6 +135,7 @@ impl FakeHost {
                 coalesce: BTreeMap::new(),
                 xdp: XdpStatus::None,
                 queues: Vec::new(),
+                link: LinkCounters::default(),
             },
         );
         Netdev {
@@ -222,6 +225,13 @@ impl FakeHost {
     pub fn set_queue_counters(&self, dev: &Netdev, queues: Vec<QueueCounters>) {
         if let Some(d) = self.lock().devs.get_mut(&dev.ifindex) {
             d.queues = queues;
+        }
+    }
+
+    /// Sets the device's packet counters.
+    pub fn set_link_counters(&self, dev: &Netdev, link: LinkCounters) {
+        if let Some(d) = self.lock().devs.get_mut(&dev.ifindex) {
+            d.link = link;
         }
     }
 
@@ -524,5 +534,17 @@ impl Host for FakeHost {
                 note: String::new(),
             }),
         }
+    }
+
+    fn link_counters(&self, dev: &Netdev) -> Result<LinkCounters, LinkError> {
+        let s = self.lock();
+        s.devs
+            .get(&dev.ifindex)
+            .map(|d| d.link)
+            .ok_or_else(|| LinkError::Netlink {
+                what: "getlink",
+                dev: dev.to_string(),
+                source: std::io::Error::from_raw_os_error(19),
+            })
     }
 }

@@ -27,6 +27,7 @@ use crate::{
     sys::{
         IfName, Netdev, NetdevError, NetnsError, NetnsId, Presence,
         coalesce::{CoalesceError, CoalesceParam},
+        link::{LinkCounters, LinkError},
         napi::{DeviceParam, IrqLine, KernelSupport, NapiError, NapiInfo, NapiParam},
         sysctl::{Sysctl, SysctlError},
     },
@@ -116,4 +117,7 @@ pub trait Host: Send + Sync {
     fn queue_counters(&self, dev: &Netdev) -> Result<Vec<QueueCounters>, AttachError>;
     /// Opens the log of an attached program, to forward its records into netmit's log.
     fn open_log(&self, prog_id: u32) -> Result<Forwarder, LogError>;
+    /// The device's packet counters (`IFLA_STATS64`): what it received and sent, so that
+    /// a switch can be judged by the replies it let through.
+    fn link_counters(&self, dev: &Netdev) -> Result<LinkCounters, LinkError>;
 }

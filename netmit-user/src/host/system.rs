@@ -11,7 +11,7 @@ use crate::{
     sys::{
         IfName, Netdev, NetdevError, NetnsError, NetnsId, Presence, bpf,
         coalesce::{self, CoalesceError, CoalesceParam},
-        link,
+        link::{self, LinkCounters, LinkError},
         napi::{self, DeviceParam, IrqLine, KernelSupport, NapiError, NapiInfo, NapiParam},
         sysctl::{Sysctl, SysctlError},
     },
@@ -198,5 +198,9 @@ impl Host for System {
                 note: String::new(),
             })?;
         Ok(SteerTables::from_pins(&layout)?.queue_counters()?)
+    }
+
+    fn link_counters(&self, dev: &Netdev) -> Result<LinkCounters, LinkError> {
+        link::get(dev).map(|a| a.counters)
     }
 }

@@ -35,7 +35,7 @@ use prometheus_client::{
 pub use collector::SnapshotCollector;
 pub use snapshot::{SharedSnapshot, Snapshot};
 
-use crate::control::Mode;
+use crate::control::{Mode, Rule};
 
 /// Content type of the Prometheus text format.
 pub const PROMETHEUS_TEXT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -104,6 +104,22 @@ struct TransitionLabels {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SwitchLabels {
+    iface: String,
+    napi_id: String,
+    from: &'static str,
+    to: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OverrideLabels {
+    iface: String,
+    napi_id: String,
+    setting: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct VersionLabels {
     version: &'static str,
 }
@@ -113,6 +129,8 @@ struct VersionLabels {
 pub struct Metrics {
     mode: Family<ModeLabels, Gauge>,
     transitions: Family<TransitionLabels, Counter>,
+    switches: Family<SwitchLabels, Counter>,
+    overrides: Family<OverrideLabels, Gauge>,
     ticks: Counter,
     tick_duration: Histogram,
     errors: Family<KindLabels, Counter>,
@@ -132,6 +150,8 @@ impl Metrics {
         let m = Metrics {
             mode: Family::default(),
             transitions: Family::default(),
+            switches: Family::default(),
+            overrides: Family::default(),
             ticks: Counter::default(),
             // 100 us .. ~3.3 s.
             tick_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
@@ -147,6 +167,16 @@ impl Metrics {
             "netmit_mode_transitions",
             "Mode switches",
             m.transitions.clone(),
+        );
+        registry.register(
+            "netmit_mode_switches",
+            "Mode switches by the rule that fired (reason)",
+            m.switches.clone(),
+        );
+        registry.register(
+            "netmit_external_override",
+            "1 for a setting someone else changed: netmit no longer manages it (until SIGHUP)",
+            m.overrides.clone(),
         );
         registry.register(
             "netmit_daemon_ticks",
@@ -199,6 +229,34 @@ impl Metrics {
             })
             .inc();
         self.set_mode(device, to);
+    }
+
+    /// Counts a switch of `iface` (`napi_id`: the NAPI decided for, or `all`) by its rule.
+    pub fn record_switch(&self, iface: &str, napi_id: &str, from: Mode, to: Mode, rule: Rule) {
+        self.switches
+            .get_or_create(&SwitchLabels {
+                iface: iface.to_string(),
+                napi_id: napi_id.to_string(),
+                from: from.name(),
+                to: to.name(),
+                reason: rule.name(),
+            })
+            .inc();
+    }
+
+    /// Marks `setting` of `iface`/`napi_id` as changed by someone else (or, with
+    /// `active` false, managed again).
+    pub fn set_override(&self, iface: &str, napi_id: u32, setting: &'static str, active: bool) {
+        let labels = OverrideLabels {
+            iface: iface.to_string(),
+            napi_id: napi_id.to_string(),
+            setting,
+        };
+        if active {
+            self.overrides.get_or_create(&labels).set(1);
+        } else {
+            self.overrides.remove(&labels);
+        }
     }
 
     /// Removes every series of `device` (it left the configuration).

@@ -40,6 +40,8 @@ pub struct Snapshot {
     pub softirqs: Option<Softirqs>,
     /// Whether the napi_poll tracepoint source is running.
     pub napi_poll_source: bool,
+    /// `netmit daemon --dry-run`: decisions are only reported, nothing is changed.
+    pub dry_run: bool,
     /// Applications of the namespace started by `netmit run` (their state files).
     pub preload: PreloadSummary,
 }
@@ -75,6 +77,21 @@ pub struct IfaceSnapshot {
     pub sysfs_fallback: bool,
     /// The last error of this interface's tick, if the last tick had one.
     pub last_error: Option<String>,
+    /// Settings someone else changed: netmit leaves them alone until a reload.
+    pub external_overrides: Vec<OverrideView>,
+}
+
+/// A setting someone else changed after netmit set it.
+#[derive(Clone, Debug, Serialize)]
+pub struct OverrideView {
+    /// NAPI id.
+    pub napi_id: u32,
+    /// The knob (`defer-hard-irqs`, ...).
+    pub setting: &'static str,
+    /// What netmit had set.
+    pub netmit_value: u64,
+    /// What it was changed to.
+    pub value: u64,
 }
 
 /// A mode switch.
@@ -84,8 +101,12 @@ pub struct TransitionView {
     pub from: Mode,
     /// The mode entered.
     pub to: Mode,
-    /// The controller's reason, with its numbers.
+    /// The rule that fired (the `reason` label of `netmit_mode_switches_total`).
+    pub rule: &'static str,
+    /// The controller's reason, with its numbers against their thresholds.
     pub reason: String,
+    /// What the switch put on the device.
+    pub set: String,
     /// When (seconds since the epoch).
     pub at_unix: f64,
     /// Whether the new mode's settings were all applied.
@@ -144,6 +165,8 @@ pub struct SampleView {
     pub net_rx_softirqs_per_sec: Option<f64>,
     /// Busy-polled packets per second (namespace-wide).
     pub busy_poll_packets_per_sec: Option<f64>,
+    /// Transmitted packets per second.
+    pub tx_packets_per_sec: Option<f64>,
 }
 
 impl From<&crate::control::Sample> for SampleView {
@@ -157,6 +180,7 @@ impl From<&crate::control::Sample> for SampleView {
             irqs_per_sec: s.irqs_per_sec,
             net_rx_softirqs_per_sec: s.net_rx_softirqs_per_sec,
             busy_poll_packets_per_sec: s.busy_poll_packets_per_sec,
+            tx_packets_per_sec: s.tx_packets_per_sec,
         }
     }
 }

@@ -24,6 +24,8 @@ const DOCUMENTED: &[&str] = &[
     "netmit_softirqs_total",
     "netmit_mode",
     "netmit_mode_transitions_total",
+    "netmit_mode_switches_total",
+    "netmit_external_override",
     "netmit_napi_setting",
     "netmit_daemon_ticks_total",
     "netmit_daemon_tick_duration_seconds",
@@ -56,6 +58,14 @@ fn synthetic() -> (Exposition, Metrics) {
     let (expo, metrics) = Exposition::new(shared.clone());
     metrics.set_mode("veth0", Mode::Interrupt);
     metrics.record_transition("veth0", Mode::Interrupt, Mode::Defer);
+    metrics.record_switch(
+        "veth0",
+        "all",
+        Mode::Interrupt,
+        Mode::Defer,
+        crate::control::Rule::LoadHigh,
+    );
+    metrics.set_override("veth0", 8193, "gro-flush-timeout", true);
     metrics.observe_tick(Duration::from_micros(800));
     metrics.count_error(ErrorKind::Apply);
     metrics.count_reload(true);

@@ -26,12 +26,23 @@ fn busy(pps: f64, busy_pps: f64) -> Sample {
     }
 }
 
+/// The load and busy-poll rules alone: these samples carry no effect of the mode (the
+/// poll rate does not fall with deferral), so the effect rules, tested in `effect_tests`,
+/// are off here.
 fn controller() -> Controller {
-    Controller::new(Policy::default(), Capabilities::ALL)
+    controller_with(|_| {})
+}
+
+/// The default policy without the effect rules (see [`controller`]).
+fn policy() -> Policy {
+    let mut config = PolicyConfig::default();
+    config.effect.enabled = false;
+    Policy::new(config).expect("valid")
 }
 
 fn controller_with(edit: impl FnOnce(&mut PolicyConfig)) -> Controller {
     let mut config = PolicyConfig::default();
+    config.effect.enabled = false;
     edit(&mut config);
     Controller::new(
         Policy::new(config).expect("valid test config"),
@@ -95,6 +106,7 @@ fn rising_load_defers_after_exactly_the_hold_time() {
         Some(Decision::Switch {
             from: Mode::Interrupt,
             to: Mode::Defer,
+            rule: Rule::LoadHigh,
             reason: "packets 40000/s >= 20000/s and wake-ups 30000/s (NAPI polls) >= 10000/s \
                      for 3 intervals (3.0 s); 1.3 packets per poll"
                 .into()
@@ -236,7 +248,7 @@ fn never_switches_faster_than_the_dwell() {
             irq_suspension: false,
         },
     ] {
-        let mut c = Controller::new(Policy::default(), caps);
+        let mut c = Controller::new(policy(), caps);
         let s = switches(&mut c, &samples);
         assert!(
             s.len() > 50,
@@ -262,6 +274,7 @@ fn high_load_with_busy_polling_suspends() {
         Some(Decision::Switch {
             from: Mode::Interrupt,
             to: Mode::Suspend,
+            rule: Rule::BusyPolling,
             reason: "busy polling active for 2 intervals (2.0 s): busy-polled packets \
                      150000/s (enter >= 1000/s, exit <= 100/s)"
                 .into()
@@ -486,6 +499,7 @@ fn missing_signals_behave_as_documented() {
         Some(Decision::Switch {
             from: Mode::Defer,
             to: Mode::Interrupt,
+            rule: Rule::MissingSignal,
             reason: "no packet rate for 10 intervals (10.0 s): back to the kernel default".into()
         })
     );
@@ -533,7 +547,7 @@ fn allowed_modes_are_respected() {
     };
     // Busy polling without IRQ suspension: Defer (preferred busy polling), and it holds
     // Defer even at a load that would otherwise leave it.
-    let mut c = Controller::new(Policy::default(), no_suspend);
+    let mut c = Controller::new(policy(), no_suspend);
     assert_eq!(c.ceiling(), Mode::Defer);
     assert_eq!(
         switches(&mut c, &vec![busy(5_000.0, 4_000.0); 200]),
@@ -544,7 +558,7 @@ fn allowed_modes_are_respected() {
     let mut c = controller_with(|c| c.max_mode = Mode::Interrupt);
     assert_eq!(switches(&mut c, &vec![busy(500_000.0, 400_000.0); 200]), []);
     let mut c = Controller::new(
-        Policy::default(),
+        policy(),
         Capabilities {
             deferral: false,
             irq_suspension: false,
@@ -563,6 +577,7 @@ fn allowed_modes_are_respected() {
         Decision::Switch {
             from: Mode::Suspend,
             to: Mode::Defer,
+            rule: Rule::Ceiling,
             reason: "suspend is not allowed here: the ceiling is defer (max_mode suspend, \
                      capabilities allow up to defer)"
                 .into()

@@ -7,8 +7,11 @@ use std::collections::BTreeMap;
 use log::{debug, info, warn};
 
 use super::{Iface, TickContext, unix_now};
+
+/// The `napi_id` label of a decision taken for every NAPI of an interface at once.
+pub(crate) const ALL_NAPIS: &str = "all";
 use crate::{
-    control::{Mode, ModeSettings, ModeTarget},
+    control::{Mode, ModeSettings, ModeTarget, Rule},
     metrics::{ErrorKind, snapshot::TransitionView},
     sys::coalesce::CoalesceParam,
     tune::{
@@ -18,12 +21,42 @@ use crate::{
 };
 
 impl Iface {
-    pub(super) fn switch(&mut self, ctx: &TickContext, from: Mode, to: Mode, reason: String) {
+    pub(super) fn switch(
+        &mut self,
+        ctx: &TickContext,
+        from: Mode,
+        to: Mode,
+        rule: Rule,
+        reason: String,
+    ) {
         let name = self.cfg.name.clone();
+        let set = self.describe_target(to);
+        if ctx.dry_run {
+            info!(
+                "{name}: dry run: would switch {from} -> {to} [{rule}]: {reason}; would set {set}"
+            );
+            ctx.metrics.record_transition(name.as_str(), from, to);
+            ctx.metrics
+                .record_switch(name.as_str(), ALL_NAPIS, from, to, rule);
+            self.transitions += 1;
+            self.mode_since = Some(unix_now());
+            self.last_transition = Some(TransitionView {
+                from,
+                to,
+                rule: rule.name(),
+                reason,
+                set: format!("nothing (dry run; would set {set})"),
+                at_unix: unix_now(),
+                applied: false,
+            });
+            return;
+        }
         let ok = self.apply_everywhere(ctx, to);
         if ok {
-            info!("{name}: {from} -> {to}: {reason}");
+            info!("{name}: {from} -> {to} [{rule}]: {reason}; set {set}");
             ctx.metrics.record_transition(name.as_str(), from, to);
+            ctx.metrics
+                .record_switch(name.as_str(), ALL_NAPIS, from, to, rule);
             self.transitions += 1;
             self.mode_since = Some(unix_now());
         } else {
@@ -33,10 +66,33 @@ impl Iface {
         self.last_transition = Some(TransitionView {
             from,
             to,
+            rule: rule.name(),
             reason,
+            set,
             at_unix: unix_now(),
             applied: ok,
         });
+    }
+
+    /// What entering `mode` puts on the device, in words (for the log and the status).
+    fn describe_target(&self, mode: Mode) -> String {
+        let napis: Vec<String> = self.napis.iter().map(|n| n.id.to_string()).collect();
+        let on = if napis.is_empty() {
+            "the device".to_string()
+        } else {
+            format!("napi {}", napis.join(", "))
+        };
+        match self.controller.policy().target(mode) {
+            ModeTarget::Settings(s) => {
+                let values: Vec<String> = s
+                    .napi_values()
+                    .iter()
+                    .map(|(p, v)| format!("{}={v}", p.name()))
+                    .collect();
+                format!("{} on {on}", values.join(" "))
+            }
+            ModeTarget::Originals => format!("the recorded originals back on {on}"),
+        }
     }
     /// Applies `mode` to every NAPI (and the device, coalescing); true when all of it
     /// went in.
@@ -60,6 +116,9 @@ impl Iface {
     ///
     /// The vanished id's entries are then forgotten: nothing is left to restore there.
     pub(super) fn carry_over_originals(&mut self, ctx: &TickContext) {
+        if ctx.dry_run {
+            return;
+        }
         let name = self.cfg.name.clone();
         let Some(dev) = self.dev.clone() else {
             return;
@@ -149,6 +208,9 @@ impl Iface {
     /// Puts the current mode on every NAPI that does not carry it; true if anything was
     /// changed.
     pub(super) fn converge(&mut self, ctx: &TickContext) -> bool {
+        if ctx.dry_run {
+            return false;
+        }
         let mode = self.controller.mode();
         let mut changed = false;
         if ctx.netlink {
@@ -203,12 +265,19 @@ impl Iface {
                     if info.as_ref().is_some_and(|i| i.value(param).is_none()) && value == 0 {
                         continue;
                     }
+                    if self.overrides.contains_key(&(napi_id, param)) {
+                        continue;
+                    }
                     let setting = Setting::Napi {
                         dev: dev.clone(),
                         napi_id,
                         param,
                     };
-                    if let Err(e) = journal.apply(ctx.host, &setting, value) {
+                    let result = journal.apply(ctx.host, &setting, value);
+                    if result.is_ok() {
+                        self.written.insert((napi_id, param), value);
+                    }
+                    if let Err(e) = result {
                         ok = false;
                         self.fail(
                             ctx,
@@ -229,7 +298,11 @@ impl Iface {
                     .map(|e| (e.setting.clone(), e.original))
                     .collect();
                 for (setting, original) in entries {
-                    if let Err(e) = journal.apply(ctx.host, &setting, original) {
+                    let result = journal.apply(ctx.host, &setting, original);
+                    if let (Ok(_), Setting::Napi { param, .. }) = (&result, &setting) {
+                        self.written.insert((napi_id, *param), original);
+                    }
+                    if let Err(e) = result {
                         ok = false;
                         self.fail(
                             ctx,

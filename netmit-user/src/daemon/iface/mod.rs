@@ -39,7 +39,11 @@ use crate::{
     ebpf::{AttachError, AttachOptions, Forwarder, LogLevel, tables::QueueCounters},
     host::{Host, XdpStatus},
     metrics::{ErrorKind, Metrics, snapshot::TransitionView},
-    sys::{Netdev, Presence, napi::NapiInfo},
+    sys::{
+        Netdev, Presence,
+        napi::{NapiInfo, NapiParam},
+    },
+    tune::Setting,
 };
 
 /// What a tick of every interface shares.
@@ -58,6 +62,8 @@ pub(crate) struct TickContext<'a> {
     pub netlink: bool,
     /// Metrics.
     pub metrics: &'a Metrics,
+    /// `--dry-run`: sample and decide, change nothing (no attach, no setting, no restore).
+    pub dry_run: bool,
 }
 
 pub(crate) fn unix_now() -> f64 {
@@ -102,6 +108,14 @@ pub(crate) struct Iface {
     /// Its log, forwarded into the daemon's (when the configuration asks for it).
     log: Option<Forwarder>,
     missing_logged: bool,
+    /// What netmit last wrote to each NAPI knob: a different value on the next sample is
+    /// someone else's change.
+    written: BTreeMap<(u32, NapiParam), u64>,
+    /// Override series to remove on the next tick (after a reload).
+    metrics_forget: Vec<(u32, NapiParam)>,
+    /// Knobs someone else changed (napi id, knob) -> (netmit's value, theirs): no longer
+    /// managed until a reload.
+    overrides: BTreeMap<(u32, NapiParam), (u64, u64)>,
 }
 
 impl Iface {
@@ -131,6 +145,9 @@ impl Iface {
             prog_id: None,
             log: None,
             missing_logged: false,
+            written: BTreeMap::new(),
+            metrics_forget: Vec::new(),
+            overrides: BTreeMap::new(),
         }
     }
 
@@ -157,6 +174,17 @@ impl Iface {
                     self.controller.mode()
                 );
             }
+        }
+        // A reload is how an operator hands overridden knobs back to netmit.
+        for ((id, param), (ours, theirs)) in std::mem::take(&mut self.overrides) {
+            info!(
+                "{}: napi {id} {param}: managed again after the reload (it is {theirs}, netmit \
+                 had set {ours}; its current value becomes the original)",
+                cfg.name
+            );
+            self.metrics_forget.push((id, param));
+            self.applied.remove(&id);
+            self.written.retain(|(of, _), _| *of != id);
         }
         if cfg.rules != self.cfg.rules && self.attached {
             info!(
@@ -200,6 +228,7 @@ impl Iface {
         };
         self.applied
             .retain(|id, _| self.napis.iter().any(|n| n.id == *id));
+        self.detect_overrides(ctx, &dev);
         if self.napis.iter().any(|n| !self.seen.contains_key(&n.id)) {
             self.carry_over_originals(ctx);
         }
@@ -213,8 +242,17 @@ impl Iface {
             let sample = build_sample((r0, s0), (&reading, ctx.system), elapsed);
             let decision = self.controller.decide(&sample);
             self.last_sample = Some(sample);
-            if let Decision::Switch { from, to, reason } = decision {
-                self.switch(ctx, from, to, reason);
+            if let Some(judged) = self.controller.take_judgement() {
+                info!("{}: {judged}", self.cfg.name);
+            }
+            if let Decision::Switch {
+                from,
+                to,
+                rule,
+                reason,
+            } = decision
+            {
+                self.switch(ctx, from, to, rule, reason);
                 changed = true;
             }
         }
@@ -225,6 +263,56 @@ impl Iface {
             // Publish the values as the kernel now has them.
             if let Ok(list) = ctx.host.napi_list(&dev) {
                 self.napis = list;
+            }
+        }
+    }
+
+    /// Compares every knob netmit wrote with what the kernel reports now; a knob changed
+    /// by someone else is theirs: logged once, exported, its journal entry dropped (so no
+    /// restore writes the original over it) and left alone until a reload.
+    fn detect_overrides(&mut self, ctx: &TickContext, dev: &Netdev) {
+        let name = self.cfg.name.clone();
+        for (id, param) in std::mem::take(&mut self.metrics_forget) {
+            ctx.metrics
+                .set_override(name.as_str(), id, param.name(), false);
+        }
+        self.written
+            .retain(|(id, _), _| self.napis.iter().any(|n| n.id == *id));
+        let mut changed = Vec::new();
+        for n in &self.napis {
+            for (&(id, param), &ours) in self.written.iter().filter(|((id, _), _)| *id == n.id) {
+                if let Some(theirs) = n.value(param).filter(|v| *v != ours) {
+                    changed.push((id, param, ours, theirs));
+                }
+            }
+        }
+        if changed.is_empty() {
+            return;
+        }
+        let mut journal = self.open_journal(ctx);
+        for (id, param, ours, theirs) in changed {
+            warn!(
+                "{name}: napi {id} {param} is {theirs}, but netmit set {ours}: someone else \
+                 changed it; netmit no longer manages it here and will not restore it (SIGHUP \
+                 to hand it back)"
+            );
+            self.written.remove(&(id, param));
+            self.overrides.insert((id, param), (ours, theirs));
+            ctx.metrics
+                .set_override(name.as_str(), id, param.name(), true);
+            let setting = Setting::Napi {
+                dev: dev.clone(),
+                napi_id: id,
+                param,
+            };
+            if let Some(j) = journal.as_mut()
+                && let Err(e) = j.forget(&setting)
+            {
+                self.fail(
+                    ctx,
+                    ErrorKind::Restore,
+                    format!("forgetting {setting}: {}", crate::error::chain(&e)),
+                );
             }
         }
     }
@@ -277,6 +365,9 @@ impl Iface {
     /// Hands a device the daemon no longer manages back: its journaled settings restored,
     /// the XDP the daemon attached detached.
     fn release_device(&mut self, ctx: &TickContext, dev: &Netdev) {
+        if ctx.dry_run {
+            return;
+        }
         if let Some(mut journal) = self.open_journal(ctx) {
             match journal.restore(ctx.host, Some(dev)) {
                 Ok(r) => {
@@ -345,6 +436,18 @@ impl Iface {
             XdpStatus::Ours { prog_id, .. } => Some(prog_id),
             _ => None,
         };
+        if ctx.dry_run {
+            if self.cfg.attach.request().is_some() && self.prog_id.is_none() {
+                self.attach_failed(
+                    ctx,
+                    "dry run: would attach netmit's XDP program (not attached: deciding on \
+                     NAPI poll counters)"
+                        .into(),
+                );
+            }
+            self.attached = self.prog_id.is_some();
+            return;
+        }
         let Some(mode) = self.cfg.attach.request() else {
             self.attached = self.prog_id.is_some();
             return;
@@ -494,11 +597,19 @@ impl Iface {
                 None
             }
         };
+        let tx_packets = match ctx.host.link_counters(dev) {
+            Ok(c) => Some(c.tx_packets),
+            Err(e) => {
+                debug!("{}: no link counters: {e}", self.cfg.name);
+                None
+            }
+        };
         IfaceReading {
             ifindex,
             xdp_packets,
             napi,
             irqs: self.irqs,
+            tx_packets,
         }
     }
 }

@@ -57,6 +57,7 @@ impl Rig {
             napi_counters: None,
             netlink: self.host.napi_netlink(),
             metrics: &self.metrics,
+            dry_run: false,
         };
         self.iface.tick(&ctx);
     }
@@ -257,4 +258,53 @@ fn without_netlink_the_device_wide_defaults_carry_the_mode() {
     let mut journal = Journal::open_at(&rig.run_dir).unwrap();
     let report = journal.restore(&rig.host, Some(&dev)).unwrap();
     assert!(!report.restored.is_empty() && report.failed.is_empty());
+}
+
+#[test]
+fn a_knob_changed_by_someone_else_is_left_alone_until_a_reload() {
+    let mut rig = Rig::new("override", TUNE_ONLY);
+    let dev = rig.host.add("eth1", 1);
+    rig.iface.controller.set_mode(Mode::Defer);
+    rig.tick();
+    let id = rig.host.napi_ids(&dev)[0];
+    assert_eq!(rig.napi(id), DEFER);
+    // An administrator sets gro-flush-timeout; the next tick sees a value netmit did not
+    // write.
+    rig.host
+        .external_set(id, NapiParam::GroFlushTimeout, 50_000);
+    rig.tick();
+    let snap = rig.iface.snapshot(None);
+    assert_eq!(snap.external_overrides.len(), 1, "{snap:?}");
+    assert_eq!(snap.external_overrides[0].value, 50_000);
+    assert_eq!(snap.external_overrides[0].netmit_value, DEFER.1);
+    // Not written back, not in the journal any more (no restore puts 0 over it), while
+    // defer-hard-irqs stays managed.
+    rig.tick();
+    assert_eq!(rig.napi(id), (DEFER.0, 50_000));
+    let gro = Setting::Napi {
+        dev: dev.clone(),
+        napi_id: id,
+        param: NapiParam::GroFlushTimeout,
+    };
+    let mut j = Journal::open_at(&rig.run_dir).unwrap();
+    assert_eq!(j.original(&gro), None);
+    // Restore (the daemon's exit): defer-hard-irqs back, gro-flush-timeout left alone.
+    let report = j.restore(&rig.host, Some(&dev)).unwrap();
+    assert!(
+        report.restored.iter().all(|(s, _)| *s != gro) && !report.restored.is_empty(),
+        "{report:?}"
+    );
+    drop(j);
+    assert_eq!(rig.napi(id), (0, 50_000));
+
+    // A reload hands it back: the mode is applied again, the admin's value is the new
+    // original.
+    rig.iface.controller.set_mode(Mode::Defer);
+    let cfg = rig.iface.cfg.clone();
+    rig.iface.reconfigure(cfg);
+    rig.tick();
+    assert!(rig.iface.snapshot(None).external_overrides.is_empty());
+    assert_eq!(rig.napi(id), DEFER);
+    let j = Journal::open_at(&rig.run_dir).unwrap();
+    assert_eq!(j.original(&gro), Some(50_000));
 }

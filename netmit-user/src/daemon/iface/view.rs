@@ -6,7 +6,7 @@ use netmit_common::{NapiPollCounters, Verdict};
 
 use super::Iface;
 use crate::metrics::snapshot::{
-    IfaceSnapshot, NapiView, QueueView, SampleView, VerdictCount, XdpView,
+    IfaceSnapshot, NapiView, OverrideView, QueueView, SampleView, VerdictCount, XdpView,
 };
 
 impl Iface {
@@ -71,6 +71,16 @@ impl Iface {
             interrupts: self.irqs,
             sysfs_fallback: false,
             last_error: self.last_error.clone(),
+            external_overrides: self
+                .overrides
+                .iter()
+                .map(|(&(napi_id, param), &(ours, theirs))| OverrideView {
+                    napi_id,
+                    setting: param.name(),
+                    netmit_value: ours,
+                    value: theirs,
+                })
+                .collect(),
         }
     }
 }
