@@ -46,6 +46,11 @@ pub mod names {
     pub const PROG_STEER: &str = "netmit_steer";
     /// A trivial XDP_PASS program used as the benchmark baseline.
     pub const PROG_PASS: &str = "netmit_pass";
+    /// The benchmark's minimal parse-and-decide program (headers, one array lookup).
+    pub const PROG_FLOOR: &str = "netmit_floor";
+    /// `u32` verdict by destination port for [`PROG_FLOOR`]; one entry in the object,
+    /// resized by the benchmark's loader.
+    pub const MAP_FLOOR: &str = "NETMIT_FLOOR";
     /// [`crate::Config`], one entry.
     pub const MAP_CONFIG: &str = "NETMIT_CONFIG";
     /// [`crate::RuleSpec`] by rule id: the rules as the user wrote them.

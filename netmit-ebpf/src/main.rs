@@ -6,6 +6,8 @@
 //! frame that no rule tells it to drop: malformed frames go to the kernel.
 //!
 //! `netmit_pass` does nothing but `XDP_PASS`: the baseline of `cargo xtask bench xdp`.
+//! `netmit_floor` (in `floor.rs`) parses the headers and makes one map lookup: the
+//! benchmark's floor for "parse and decide".
 //!
 //! `netmit_gen` is the traffic generator's program (`netmit gen`): run by user space with
 //! BPF_PROG_TEST_RUN in live-frames mode on a template UDP frame, it writes the next
@@ -22,6 +24,7 @@
 #![no_std]
 #![no_main]
 
+mod floor;
 mod load;
 mod parse;
 

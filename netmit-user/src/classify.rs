@@ -9,7 +9,7 @@ use aya::{
     Ebpf,
     programs::{ProgramError, TestRun, TestRunOptions, Xdp},
 };
-use netmit_common::{Malformed, NO_RULE, VERDICT_MAGIC, Verdict, VerdictRecord, names};
+use netmit_common::{Malformed, NO_RULE, PORT_NONE, VERDICT_MAGIC, Verdict, VerdictRecord, names};
 
 use crate::{
     ebpf::{SteerTables, TableError, load_object},
@@ -68,6 +68,9 @@ pub enum Program {
     SteerUntraced,
     /// The trivial XDP_PASS program (timing baseline).
     Pass,
+    /// The minimal parser with one lookup (`netmit_floor`, the benchmark's parse-and-decide
+    /// floor), its port table sized for every port and empty: every frame passes.
+    Floor,
 }
 
 /// A loaded, unattached program with its own rule tables.
@@ -84,14 +87,21 @@ impl Classifier {
             return Err(ClassifyError::NotPermitted);
         }
         let traced = program == Program::Steer;
-        let mut ebpf = load_object(traced, crate::ebpf::LogLevel::Off)?;
+        let mut ebpf = if program == Program::Floor {
+            let mut l = crate::ebpf::loader();
+            l.map_max_entries(names::MAP_FLOOR, PORT_NONE as u32);
+            l.load(crate::ebpf::EBPF_OBJECT)?
+        } else {
+            load_object(traced, crate::ebpf::LogLevel::Off)?
+        };
         let name = match program {
             Program::Pass => names::PROG_PASS,
+            Program::Floor => names::PROG_FLOOR,
             _ => names::PROG_STEER,
         };
         let prog: &mut Xdp = ebpf
             .program_mut(name)
-            .expect("the object defines both programs")
+            .expect("the object defines every Program")
             .try_into()
             .map_err(|source| ClassifyError::Program {
                 what: "program type",

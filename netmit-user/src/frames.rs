@@ -66,3 +66,16 @@ pub fn ipv6(proto: u8, dst: Ipv6Addr, dport: u16, payload_len: usize) -> Vec<u8>
     ip.extend_from_slice(&l4);
     ethernet(0x86dd, &ip)
 }
+
+/// `frame` with an 802.1Q tag (VID `vid`, priority 0) inserted after the MAC addresses.
+///
+/// # Panics
+/// If `frame` is shorter than an Ethernet header (the frames of this module never are).
+pub fn vlan_tagged(frame: &[u8], vid: u16) -> Vec<u8> {
+    let mut f = Vec::with_capacity(frame.len() + 4);
+    f.extend_from_slice(&frame[..12]);
+    f.extend_from_slice(&0x8100u16.to_be_bytes());
+    f.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
+    f.extend_from_slice(&frame[12..]);
+    f
+}

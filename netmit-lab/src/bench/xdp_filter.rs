@@ -7,9 +7,8 @@
 //! (Ethernet, IPv4, IPv6, TCP and UDP ports), the one `xdp-filter load` picks for its
 //! default policy when all features are asked for. It is loaded here as it ships,
 //! its tables filled the way `xdp-filter port/ip/ether` fill them (values are per-CPU
-//! `u64`s: match-mode bits in the low bits, a hit counter above `COUNTER_SHIFT`), with
-//! entries that the benchmark frames do not match, so each frame takes every check and
-//! passes: the same verdict netmit's program gives a frame that matches no drop rule.
+//! `u64`s: match-mode bits in the low bits, a hit counter above `COUNTER_SHIFT`) with the
+//! part of the benchmark's rule set that it can express ([`PeerRules`]).
 //!
 //! Its maps are pinned by name (libbpf's `LIBBPF_PIN_BY_NAME`), and a loader that honours
 //! that pins them at `/sys/fs/bpf/<map>`, or reuses what is pinned there: a real
@@ -18,14 +17,17 @@
 //! after it; the maps live on through the loader's descriptors.
 
 use std::{
+    collections::BTreeMap,
     fs::{self, DirBuilder},
     io,
+    net::IpAddr,
     os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use netmit_user::{ebpf::pins::BPFFS_MOUNT, sys::fs::remove_owned_dir};
+use netmit_common::{Action, RuleProto};
+use netmit_user::{ebpf::pins::BPFFS_MOUNT, steer::Rule, sys::fs::remove_owned_dir};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -45,13 +47,58 @@ const OBJECT: &str = "xdpfilt_alw_all.o";
 const PROGRAM: &str = "xdpfilt_alw_all";
 
 // xdp-filter's common_kern_user.h.
-const MAP_FLAG_SRC: u64 = 1 << 0;
 const MAP_FLAG_DST: u64 = 1 << 1;
 const MAP_FLAG_TCP: u64 = 1 << 2;
 const MAP_FLAG_UDP: u64 = 1 << 3;
 
-/// Entries per table: as many as the steering side's typical rule set has rules.
-const ENTRIES: u32 = 16;
+/// xdp-filter's deny entries for the part of a netmit rule set it can express: a drop rule
+/// on destination ports alone (a range is one entry per port; `proto=udp`, `tcp` or
+/// both), or on one destination address alone (a /32 or /128: its tables hold exact
+/// addresses, no prefixes). It has no VLAN match, no prefix match, no rule that combines
+/// fields, and no ranking (any entry that matches drops), so the other rules are left
+/// out: its verdict equals netmit's on a frame that no left-out rule outranks, which the
+/// benchmark checks for each case it compares.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerRules {
+    /// Destination port -> `MAP_FLAG_DST` with `MAP_FLAG_TCP` and/or `MAP_FLAG_UDP`.
+    pub ports: BTreeMap<u16, u64>,
+    /// IPv4 destination addresses.
+    pub v4: Vec<[u8; 4]>,
+    /// IPv6 destination addresses.
+    pub v6: Vec<[u8; 16]>,
+    /// Rules left out (not expressible, or not drops).
+    pub left_out: usize,
+}
+
+impl PeerRules {
+    /// The entries for `rules`.
+    pub fn from_rules(rules: &[Rule]) -> PeerRules {
+        let mut peer = PeerRules::default();
+        for r in rules {
+            let plain = r.vlan.is_none() && r.action == Action::Drop;
+            match (&r.dst, r.has_port_constraint()) {
+                (None, true) if plain => {
+                    let flags = MAP_FLAG_DST
+                        | match r.proto {
+                            RuleProto::Udp => MAP_FLAG_UDP,
+                            RuleProto::Tcp => MAP_FLAG_TCP,
+                            RuleProto::Any => MAP_FLAG_UDP | MAP_FLAG_TCP,
+                        };
+                    for port in r.dport.clone() {
+                        *peer.ports.entry(port).or_default() |= flags;
+                    }
+                }
+                (Some(p), false) if plain && r.proto == RuleProto::Any => match p.addr {
+                    IpAddr::V4(a) if p.len == 32 => peer.v4.push(a.octets()),
+                    IpAddr::V6(a) if p.len == 128 => peer.v6.push(a.octets()),
+                    _ => peer.left_out += 1,
+                },
+                _ => peer.left_out += 1,
+            }
+        }
+        peer
+    }
+}
 
 /// Why the peer cannot be measured.
 #[derive(Debug, thiserror::Error)]
@@ -181,12 +228,12 @@ pub struct XdpFilter {
 }
 
 impl XdpFilter {
-    /// Loads `xdpfilt_alw_all.o` and fills its tables.
+    /// Loads `xdpfilt_alw_all.o` and fills its tables with `rules`.
     ///
     /// # Errors
     /// [`XdpFilterError::NotInstalled`] without xdp-tools; [`XdpFilterError::Load`] when
     /// the object cannot be loaded or its tables filled.
-    pub fn load() -> Result<XdpFilter, XdpFilterError> {
+    pub fn load(rules: &PeerRules) -> Result<XdpFilter, XdpFilterError> {
         let path = object_path().ok_or(XdpFilterError::NotInstalled)?;
         let bytes = fs::read(&path).map_err(|e| XdpFilterError::Load {
             what: "reading the object",
@@ -207,18 +254,15 @@ impl XdpFilter {
         prog.load()
             .map_err(|e| load_err("loading the program")(e.to_string()))?;
         let mut filter = XdpFilter { ebpf };
-        filter.fill()?;
+        filter.fill(rules)?;
         Ok(filter)
     }
 
-    /// Deny entries none of the benchmark frames match: ports 1000-1015 (TCP and UDP,
-    /// destination), 203.0.113.0-15, 2001:db8:ffff::0-15 and 16 locally administered MACs
-    /// (source and destination).
-    fn fill(&mut self) -> Result<(), XdpFilterError> {
+    /// Fills its tables with `rules` ([`PeerRules::from_rules`]).
+    fn fill(&mut self, rules: &PeerRules) -> Result<(), XdpFilterError> {
         let cpus = nr_cpus().map_err(|(_, e)| load_err("counting CPUs")(e.to_string()))?;
         let per_cpu = |v: u64| PerCpuValues::try_from(vec![v; cpus]).expect("one value per CPU");
         let fill = load_err("filling the tables");
-        let both = MAP_FLAG_SRC | MAP_FLAG_DST;
         {
             let map = self
                 .ebpf
@@ -226,9 +270,11 @@ impl XdpFilter {
                 .ok_or_else(|| fill("no filter_ports".into()))?;
             let mut ports: PerCpuArray<_, u64> =
                 PerCpuArray::try_from(map).map_err(|e| fill(e.to_string()))?;
-            for p in 1000..1000 + ENTRIES {
+            for (&port, &flags) in &rules.ports {
+                // Its key is the header's port as stored (network byte order) in a u32.
+                let key = u16::from_ne_bytes(port.to_be_bytes()) as u32;
                 ports
-                    .set(p, per_cpu(MAP_FLAG_DST | MAP_FLAG_TCP | MAP_FLAG_UDP), 0)
+                    .set(key, per_cpu(flags), 0)
                     .map_err(|e| fill(e.to_string()))?;
             }
         }
@@ -239,9 +285,8 @@ impl XdpFilter {
                 .ok_or_else(|| fill("no filter_ipv4".into()))?;
             let mut v4: PerCpuHashMap<_, u32, u64> =
                 PerCpuHashMap::try_from(map).map_err(|e| fill(e.to_string()))?;
-            for i in 0..ENTRIES {
-                let addr = u32::from_ne_bytes([203, 0, 113, i as u8]);
-                v4.insert(addr, per_cpu(both), 0)
+            for addr in &rules.v4 {
+                v4.insert(u32::from_ne_bytes(*addr), per_cpu(MAP_FLAG_DST), 0)
                     .map_err(|e| fill(e.to_string()))?;
             }
         }
@@ -252,24 +297,8 @@ impl XdpFilter {
                 .ok_or_else(|| fill("no filter_ipv6".into()))?;
             let mut v6: PerCpuHashMap<_, [u8; 16], u64> =
                 PerCpuHashMap::try_from(map).map_err(|e| fill(e.to_string()))?;
-            for i in 0..ENTRIES {
-                let mut addr = [
-                    0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                ];
-                addr[15] = i as u8;
-                v6.insert(addr, per_cpu(both), 0)
-                    .map_err(|e| fill(e.to_string()))?;
-            }
-        }
-        {
-            let map = self
-                .ebpf
-                .map_mut("filter_ethernet")
-                .ok_or_else(|| fill("no filter_ethernet".into()))?;
-            let mut eth: PerCpuHashMap<_, [u8; 6], u64> =
-                PerCpuHashMap::try_from(map).map_err(|e| fill(e.to_string()))?;
-            for i in 0..ENTRIES {
-                eth.insert([0x06, 0, 0, 0, 0xff, i as u8], per_cpu(both), 0)
+            for addr in &rules.v6 {
+                v6.insert(*addr, per_cpu(MAP_FLAG_DST), 0)
                     .map_err(|e| fill(e.to_string()))?;
             }
         }
