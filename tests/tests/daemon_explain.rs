@@ -119,7 +119,7 @@ impl Daemon<'_> {
 
 fn start_daemon<'tb>(tb: &'tb Testbed, run: &RunDir, config: &Path, extra: &[&str]) -> Daemon<'tb> {
     fs::create_dir_all(&run.0).unwrap();
-    let log = run.0.with_extension("log");
+    let log = run.sub("daemon.log");
     let out = fs::File::create(&log).unwrap();
     let mut args = vec!["daemon", "--config", config.to_str().unwrap()];
     args.extend_from_slice(extra);
