@@ -25,6 +25,15 @@ pub enum BenchCommand {
     /// --no-check). About 4 minutes on 2 cores; --quick about 1.
     /// Example: netmit bench modes --quick --out /tmp/modes
     Modes(ModesBenchArgs),
+    /// An unmodified server (Debian's memcached) under netmit: baseline, defer, the global
+    /// busy-poll sysctls, `netmit run --profile busy-poll|suspend` and the adaptive daemon,
+    /// with a memcached UDP client (ETC-like sizes, mostly gets) at 10/50/90% of the
+    /// baseline's saturation and at saturation.
+    ///
+    /// Same veth testbed, table, plots and exit status as `bench modes`; writes app.json.
+    /// The sysctls are set through the restore journal and put back after their setup.
+    /// Example: netmit bench app --quick --out /tmp/app
+    App(crate::bench_app::AppBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -94,11 +103,11 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Xdp(a) => run_xdp(a),
         BenchCommand::Modes(a) => run_modes(a),
+        BenchCommand::App(a) => crate::bench_app::run(a),
     }
 }
 
 fn run_modes(args: ModesBenchArgs) -> anyhow::Result<()> {
-    use indicatif::{ProgressBar, ProgressStyle};
     use netmit_lab::bench::modes::{self, ModesConfig, Setup};
 
     let mut cfg = if args.quick {
@@ -150,12 +159,7 @@ fn run_modes(args: ModesBenchArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating the output directory {}", args.out.display()))?;
     crate::stop::install()?;
 
-    let bar = ProgressBar::new(cfg.steps() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(cfg.steps());
     let report = modes::run(&cfg, netmit_user::sys::signal::stop_flag(), |p| {
         bar.set_position(p.done as u64);
         bar.set_message(p.what.clone());
@@ -179,16 +183,13 @@ fn run_modes(args: ModesBenchArgs) -> anyhow::Result<()> {
     let report = report.context("running the mode comparison")?;
 
     let json = serde_json::to_value(&report)?;
-    let write = |name: &str, body: &[u8]| {
-        let path = args.out.join(name);
-        std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))
-    };
-    write(
+    write_outputs(
+        &args.out,
         "modes.json",
-        serde_json::to_string_pretty(&json)?.as_bytes(),
+        &json,
+        &report.latency_plot(),
+        &report.cpu_plot(),
     )?;
-    write("throughput-latency.svg", report.latency_plot().as_bytes())?;
-    write("cpu-load.svg", report.cpu_plot().as_bytes())?;
     if args.json {
         output::print_json(&json)?;
     } else {
@@ -227,6 +228,34 @@ fn run_modes(args: ModesBenchArgs) -> anyhow::Result<()> {
         bail!("a goal of the comparison was missed (see above; --no-check only reports)");
     }
     Ok(())
+}
+
+/// The progress bar of a comparison with `steps` measurements.
+pub(crate) fn progress_bar(steps: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(steps as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Writes a comparison's JSON report and its two plots into `out`.
+pub(crate) fn write_outputs(
+    out: &std::path::Path,
+    json_name: &str,
+    json: &serde_json::Value,
+    latency_svg: &str,
+    cpu_svg: &str,
+) -> anyhow::Result<()> {
+    let write = |name: &str, body: &[u8]| {
+        let path = out.join(name);
+        std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))
+    };
+    write(json_name, serde_json::to_string_pretty(json)?.as_bytes())?;
+    write("throughput-latency.svg", latency_svg.as_bytes())?;
+    write("cpu-load.svg", cpu_svg.as_bytes())
 }
 
 fn run_xdp(args: XdpBenchArgs) -> anyhow::Result<()> {

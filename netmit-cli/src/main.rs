@@ -4,6 +4,7 @@ mod args;
 mod attach;
 #[cfg(feature = "lab")]
 mod bench;
+mod bench_app;
 mod check;
 mod classify;
 mod daemon;

@@ -40,6 +40,16 @@ pub fn run(name: OsString, args: Vec<OsString>) -> Result<ExitCode> {
             .args(args);
         return Ok(exit_code(run_streaming(&mut cmd)?));
     }
+    if name == "app" {
+        // `netmit run` (the app benchmark's busy-poll and suspend setups) preloads the
+        // library it finds next to the netmit binary.
+        let mut build = cargo();
+        build.args(["build", "--release", "-p", "netmit-preload"]);
+        let status = run_streaming(&mut build)?;
+        if !status.success() {
+            return Ok(exit_code(status));
+        }
+    }
     let mut cmd = cargo();
     cmd.args([
         "run",

@@ -46,7 +46,7 @@ pub struct Endpoint {
 }
 
 /// The two ends: side A runs the load client, side B the server.
-pub(super) struct Bed {
+pub(crate) struct Bed {
     /// The testbed, when the benchmark built one (dropped last: it owns the namespaces).
     testbed: Option<Testbed>,
     ends: [End; 2],
@@ -117,7 +117,7 @@ fn check_offloads(tb: &Testbed) -> Result<String, ModesError> {
 impl Bed {
     /// A fresh veth testbed, prepared as the module documentation says. Testbeds that a
     /// killed or crashed benchmark left behind are removed first.
-    pub(super) fn testbed(server_cpu: usize, client_cpu: usize) -> Result<Bed, ModesError> {
+    pub(crate) fn testbed(server_cpu: usize, client_cpu: usize) -> Result<Bed, ModesError> {
         for line in sweep_orphans() {
             eprintln!("netmit bench modes: removed {line}");
         }
@@ -162,7 +162,7 @@ impl Bed {
     }
 
     /// The interfaces the user named. Nothing is changed yet.
-    pub(super) fn named(
+    pub(crate) fn named(
         client: &Endpoint,
         server: &Endpoint,
         server_cpu: usize,
@@ -206,17 +206,47 @@ impl Bed {
     }
 
     /// What the report should say about the offloads the testbed's paths depend on.
-    pub(super) fn offload_note(&self) -> Option<String> {
+    pub(crate) fn offload_note(&self) -> Option<String> {
         self.offload_note.clone()
     }
 
+    /// Prepares the testbed for a load client that sends from a kernel UDP socket (`bench
+    /// app`): TSO off at the client's end, so that its datagrams reach the server's NAPI
+    /// rather than the backlog of the client's core (see [`crate::testbed::Offloads`]),
+    /// and checks that they do. Named interfaces are left as they are.
+    pub(crate) fn socket_client_path(&mut self) -> Result<(), ModesError> {
+        let Some(tb) = &self.testbed else {
+            return Ok(());
+        };
+        tb.run(Side::A, "ethtool", ["-K", tb.ifname(Side::A), "tso", "off"])?;
+        let (client, server) = (tb.offloads(Side::A)?, tb.offloads(Side::B)?);
+        if !client.udp_reaches_peer_napi(&server, false) {
+            return Err(ModesError::ServerPath {
+                what: format!(
+                    "a UDP socket's datagrams from {} would not reach the server's NAPI \
+             (client end {}, server end {}): they would bypass every setting compared",
+                    tb.ifname(Side::A),
+                    client.describe(),
+                    server.describe()
+                ),
+            });
+        }
+        self.offload_note = Some(format!(
+            "veth offloads: client end {}; server end {}. The load client's UDP datagrams \
+             reach the server's NAPI (TSO off at the client's end; see docs/modes.md)",
+            client.describe(),
+            server.describe()
+        ));
+        Ok(())
+    }
+
     /// Whether this is the benchmark's own testbed.
-    pub(super) fn is_testbed(&self) -> bool {
+    pub(crate) fn is_testbed(&self) -> bool {
         self.testbed.is_some()
     }
 
     /// Words for the report.
-    pub(super) fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         if self.is_testbed() {
             "veth testbed, threaded NAPI".into()
         } else {
@@ -228,19 +258,19 @@ impl Bed {
     }
 
     /// The device of one end, resolved in its namespace.
-    pub(super) fn dev(&self, side: Side) -> &Netdev {
+    pub(crate) fn dev(&self, side: Side) -> &Netdev {
         self.ends[idx(side)]
             .dev
             .as_ref()
             .expect("resolved when the bed was made")
     }
 
-    pub(super) fn iface(&self, side: Side) -> &str {
+    pub(crate) fn iface(&self, side: Side) -> &str {
         &self.ends[idx(side)].iface
     }
 
     /// Runs `f` on a thread in `side`'s network namespace.
-    pub(super) fn in_ns<T: Send>(
+    pub(crate) fn in_ns<T: Send>(
         &self,
         side: Side,
         f: impl FnOnce() -> T + Send,
@@ -249,7 +279,7 @@ impl Bed {
     }
 
     /// A command that runs in `side`'s network namespace.
-    pub(super) fn command(&self, side: Side, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    pub(crate) fn command(&self, side: Side, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
         if let Some(ns) = &self.ends[idx(side)].ns {
             netns::enter_fd_in_child(&mut cmd, Arc::clone(ns));
@@ -258,7 +288,7 @@ impl Bed {
     }
 
     /// The server's address: the first IPv4 address of its interface.
-    pub(super) fn server_ip(&self) -> Result<IpAddr, ModesError> {
+    pub(crate) fn server_ip(&self) -> Result<IpAddr, ModesError> {
         let iface = self.iface(Side::B).to_string();
         self.in_ns(Side::B, || crate::serve::resolve(&iface))?
             .map(|t| t.addr)
@@ -279,7 +309,7 @@ impl Bed {
     }
 
     /// The NAPI ids of one end.
-    pub(super) fn napis(&self, side: Side) -> Result<Vec<u32>, ModesError> {
+    pub(crate) fn napis(&self, side: Side) -> Result<Vec<u32>, ModesError> {
         let list = self.napi_list(side)?;
         if list.is_empty() {
             return Err(ModesError::NoNapi {
@@ -291,7 +321,7 @@ impl Bed {
 
     /// Pins the testbed's NAPI kernel threads to their cores (again after anything that
     /// may have re-created a NAPI). Named interfaces are left as they are.
-    pub(super) fn pin_napi_threads(&self) -> Result<(), ModesError> {
+    pub(crate) fn pin_napi_threads(&self) -> Result<(), ModesError> {
         if !self.is_testbed() {
             return Ok(());
         }
@@ -313,7 +343,7 @@ impl Bed {
 
     /// Applies per-NAPI settings to the server's end: directly on the testbed, through
     /// the restore journal on a named interface. Returns the server's NAPI ids.
-    pub(super) fn apply_server(&self, s: NapiSettings) -> Result<Vec<u32>, ModesError> {
+    pub(crate) fn apply_server(&self, s: NapiSettings) -> Result<Vec<u32>, ModesError> {
         let ids = self.napis(Side::B)?;
         let iface = self.iface(Side::B).to_string();
         let dev = self.dev(Side::B).clone();
@@ -351,7 +381,7 @@ impl Bed {
 
     /// Puts back what [`Bed::apply_server`] changed on a named interface (nothing to do
     /// on the testbed).
-    pub(super) fn restore(&self) -> Result<(), ModesError> {
+    pub(crate) fn restore(&self) -> Result<(), ModesError> {
         if self.is_testbed() {
             return Ok(());
         }

@@ -5,7 +5,7 @@
 use super::*;
 
 /// `netmit daemon` managing the server's interface, with a private run directory.
-pub(super) struct Daemon {
+pub(crate) struct Daemon {
     child: std::process::Child,
     run_dir: PathBuf,
     metrics: SocketAddr,
@@ -29,7 +29,7 @@ impl Drop for Daemon {
 const DAEMON_INTERVAL_MS: u64 = 100;
 
 impl Daemon {
-    pub(super) fn start(bed: &Bed) -> Result<Daemon, ModesError> {
+    pub(crate) fn start(bed: &Bed) -> Result<Daemon, ModesError> {
         let io_err = |what: &str| {
             let what = what.to_string();
             move |source| ModesError::Daemon { what, source }
@@ -59,9 +59,30 @@ impl Daemon {
         })
     }
 
+    /// The daemon's run directory (journal, state file): `netmit run` given the same
+    /// `NETMIT_RUN_DIR` sees the daemon and leaves the NAPI settings to it.
+    pub(crate) fn run_dir(&self) -> &std::path::Path {
+        &self.run_dir
+    }
+
+    /// Waits until the daemon answers `/status` (its state file is written by then).
+    pub(crate) fn wait_ready(&self, bed: &Bed, timeout: Duration) -> Result<(), ModesError> {
+        let end = Instant::now() + timeout;
+        while self.status(bed).is_none() {
+            if Instant::now() > end {
+                return Err(ModesError::Daemon {
+                    what: format!("it did not answer /status within {timeout:?}"),
+                    source: io::Error::from(io::ErrorKind::TimedOut),
+                });
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
     /// The daemon's current mode of the server's interface and its number of mode
     /// switches so far, from its `/status`.
-    pub(super) fn status(&self, bed: &Bed) -> Option<(String, u64)> {
+    pub(crate) fn status(&self, bed: &Bed) -> Option<(String, u64)> {
         let state = netmit_user::daemon::state::DaemonState {
             pid: self.child.id(),
             metrics_address: self.metrics.to_string(),
@@ -83,7 +104,7 @@ impl Daemon {
     }
 
     /// SIGTERM (the daemon restores its settings), then waits for it.
-    pub(super) fn stop(mut self) -> Result<(), ModesError> {
+    pub(crate) fn stop(mut self) -> Result<(), ModesError> {
         let _ = process::signal(self.child.id(), libc::SIGTERM);
         let status = self.child.wait().map_err(|source| ModesError::Daemon {
             what: "waiting for it to exit".into(),
@@ -104,7 +125,7 @@ impl Daemon {
 /// The daemon's configuration for the benchmark: the server's interface, tuned only
 /// (the server's socket is the application), with the static setups' values as its mode
 /// tables and hold times short enough to settle within a warm-up.
-pub(super) fn daemon_config(iface: &str, metrics: SocketAddr) -> String {
+pub(crate) fn daemon_config(iface: &str, metrics: SocketAddr) -> String {
     let table = |s: NapiSettings| {
         format!(
             "defer_hard_irqs = {}\ngro_flush_timeout_ns = {}\nirq_suspend_timeout_ns = {}\n",

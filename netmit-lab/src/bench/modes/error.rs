@@ -134,6 +134,37 @@ pub enum ModesError {
         /// Which thread.
         what: &'static str,
     },
+    /// The unmodified server of `bench app` failed.
+    #[error("memcached ({setup} setup): {what}")]
+    AppServer {
+        /// The setup.
+        setup: &'static str,
+        /// The step, and what the server said.
+        what: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// The memcached load client of `bench app` failed.
+    #[error("the memcached load client ({setup} setup, load {load})")]
+    AppClient {
+        /// The setup.
+        setup: &'static str,
+        /// The load point (or `preload`).
+        load: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// A global busy-poll sysctl could not be read.
+    #[error("the sysctl {name}")]
+    AppSysctl {
+        /// The sysctl.
+        name: &'static str,
+        /// The error.
+        #[source]
+        source: netmit_user::sys::sysctl::SysctlError,
+    },
     /// Stopped by the caller (Ctrl-C).
     #[error("interrupted")]
     Interrupted,

@@ -38,7 +38,7 @@
 //! daemon gets a private run directory for its journal and state file.
 
 pub mod bed;
-mod daemon;
+pub(crate) mod daemon;
 mod error;
 pub mod probe;
 pub mod report;
@@ -79,7 +79,7 @@ pub use bed::Endpoint;
 use daemon::Daemon;
 pub use error::ModesError;
 pub use probe::{Probe, WindowCounters};
-pub use report::{Goal, LoadPoint, ModesReport, PointResult};
+pub use report::{Goal, LoadPoint, ModesReport, PointResult, SetupKind};
 pub use setup::{NapiSettings, Setup};
 
 /// UDP port of the server.
@@ -316,14 +316,14 @@ pub fn run(
 }
 
 /// Pins thread `pid` to `cpu`.
-fn pin(pid: u32, cpu: usize) -> io::Result<()> {
+pub(crate) fn pin(pid: u32, cpu: usize) -> io::Result<()> {
     netmit_user::sys::cpu::pin(pid, &netmit_user::sys::cpu::CpuSet::of(&[cpu])?)
 }
 
 /// A note when something else keeps the machine busy: every figure of the run (the
 /// server's core utilisation above all) includes whatever else ran on its cores. Busy
 /// means more than a quarter of all CPU time used over half a second before the run.
-fn busy_machine_note() -> Option<String> {
+pub(crate) fn busy_machine_note() -> Option<String> {
     let total = |t: &std::collections::BTreeMap<usize, probe::CpuTimes>| {
         t.values()
             .fold((0, 0), |(b, i), c| (b + c.busy, i + c.idle))
@@ -347,7 +347,7 @@ fn busy_machine_note() -> Option<String> {
     })
 }
 
-fn kernel_release() -> String {
+pub(crate) fn kernel_release() -> String {
     fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
@@ -559,6 +559,7 @@ impl SetupRun<'_> {
             server_cpu_percent: w.server_cpu_percent,
             napi_polls_per_packet: per(w.napi_polls),
             net_rx_per_packet: per(w.net_rx_softirqs),
+            busy_poll_rx_per_packet: None,
             daemon_mode: None,
             daemon_transitions: None,
         })

@@ -1,7 +1,7 @@
 //! The results of `netmit bench modes`: one row per (setup, load point), the goals of the
 //! comparison checked against them, a text table and the two plots.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
 
 use serde::Serialize;
 
@@ -9,6 +9,25 @@ use super::{
     setup::Setup,
     svg::{LineChart, Scale, Series},
 };
+
+/// A kind of setup a report compares: [`Setup`] for `bench modes` (netmit's own server),
+/// [`crate::bench::app::AppSetup`] for `bench app` (an unmodified server). The table,
+/// the JSON and the plots only need its name and the order of all its values.
+pub trait SetupKind: Copy + PartialEq + Serialize + fmt::Display + 'static {
+    /// Every value, in run and legend order.
+    fn all() -> &'static [Self];
+    /// Name on the command line and in reports.
+    fn label(self) -> &'static str;
+}
+
+impl SetupKind for Setup {
+    fn all() -> &'static [Self] {
+        &Setup::ALL
+    }
+    fn label(self) -> &'static str {
+        self.name()
+    }
+}
 
 /// A load point: a fraction of the baseline's saturation throughput (open loop), or
 /// saturation itself (closed loop).
@@ -45,9 +64,10 @@ impl LoadPoint {
 
 /// The measurement of one setup at one load point.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PointResult {
+#[serde(bound = "")]
+pub struct PointResult<S: SetupKind = Setup> {
     /// The setup.
-    pub setup: Setup,
+    pub setup: S,
     /// The load point.
     pub load: LoadPoint,
     /// Offered requests per second (open loop only).
@@ -74,6 +94,9 @@ pub struct PointResult {
     pub napi_polls_per_packet: f64,
     /// NET_RX softirq runs on the server's cores per reply.
     pub net_rx_per_packet: f64,
+    /// `BusyPollRxPackets` (/proc/net/netstat of the server's namespace) per reply: the
+    /// share of requests the server busy-polled (`None` where it was not read).
+    pub busy_poll_rx_per_packet: Option<f64>,
     /// The daemon's mode at the end of the window (adaptive setup only).
     pub daemon_mode: Option<String>,
     /// The daemon's mode switches since it started, at the end of the window.
@@ -95,7 +118,8 @@ pub struct Goal {
 
 /// Everything one run measured.
 #[derive(Clone, Debug, Serialize)]
-pub struct ModesReport {
+#[serde(bound = "")]
+pub struct ModesReport<S: SetupKind = Setup> {
     /// netmit version.
     pub version: &'static str,
     /// `uname -r`.
@@ -117,11 +141,11 @@ pub struct ModesReport {
     /// Request payload, bytes.
     pub payload_len: usize,
     /// The setups, with what each one sets.
-    pub setups: Vec<(Setup, String)>,
+    pub setups: Vec<(S, String)>,
     /// The baseline's saturation throughput, which sets the other load points.
     pub baseline_saturation_pps: f64,
     /// Every measurement.
-    pub points: Vec<PointResult>,
+    pub points: Vec<PointResult<S>>,
     /// The goals, checked.
     pub goals: Vec<Goal>,
     /// Things the reader should know (a counter that could not be read, ...).
@@ -139,9 +163,9 @@ const STATIC_KERNEL: [Setup; 4] = [
     Setup::Suspend,
 ];
 
-impl ModesReport {
+impl<S: SetupKind> ModesReport<S> {
     /// The measurement of `setup` at `load`.
-    pub fn point(&self, setup: Setup, load: LoadPoint) -> Option<&PointResult> {
+    pub fn point(&self, setup: S, load: LoadPoint) -> Option<&PointResult<S>> {
         self.points
             .iter()
             .find(|p| p.setup == setup && p.load == load)
@@ -159,6 +183,141 @@ impl ModesReport {
         out
     }
 
+    /// Whether every goal that could be checked was met.
+    pub fn goals_met(&self) -> bool {
+        self.goals.iter().all(|g| g.met != Some(false))
+    }
+
+    /// The results as a text table, then the goals.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        // The busy-polled share is a column only where it was read (bench app).
+        let bp = self
+            .points
+            .iter()
+            .any(|p| p.busy_poll_rx_per_packet.is_some());
+        let _ = writeln!(
+            s,
+            "{:<10} {:>5} {:>10} {:>10} {:>8} {:>8} {:>9} {:>6} {:>10} {:>9}{}  lost",
+            "setup",
+            "load",
+            "offered/s",
+            "replies/s",
+            "p50 us",
+            "p99 us",
+            "p99.9 us",
+            "cpu%",
+            "polls/pkt",
+            "NET_RX/pkt",
+            if bp { " busy-polled" } else { "" }
+        );
+        for p in &self.points {
+            let _ = writeln!(
+                s,
+                "{:<10} {:>5} {:>10} {:>10.0} {:>8.1} {:>8.1} {:>9.1} {:>6.1} {:>10.3} {:>9.3}{}  {}{}",
+                p.setup.label(),
+                p.load.label(),
+                p.offered_pps
+                    .map(|o| format!("{o:.0}"))
+                    .unwrap_or_else(|| "closed".into()),
+                p.achieved_pps,
+                p.p50_us,
+                p.p99_us,
+                p.p999_us,
+                p.server_cpu_percent,
+                p.napi_polls_per_packet,
+                p.net_rx_per_packet,
+                match (bp, p.busy_poll_rx_per_packet) {
+                    (false, _) => String::new(),
+                    (true, Some(b)) => format!(" {:>10.1}%", b * 100.0),
+                    (true, None) => format!(" {:>11}", "-"),
+                },
+                p.lost,
+                p.daemon_mode
+                    .as_ref()
+                    .map(|m| format!(
+                        "  (daemon: {m}, {} switches so far)",
+                        p.daemon_transitions.unwrap_or(0)
+                    ))
+                    .unwrap_or_default()
+            );
+        }
+        let _ = writeln!(s);
+        for g in &self.goals {
+            let verdict = match g.met {
+                Some(true) => "met",
+                Some(false) => "MISSED",
+                None => "not measured",
+            };
+            let _ = writeln!(
+                s,
+                "goal: {:<38} {:<42} {:<13} {}",
+                g.name, g.target, verdict, g.measured
+            );
+        }
+        s
+    }
+
+    /// Throughput against p99 latency, one line per setup through its load points.
+    pub fn latency_plot(&self) -> String {
+        let series = S::all()
+            .iter()
+            .filter_map(|&setup| {
+                let mut pts: Vec<(f64, f64)> = self
+                    .points
+                    .iter()
+                    .filter(|p| p.setup == setup)
+                    .map(|p| (p.achieved_pps / 1000.0, p.p99_us))
+                    .collect();
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                (!pts.is_empty()).then(|| Series {
+                    name: setup.label().into(),
+                    points: pts,
+                })
+            })
+            .collect();
+        LineChart {
+            title: format!("Throughput vs. p99 latency ({})", self.testbed),
+            x_label: "replies per second (thousands)".into(),
+            y_label: "p99 latency (us, log)".into(),
+            x_scale: Scale::Linear,
+            y_scale: Scale::Log,
+            x_ticks: None,
+            series,
+        }
+        .render()
+    }
+
+    /// Server CPU utilisation against load.
+    pub fn cpu_plot(&self) -> String {
+        let loads = self.loads();
+        let series = S::all()
+            .iter()
+            .filter_map(|&setup| {
+                let pts: Vec<(f64, f64)> = loads
+                    .iter()
+                    .filter_map(|&l| self.point(setup, l).map(|p| (l.x(), p.server_cpu_percent)))
+                    .collect();
+                (!pts.is_empty()).then(|| Series {
+                    name: setup.label().into(),
+                    points: pts,
+                })
+            })
+            .collect();
+        LineChart {
+            title: "Server CPU vs. load".into(),
+            x_label: "load (% of the baseline's saturation throughput; sat = closed loop)".into(),
+            y_label: "server core utilisation (%)".into(),
+            x_scale: Scale::Linear,
+            y_scale: Scale::Linear,
+            x_ticks: Some(loads.iter().map(|l| (l.x(), l.label())).collect()),
+            series,
+        }
+        .render()
+    }
+}
+
+impl ModesReport<Setup> {
     /// Checks the comparison's goals (Cai and Karsten's headline results, and the
     /// daemon's promise) against the measurements.
     pub fn check_goals(&mut self) {
@@ -238,131 +397,9 @@ impl ModesReport {
         }
         self.goals = goals;
     }
-
-    /// Whether every goal that could be checked was met.
-    pub fn goals_met(&self) -> bool {
-        self.goals.iter().all(|g| g.met != Some(false))
-    }
-
-    /// The results as a text table, then the goals.
-    pub fn table(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "{:<10} {:>5} {:>10} {:>10} {:>8} {:>8} {:>9} {:>6} {:>10} {:>9}  lost",
-            "setup",
-            "load",
-            "offered/s",
-            "replies/s",
-            "p50 us",
-            "p99 us",
-            "p99.9 us",
-            "cpu%",
-            "polls/pkt",
-            "NET_RX/pkt"
-        );
-        for p in &self.points {
-            let _ = writeln!(
-                s,
-                "{:<10} {:>5} {:>10} {:>10.0} {:>8.1} {:>8.1} {:>9.1} {:>6.1} {:>10.3} {:>9.3}  {}{}",
-                p.setup.name(),
-                p.load.label(),
-                p.offered_pps
-                    .map(|o| format!("{o:.0}"))
-                    .unwrap_or_else(|| "closed".into()),
-                p.achieved_pps,
-                p.p50_us,
-                p.p99_us,
-                p.p999_us,
-                p.server_cpu_percent,
-                p.napi_polls_per_packet,
-                p.net_rx_per_packet,
-                p.lost,
-                p.daemon_mode
-                    .as_ref()
-                    .map(|m| format!(
-                        "  (daemon: {m}, {} switches so far)",
-                        p.daemon_transitions.unwrap_or(0)
-                    ))
-                    .unwrap_or_default()
-            );
-        }
-        let _ = writeln!(s);
-        for g in &self.goals {
-            let verdict = match g.met {
-                Some(true) => "met",
-                Some(false) => "MISSED",
-                None => "not measured",
-            };
-            let _ = writeln!(
-                s,
-                "goal: {:<38} {:<42} {:<13} {}",
-                g.name, g.target, verdict, g.measured
-            );
-        }
-        s
-    }
-
-    /// Throughput against p99 latency, one line per setup through its load points.
-    pub fn latency_plot(&self) -> String {
-        let series = Setup::ALL
-            .iter()
-            .filter_map(|&setup| {
-                let mut pts: Vec<(f64, f64)> = self
-                    .points
-                    .iter()
-                    .filter(|p| p.setup == setup)
-                    .map(|p| (p.achieved_pps / 1000.0, p.p99_us))
-                    .collect();
-                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-                (!pts.is_empty()).then(|| Series {
-                    name: setup.name().into(),
-                    points: pts,
-                })
-            })
-            .collect();
-        LineChart {
-            title: format!("Throughput vs. p99 latency ({})", self.testbed),
-            x_label: "replies per second (thousands)".into(),
-            y_label: "p99 latency (us, log)".into(),
-            x_scale: Scale::Linear,
-            y_scale: Scale::Log,
-            x_ticks: None,
-            series,
-        }
-        .render()
-    }
-
-    /// Server CPU utilisation against load.
-    pub fn cpu_plot(&self) -> String {
-        let loads = self.loads();
-        let series = Setup::ALL
-            .iter()
-            .filter_map(|&setup| {
-                let pts: Vec<(f64, f64)> = loads
-                    .iter()
-                    .filter_map(|&l| self.point(setup, l).map(|p| (l.x(), p.server_cpu_percent)))
-                    .collect();
-                (!pts.is_empty()).then(|| Series {
-                    name: setup.name().into(),
-                    points: pts,
-                })
-            })
-            .collect();
-        LineChart {
-            title: "Server CPU vs. load".into(),
-            x_label: "load (% of the baseline's saturation throughput; sat = closed loop)".into(),
-            y_label: "server core utilisation (%)".into(),
-            x_scale: Scale::Linear,
-            y_scale: Scale::Linear,
-            x_ticks: Some(loads.iter().map(|l| (l.x(), l.label())).collect()),
-            series,
-        }
-        .render()
-    }
 }
 
-fn missing(name: &str, target: &str) -> Goal {
+pub(crate) fn missing(name: &str, target: &str) -> Goal {
     Goal {
         name: name.into(),
         target: target.into(),
@@ -391,6 +428,7 @@ mod tests {
             server_cpu_percent: cpu,
             napi_polls_per_packet: 0.0,
             net_rx_per_packet: 0.0,
+            busy_poll_rx_per_packet: None,
             daemon_mode: None,
             daemon_transitions: None,
         }
