@@ -66,6 +66,20 @@ pub fn require_root(test: &str) -> bool {
     }
 }
 
+/// Fails the test, naming the fix, when `name` is not an executable on `$PATH`: the
+/// software nobody here wrote (memcached, redis, sockperf) is installed by
+/// `cargo xtask setup`, so a missing one is a broken setup, not a reason to skip.
+pub fn require_tool(name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| panic!("{name} is not installed: `cargo xtask setup` installs it"))
+}
+
 /// Path of the `netmit` binary: `$NETMIT_BIN` (set by `cargo xtask test`) or the
 /// workspace's debug build.
 pub fn netmit_bin() -> PathBuf {

@@ -6,12 +6,11 @@
 
 use std::{
     fs,
-    path::PathBuf,
     process::{Command, Stdio},
 };
 
 use serde_json::Value;
-use tests::support::{RunDir, netmit_bin, require_root};
+use tests::support::{RunDir, netmit_bin, require_root, require_tool};
 
 fn sysctl(name: &str) -> String {
     fs::read_to_string(format!("/proc/sys/net/core/{name}"))
@@ -25,20 +24,15 @@ fn quick_app_comparison_runs_every_setup_and_restores_everything() {
     if !require_root("quick_app_comparison_runs_every_setup_and_restores_everything") {
         return;
     }
-    let have = Command::new("sh")
-        .args(["-c", "command -v memcached"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(have, "memcached is not installed: run `cargo xtask setup`");
+    require_tool("memcached");
     let before = (sysctl("busy_poll"), sysctl("busy_read"));
-    let out: PathBuf =
-        std::env::temp_dir().join(format!("netmit-bench-app-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&out);
+    let out_dir = RunDir::new("bench-app-out");
+    let out = &out_dir.0;
     // A private journal for the sysctls: the machine's own stays untouched.
     let run = RunDir::new("bapp");
     let proc = Command::new(netmit_bin())
         .args(["bench", "app", "--quick", "--no-check", "--json", "--out"])
-        .arg(&out)
+        .arg(out)
         .env("NETMIT_RUN_DIR", &run.0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -147,5 +141,4 @@ fn quick_app_comparison_runs_every_setup_and_restores_everything() {
         })
         .unwrap_or_default();
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
-    let _ = fs::remove_dir_all(&out);
 }

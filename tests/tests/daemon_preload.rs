@@ -3,7 +3,7 @@
 //! tick of its exit.
 
 use std::{
-    process::{Command, Stdio},
+    process::Stdio,
     thread,
     time::{Duration, Instant},
 };
@@ -11,7 +11,7 @@ use std::{
 use serde_json::Value;
 use tests::{
     netmit::http_get,
-    support::{RunDir, netmit_bin, require_root},
+    support::{RunDir, netmit_bin, require_root, require_tool},
     testbed::{NsChild, Side, Testbed},
 };
 
@@ -53,11 +53,7 @@ fn daemon_lists_and_counts_a_server_started_by_netmit_run() {
     if !require_root("daemon_lists_and_counts_a_server_started_by_netmit_run") {
         return;
     }
-    let have = Command::new("sh")
-        .args(["-c", "command -v memcached"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(have, "memcached is not installed: run `cargo xtask setup`");
+    require_tool("memcached");
     let tb = Testbed::new().expect("testbed");
     let run = RunDir::new("dpre");
     let _ = std::fs::remove_dir_all(&run.0);

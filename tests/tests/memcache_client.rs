@@ -2,11 +2,11 @@
 //! veth testbed: every key preloaded, then closed-loop gets and sets that all hit, and an
 //! open loop that keeps its rate.
 
-use std::{net::SocketAddr, process::Command, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use netmit_lab::memcache::{McClient, Workload};
 use tests::{
-    support::require_root,
+    support::{require_root, require_tool},
     testbed::{Side, Testbed},
 };
 
@@ -17,11 +17,7 @@ fn memcached_client_preloads_then_hits_closed_and_open_loop() {
     if !require_root("memcached_client_preloads_then_hits_closed_and_open_loop") {
         return;
     }
-    let have = Command::new("sh")
-        .args(["-c", "command -v memcached"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(have, "memcached is not installed: run `cargo xtask setup`");
+    require_tool("memcached");
     let tb = Testbed::new().expect("testbed");
     let port = PORT.to_string();
     let _server = tb

@@ -22,7 +22,7 @@ use netmit_user::sys::{
 use serde_json::Value;
 use tests::{
     netmit::netmit,
-    support::{RunDir, netmit_bin, require_root},
+    support::{RunDir, netmit_bin, require_root, require_tool},
     testbed::{NsChild, Side, Testbed},
 };
 
@@ -36,16 +36,6 @@ fn library() -> PathBuf {
         lib.display()
     );
     lib
-}
-
-fn require_tool(name: &str) {
-    assert!(
-        Command::new("sh")
-            .args(["-c", &format!("command -v {name}")])
-            .output()
-            .is_ok_and(|o| o.status.success()),
-        "{name} is not installed: `cargo xtask setup` installs it"
-    );
 }
 
 /// A testbed whose server side (A) has a NAPI (native XDP), and that NAPI's id.
