@@ -88,27 +88,43 @@ pub fn system(host: &dyn Host) -> Vec<Probe> {
             .map_err(|e| crate::error::chain(&e)),
         "none: classify and the benchmarks need it",
     ));
-    let scratch = on_scratch_tap();
-    out.push(probe(
-        "XDP native (driver) mode, via bpf_link",
-        scratch.native,
-        "attach --mode auto uses generic mode",
-    ));
-    out.push(probe(
-        "XDP generic (skb) mode, via bpf_link",
-        scratch.generic,
-        "none: netmit needs XDP",
-    ));
-    out.push(probe(
-        "AF_XDP socket bound in copy mode",
-        scratch.xsk_copy,
-        "none for AF_XDP steering; xsk rules fall back to the kernel stack",
-    ));
-    out.push(probe(
-        "AF_XDP socket bound in zero-copy mode (scratch tap)",
-        scratch.xsk_zerocopy,
-        "copy mode (zero-copy needs driver support; see the per-device probe)",
-    ));
+    let scratch_probes = [
+        (
+            "XDP native (driver) mode, via bpf_link",
+            "attach --mode auto uses generic mode",
+        ),
+        (
+            "XDP generic (skb) mode, via bpf_link",
+            "none: netmit needs XDP",
+        ),
+        (
+            "AF_XDP socket bound in copy mode",
+            "none for AF_XDP steering; xsk rules fall back to the kernel stack",
+        ),
+        (
+            "AF_XDP socket bound in zero-copy mode (scratch tap)",
+            "copy mode (zero-copy needs driver support; see the per-device probe)",
+        ),
+    ];
+    match on_scratch_tap() {
+        Ok(s) => {
+            let results = [s.native, s.generic, s.xsk_copy, s.xsk_zerocopy];
+            for ((feature, fallback), result) in scratch_probes.into_iter().zip(results) {
+                out.push(probe(feature, result, fallback));
+            }
+        }
+        // No scratch device to try them on (a container without CAP_SYS_ADMIN or
+        // /dev/net/tun): the kernel was not asked, so "no" would be a wrong answer.
+        Err(why) => {
+            for (feature, fallback) in scratch_probes {
+                out.push(unknown(
+                    feature,
+                    format!("not probed: {why}; `netmit check IFACE` probes an interface"),
+                    fallback,
+                ));
+            }
+        }
+    }
     let support = host.napi_support();
     out.push(probe(
         "netdev netlink napi-get",
@@ -318,22 +334,39 @@ struct Scratch {
     xsk_zerocopy: Result<String, String>,
 }
 
+impl Scratch {
+    /// Every probe failed with `e`.
+    fn failed(e: String) -> Scratch {
+        Scratch {
+            native: Err(e.clone()),
+            generic: Err(e.clone()),
+            xsk_copy: Err(e.clone()),
+            xsk_zerocopy: Err(e),
+        }
+    }
+}
+
 /// On a tap created in a private network namespace on a scratch thread: attaches the
 /// trivial program in native, then generic mode, and binds AF_XDP sockets in copy and
-/// zero-copy mode.
-fn on_scratch_tap() -> Scratch {
+/// zero-copy mode. Fails when there is no scratch tap to try them on.
+fn on_scratch_tap() -> Result<Scratch, String> {
     let run = || -> Result<Scratch, String> {
         let name = IfName::new("nmprobe0").expect("valid name");
         let _tap = Tap::create(&name).map_err(|e| format!("creating a tap device: {e}"))?;
         let dev = Netdev::resolve(&name).map_err(|e| e.to_string())?;
-        let mut ebpf =
-            load_object(false, crate::ebpf::LogLevel::Off).map_err(|e| crate::error::chain(&e))?;
+        // The device is there; a program that does not load is a "no" for each.
+        let mut ebpf = match load_object(false, crate::ebpf::LogLevel::Off) {
+            Ok(ebpf) => ebpf,
+            Err(e) => return Ok(Scratch::failed(crate::error::chain(&e))),
+        };
         let prog: &mut Xdp = ebpf
             .program_mut(names::PROG_PASS)
             .ok_or("the object has no pass program")?
             .try_into()
             .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-        prog.load().map_err(|e| crate::error::chain(&e))?;
+        if let Err(e) = prog.load() {
+            return Ok(Scratch::failed(crate::error::chain(&e)));
+        }
         let mut attempt = |mode, label: &str| match prog.attach_to_if_index(dev.ifindex, mode) {
             Ok(id) => {
                 let link = prog.take_link(id).map_err(|e| e.to_string())?;
@@ -375,16 +408,9 @@ fn on_scratch_tap() -> Scratch {
             xsk_zerocopy,
         })
     };
-    let failed = |e: String| Scratch {
-        native: Err(e.clone()),
-        generic: Err(e.clone()),
-        xsk_copy: Err(e.clone()),
-        xsk_zerocopy: Err(e),
-    };
     match netns::in_new_netns(run) {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => failed(e),
-        Err(e) => failed(crate::error::chain(&e)),
+        Ok(result) => result,
+        Err(e) => Err(crate::error::chain(&e)),
     }
 }
 

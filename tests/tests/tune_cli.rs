@@ -407,6 +407,72 @@ fn check_probes_kernel_and_device() {
     assert!(napi_get["fallback"].as_str().unwrap().contains("sysfs"));
 }
 
+/// With the DaemonSet's capabilities (no CAP_SYS_ADMIN), `check` still answers for the
+/// interface and the kernel, and the probes that need a scratch tap in a private network
+/// namespace (unshare needs CAP_SYS_ADMIN) are "not probed", not "missing".
+#[test]
+fn check_without_cap_sys_admin_probes_what_it_can_and_says_what_it_could_not() {
+    if !require_root("check_without_cap_sys_admin_probes_what_it_can_and_says_what_it_could_not") {
+        return;
+    }
+    let (tb, _id) = testbed_with_napi();
+    let bin = netmit_bin();
+    let out = tb
+        .cmd(
+            Side::A,
+            "setpriv",
+            [
+                "--inh-caps=-sys_admin",
+                "--bounding-set=-sys_admin",
+                "--",
+                bin.to_str().unwrap(),
+                "check",
+                tb.if_a(),
+                "--json",
+            ],
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let find = |section: &str, feature: &str| -> serde_json::Value {
+        v[section]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["feature"] == feature)
+            .unwrap_or_else(|| panic!("no probe {feature} in {section}: {v}"))
+            .clone()
+    };
+    for f in [
+        "XDP native (driver) mode, via bpf_link",
+        "XDP generic (skb) mode, via bpf_link",
+        "AF_XDP socket bound in copy mode",
+    ] {
+        let p = find("system", f);
+        assert_eq!(p["known"], false, "{f}: {p}");
+        assert!(
+            p["detail"].as_str().unwrap().contains("CAP_SYS_ADMIN"),
+            "{f}: {p}"
+        );
+    }
+    for f in [
+        "BPF program load and BPF_PROG_TEST_RUN",
+        "napi-set irq-suspend-timeout (IRQ suspension)",
+    ] {
+        assert_eq!(find("system", f)["works"], true, "{f}: {v}");
+    }
+    for f in [
+        "native XDP on this device",
+        "NAPI instances",
+        "napi-set on this device",
+    ] {
+        let p = find("device", f);
+        assert_eq!(p["works"], true, "{f}: {p}");
+    }
+}
+
 /// The busy-poll sysctls exist only in the initial network namespace (issue 13): asked for
 /// from another one, netmit says so and where to set them, and changes nothing; device
 /// settings need an interface, sysctls do not.

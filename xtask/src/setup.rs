@@ -64,6 +64,13 @@ pub const DEB_PACKAGES: &[(&str, &str)] = &[
     // Unmodified epoll servers under `netmit run` (tests/tests/preload.rs).
     ("memcached", "memcached"),
     ("redis-server", "redis-server"),
+    // `xtask dist`'s checks: the package's dependencies and lintian, the man pages, and
+    // the image under podman (runc where crun refuses a host's hybrid cgroups).
+    ("dpkg-shlibdeps", "dpkg-dev"),
+    ("lintian", "lintian"),
+    ("man", "man-db"),
+    ("podman", "podman"),
+    ("runc", "runc"),
 ];
 
 /// The bpf-linker release that fits the installed toolchains: 0.13 builds (about 30 s)

@@ -59,6 +59,9 @@ pub enum NetnsError {
         #[source]
         source: io::Error,
     },
+    /// `unshare(CLONE_NEWNET)` failed.
+    #[error("creating a private network namespace (unshare): netmit needs CAP_SYS_ADMIN for that")]
+    Unshare(#[source] io::Error),
     /// The helper thread could not be started or panicked.
     #[error("a helper thread in the network namespace {ns} failed: {reason}")]
     Thread {
@@ -240,8 +243,14 @@ impl Netns {
     }
 }
 
-/// Moves the calling thread into `ns`.
+/// Moves the calling thread into `ns`, or leaves it where it is when it is there already:
+/// setns(2) needs CAP_SYS_ADMIN even into the thread's own namespace, which a container
+/// with the host's network and only CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (the
+/// DaemonSet) does not have.
 fn setns(ns: &Netns) -> Result<(), NetnsError> {
+    if NetnsId::current().is_ok_and(|here| here.same(&ns.id)) {
+        return Ok(());
+    }
     enter_fd(ns.fd.as_fd()).map_err(|source| NetnsError::Enter { ns: ns.id, source })
 }
 
@@ -288,7 +297,7 @@ pub fn run_in<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> Result<T, Ne
 ///
 /// # Errors
 ///
-/// [`NetnsError::Enter`] when `unshare(CLONE_NEWNET)` fails (it needs CAP_SYS_ADMIN),
+/// [`NetnsError::Unshare`] when `unshare(CLONE_NEWNET)` fails (it needs CAP_SYS_ADMIN),
 /// [`NetnsError::Thread`] when `f` panicked.
 pub fn in_new_netns<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, NetnsError> {
     let here = NetnsId::current()?;
@@ -296,10 +305,7 @@ pub fn in_new_netns<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, NetnsErr
         s.spawn(|| {
             // SAFETY: unshare only changes the calling (helper) thread's namespace.
             if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                return Err(NetnsError::Enter {
-                    ns: here,
-                    source: io::Error::last_os_error(),
-                });
+                return Err(NetnsError::Unshare(io::Error::last_os_error()));
             }
             Ok(f())
         })
@@ -311,8 +317,12 @@ pub fn in_new_netns<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, NetnsErr
     })
 }
 
-/// Makes `cmd`'s child process enter `ns` before it executes (the parent stays).
+/// Makes `cmd`'s child process enter `ns` before it executes (the parent stays); nothing
+/// to do when the calling thread, whose namespace the child inherits, is in `ns` already.
 pub fn enter_in_child(cmd: &mut Command, ns: &Netns) {
+    if NetnsId::current().is_ok_and(|here| here.same(&ns.id)) {
+        return;
+    }
     enter_fd_in_child(cmd, Arc::clone(&ns.fd));
 }
 

@@ -197,7 +197,7 @@ pub fn verify(b: &Build, image: &Image) -> Result<()> {
         loaded.contains(&name),
         "podman load did not name the image {name}: {loaded}"
     );
-    let result = run_in_image(&name, &b.version);
+    let result = run_in_image(&name, &b.version, &b.out);
     let _ = Command::new("podman")
         .args(["rmi", "--force"])
         .arg(&name)
@@ -205,18 +205,143 @@ pub fn verify(b: &Build, image: &Image) -> Result<()> {
     result
 }
 
-fn run_in_image(name: &str, version: &str) -> Result<()> {
-    let podman = |args: &[&str]| {
+/// How podman runs the image on this host: the DaemonSet's privileges, and what the host
+/// makes necessary on top (each part says why).
+struct Podman {
+    /// `--ulimit`s no caller needs privilege for: podman's defaults (`nofile` 1048576, its
+    /// own `nproc`) are above the hard limits of a caller without CAP_SYS_RESOURCE (a
+    /// sandbox or CI container), and the runtime's setrlimit then fails ("OCI permission
+    /// denied"); the open-files limit in force and a modest process limit are not.
+    ulimits: Vec<String>,
+    /// A seccomp profile: the runtime's default, with bpf(2) and perf_event_open(2)
+    /// allowed under CAP_BPF and CAP_PERFMON as containerd 1.7 and Docker 23 allow them
+    /// (the DaemonSet's `RuntimeDefault`); None where the default allows them already.
+    seccomp: Option<PathBuf>,
+    /// `runc` where the default runtime (crun 1.8) cannot start a container here: it
+    /// refuses a hybrid cgroup layout, and sets `nproc` even to the value in force, which
+    /// fails without CAP_SYS_RESOURCE.
+    runtime: Option<&'static str>,
+}
+
+impl Podman {
+    fn new(dir: &Path) -> Result<Podman> {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit into the struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("reading this process's open-files limit");
+        }
+        let nofile = lim.rlim_cur.min(1 << 20);
+        let ulimits = vec![
+            format!("--ulimit=nofile={nofile}:{nofile}"),
+            // netmit runs a handful of threads; a low limit is one any caller may set.
+            "--ulimit=nproc=4096:4096".to_string(),
+        ];
+        Ok(Podman {
+            ulimits,
+            seccomp: seccomp_profile(dir)?,
+            runtime: None,
+        })
+    }
+
+    fn run(&self, name: &str, args: &[&str]) -> Result<std::process::Output> {
         let mut cmd = Command::new("podman");
-        cmd.args(["run", "--rm", "--network=host", "--read-only"])
+        cmd.arg("run");
+        if let Some(runtime) = self.runtime {
+            cmd.arg(format!("--runtime={runtime}"));
+        }
+        cmd.args(["--rm", "--network=host", "--read-only"])
             .args(["--cap-drop=all", "--cap-add=BPF,PERFMON,NET_ADMIN"])
             .args(["--security-opt=apparmor=unconfined"])
-            .args(["-v", "/sys/fs/bpf:/sys/fs/bpf"])
+            .args(&self.ulimits);
+        if let Some(profile) = &self.seccomp {
+            cmd.arg(format!("--security-opt=seccomp={}", profile.display()));
+        }
+        cmd.args(["-v", "/sys/fs/bpf:/sys/fs/bpf"])
             .arg(name)
             .args(args);
         cmd.output().context("running podman")
+    }
+}
+
+/// The default seccomp profile of the installed containers-common, with bpf(2) allowed
+/// under CAP_BPF and perf_event_open(2) under CAP_PERFMON, written into `dir`; None when
+/// the installed profile allows them already or there is none to amend (then the
+/// runtime's built-in default applies).
+fn seccomp_profile(dir: &Path) -> Result<Option<PathBuf>> {
+    const DEFAULT: &str = "/usr/share/containers/seccomp.json";
+    let Ok(text) = fs::read_to_string(DEFAULT) else {
+        return Ok(None);
     };
-    let out = podman(&["--version"])?;
+    let mut profile: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {DEFAULT}"))?;
+    let Some(rules) = profile["syscalls"].as_array_mut() else {
+        return Ok(None);
+    };
+    let grants = [("bpf", "CAP_BPF"), ("perf_event_open", "CAP_PERFMON")];
+    let granted = |rule: &serde_json::Value, call: &str, cap: &str| {
+        rule["action"] == "SCMP_ACT_ALLOW"
+            && rule["names"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|n| n == call))
+            && rule["includes"]["caps"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c == cap))
+    };
+    if grants
+        .iter()
+        .all(|(call, cap)| rules.iter().any(|r| granted(r, call, cap)))
+    {
+        return Ok(None);
+    }
+    // The calls leave the rules that refuse them without CAP_SYS_ADMIN (the profile's
+    // default action still refuses them without the new capability).
+    for rule in rules.iter_mut() {
+        if rule["action"] != "SCMP_ACT_ALLOW"
+            && let Some(names) = rule["names"].as_array_mut()
+        {
+            names.retain(|n| !grants.iter().any(|(call, _)| n == call));
+        }
+    }
+    for (call, cap) in grants {
+        rules.push(serde_json::json!({
+            "names": [call],
+            "action": "SCMP_ACT_ALLOW",
+            "includes": { "caps": [cap] },
+        }));
+    }
+    let path = dir.join("seccomp-bpf-caps.json");
+    fs::write(&path, serde_json::to_vec_pretty(&profile)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(Some(path))
+}
+
+fn run_in_image(name: &str, version: &str, scratch: &Path) -> Result<()> {
+    let mut podman = Podman::new(scratch)?;
+    let mut out = podman.run(name, &["--version"])?;
+    if !out.status.success()
+        && String::from_utf8_lossy(&out.stderr).contains("OCI")
+        && which("runc").is_some()
+    {
+        podman.runtime = Some("runc");
+        out = podman.run(name, &["--version"])?;
+    }
+    let result = check_in_image(&podman, name, version, out);
+    if let Some(profile) = &podman.seccomp {
+        let _ = fs::remove_file(profile);
+    }
+    result
+}
+
+fn check_in_image(
+    podman: &Podman,
+    name: &str,
+    version: &str,
+    out: std::process::Output,
+) -> Result<()> {
     let text = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // A host where the runtime itself cannot start containers (a container without
@@ -236,7 +361,7 @@ fn run_in_image(name: &str, version: &str) -> Result<()> {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = podman(&["check"])?;
+    let out = podman.run(name, &["check"])?;
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(
         out.status.success(),
