@@ -91,8 +91,10 @@ fn link_rx(tb: &Testbed, side: Side) -> (u64, u64) {
 
 /// The receive-side counters the tests compare: IPv4 packets in, UDP datagrams
 /// delivered, UDP checksum errors, UDP receive-buffer drops, and the link's own count.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Rx {
+    /// Every counter of A's /proc/net/snmp and netstat, for the failure message.
+    all: BTreeMap<String, u64>,
     ip_in: u64,
     udp_in: u64,
     csum_errors: u64,
@@ -103,8 +105,11 @@ struct Rx {
 
 fn rx(tb: &Testbed) -> Rx {
     let c = tb.proc_net_counters(Side::A, "snmp").expect("snmp");
+    let mut all: BTreeMap<String, u64> = c.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    all.extend(tb.proc_net_counters(Side::A, "netstat").expect("netstat"));
     let (link, link_dropped) = link_rx(tb, Side::A);
     Rx {
+        all,
         ip_in: c["Ip.InReceives"],
         udp_in: c["Udp.InDatagrams"],
         csum_errors: c["Udp.InCsumErrors"],
@@ -186,9 +191,32 @@ fn exact_count_reaches_the_receiver() {
         d(|r| r.link_dropped),
         received.values().sum::<u64>()
     );
+    // Where the datagrams went when they did not all reach the socket.
+    let moved: Vec<String> = after
+        .all
+        .iter()
+        .filter_map(|(k, v)| {
+            let was = before.all.get(k).copied().unwrap_or(0);
+            (*v != was).then(|| format!("{k} +{}", v.wrapping_sub(was)))
+        })
+        .collect();
+    // And A's UDP sockets (queues and drops) as the kernel sees them.
+    let sockets = tb
+        .in_ns(Side::A, || {
+            std::fs::read_to_string("/proc/thread-self/net/udp")
+        })
+        .unwrap_or_default();
     // B's kernel sends A no IPv4 of its own, so A's IPv4 count is exactly the generator's.
-    assert_eq!(d(|r| r.ip_in), 20_000, "A's IPv4 InReceives");
-    assert_eq!(d(|r| r.udp_in), 20_000, "A's UDP InDatagrams");
+    assert_eq!(
+        d(|r| r.ip_in),
+        20_000,
+        "A's IPv4 InReceives; moved: {moved:?}; sockets:\n{sockets}"
+    );
+    assert_eq!(
+        d(|r| r.udp_in),
+        20_000,
+        "A's UDP InDatagrams; moved: {moved:?}; sockets:\n{sockets}"
+    );
     assert_eq!(d(|r| r.csum_errors), 0, "every UDP checksum verified");
     assert_eq!(d(|r| r.rcvbuf_errors), 0);
     assert_eq!(received.values().sum::<u64>(), 20_000, "socket count");
@@ -215,11 +243,18 @@ fn drain_until(s: &UdpSocket, n: u64, limit: Duration) -> BTreeMap<u16, u64> {
     let mut ports = BTreeMap::new();
     let mut total = 0;
     let mut buf = [0u8; 2048];
+    let mut errors = BTreeMap::new();
     while total < n && start.elapsed() < limit {
-        if let Ok((_, from)) = s.recv_from(&mut buf) {
-            *ports.entry(from.port()).or_insert(0) += 1;
-            total += 1;
+        match s.recv_from(&mut buf) {
+            Ok((_, from)) => {
+                *ports.entry(from.port()).or_insert(0) += 1;
+                total += 1;
+            }
+            Err(e) => *errors.entry(e.to_string()).or_insert(0u64) += 1,
         }
+    }
+    if total < n {
+        eprintln!("drain: {total} of {n} datagrams; receive errors: {errors:?}");
     }
     ports
 }

@@ -68,6 +68,10 @@ enum Cmd {
         /// With --kernels: write the measured matrix into docs/kernel-compat.md.
         #[arg(long, requires = "kernels")]
         write_docs: bool,
+        /// With --kernel/--kernels: run only this test of the compat set (repeatable),
+        /// e.g. to look into one failure on an older kernel.
+        #[arg(long, value_name = "TEST", conflicts_with = "write_docs")]
+        only: Vec<String>,
         /// Skip the other-kernel smoke run of the default suite.
         #[arg(long)]
         no_vm: bool,
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
             kernel,
             kernels,
             write_docs,
+            only,
             no_vm,
             no_dist,
             args,
@@ -120,6 +125,7 @@ fn main() -> ExitCode {
                 test::Kernels {
                     specs,
                     write_docs,
+                    only,
                     no_vm,
                 },
                 no_dist,

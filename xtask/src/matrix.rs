@@ -468,10 +468,20 @@ fn write_docs(runs: &[KernelRun]) -> Result<()> {
     Ok(())
 }
 
-/// `--kernel`/`--kernels`: the compat set on each kernel, the report, the docs.
-pub fn run(specs: &[String], write: bool) -> Result<ExitCode> {
+/// `--kernel`/`--kernels`: the compat set (or the tests of it named in `only`) on each
+/// kernel, the report, the docs.
+pub fn run(specs: &[String], write: bool, only: &[String]) -> Result<ExitCode> {
     vm::catch_interrupts();
-    let set: Vec<(&str, &str)> = SMOKE.iter().chain(COMPAT_EXTRA).copied().collect();
+    let mut set: Vec<(&str, &str)> = SMOKE.iter().chain(COMPAT_EXTRA).copied().collect();
+    if let Some(unknown) = only.iter().find(|o| !set.iter().any(|(_, t)| t == o)) {
+        bail!(
+            "--only {unknown}: not a test of the compat set; it has {}",
+            set.iter().map(|(_, t)| *t).collect::<Vec<_>>().join(", ")
+        );
+    }
+    if !only.is_empty() {
+        set.retain(|(_, t)| only.iter().any(|o| o == t));
+    }
     let mut runs = Vec::new();
     for s in specs {
         let spec = Spec::parse(s)?;

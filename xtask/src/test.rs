@@ -51,6 +51,8 @@ pub struct Kernels {
     pub specs: Vec<String>,
     /// `--write-docs`.
     pub write_docs: bool,
+    /// `--only`: these tests of the compat set alone.
+    pub only: Vec<String>,
     /// `--no-vm`: no smoke run on 6.1 after the suite.
     pub no_vm: bool,
 }
@@ -72,7 +74,7 @@ fn run_inner(extra: Vec<OsString>, kernels: Kernels, no_dist: bool) -> Result<Ex
         if !status.success() {
             return Ok(exit_code(status));
         }
-        return crate::matrix::run(&kernels.specs, kernels.write_docs);
+        return crate::matrix::run(&kernels.specs, kernels.write_docs, &kernels.only);
     }
     if ci {
         println!("xtask test: kernel {}", kernel_version()?);
