@@ -312,6 +312,19 @@ mod tests {
             panic!("not load")
         };
         assert!(l.closed && l.window == 8 && l.rate.is_none());
+        assert_eq!(
+            (l.sender, l.arrivals),
+            (SenderArg::Socket, ArrivalsArg::Even)
+        );
+        let Command::Load(l) = parse(&["--rate", "1", "--arrivals", "poisson", "--seed", "9"])
+            .unwrap()
+            .command
+        else {
+            panic!("not load")
+        };
+        let cfg = config(&l).unwrap();
+        assert_eq!(cfg.arrivals, Arrivals::Poisson { seed: 9 });
+        assert!(parse(&["--closed", "--sender", "generator"]).is_err());
         assert!(parse(&[]).is_err(), "--rate or --closed is required");
         assert!(parse(&["--rate", "1", "--closed"]).is_err());
         assert!(
