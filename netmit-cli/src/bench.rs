@@ -57,6 +57,9 @@ pub struct ModesBenchArgs {
     /// Outstanding requests at saturation (closed loop).
     #[arg(long, default_value_t = 64, value_parser = crate::args::whole::<u32>)]
     pub closed_window: u32,
+    /// What sends the open loop's requests (see `netmit load --sender`).
+    #[arg(long, value_enum, default_value_t = crate::load::SenderArg::Socket)]
+    pub sender: crate::load::SenderArg,
     /// Run on this interface of the server instead of a veth testbed (with
     /// --client-iface; at least one of them in a network namespace of its own, e.g. two
     /// NIC ports cabled together). Only its per-NAPI settings change, through the restore
@@ -148,6 +151,7 @@ fn run_modes(args: ModesBenchArgs) -> anyhow::Result<()> {
         ));
     }
     cfg.closed_window = args.closed_window;
+    cfg.sender = args.sender.into();
     cfg.validate()?;
     if !netmit_user::sys::caps::is_root() {
         bail!(

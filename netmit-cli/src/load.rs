@@ -4,7 +4,9 @@ use std::io::IsTerminal;
 
 use netmit_lab::{
     r#gen::MacAddr,
-    load::{LatencySummary, LoadClient, LoadConfig, LoadReport, LoadSample, Pattern},
+    load::{
+        Arrivals, LatencySummary, LoadClient, LoadConfig, LoadReport, LoadSample, Pattern, Sender,
+    },
 };
 
 use crate::args::{parse_duration_or_secs, parse_secs};
@@ -33,10 +35,23 @@ pub struct LoadArgs {
     /// frames).
     #[arg(long, value_name = "BYTES", default_value_t = 22, value_parser = crate::args::whole::<usize>)]
     pub payload: usize,
-    /// Open loop: requests per generator call [default: ~100 us of traffic, at least 16:
-    /// fewer starve the receiver with per-call work, see netmit_lab::load::MIN_OPEN_BURST].
+    /// Open loop: with --sender socket the most requests per send call [default: 4, at
+    /// most 64]; with --sender generator the requests per call [default: ~0.5 ms of
+    /// traffic, at least 16: fewer starve the receiver with per-call work, see
+    /// netmit_lab::load::MIN_OPEN_BURST].
     #[arg(long, value_name = "N", value_parser = |s: &str| crate::args::whole_in::<u32>(s, 1, 1024))]
     pub burst: Option<u32>,
+    /// Open loop: what sends the requests: kernel UDP sockets paced in user space
+    /// (socket), or BPF_PROG_TEST_RUN live frames in bursts (generator).
+    #[arg(long, value_enum, default_value_t = SenderArg::Socket, conflicts_with = "closed")]
+    pub sender: SenderArg,
+    /// Open loop: arrivals evenly spaced, or a Poisson process of the rate (socket
+    /// sender only).
+    #[arg(long, value_enum, default_value_t = ArrivalsArg::Even, conflicts_with = "closed")]
+    pub arrivals: ArrivalsArg,
+    /// Seed of the Poisson arrivals' gaps.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = crate::args::whole::<u64>)]
+    pub seed: u64,
     /// Open loop: flows (source ports from --sport).
     #[arg(
         long,
@@ -66,6 +81,29 @@ pub struct LoadArgs {
     pub json: bool,
 }
 
+/// `--sender`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SenderArg {
+    Socket,
+    Generator,
+}
+
+impl From<SenderArg> for Sender {
+    fn from(s: SenderArg) -> Sender {
+        match s {
+            SenderArg::Socket => Sender::Socket,
+            SenderArg::Generator => Sender::Generator,
+        }
+    }
+}
+
+/// `--arrivals`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArrivalsArg {
+    Even,
+    Poisson,
+}
+
 fn config(args: &LoadArgs) -> anyhow::Result<LoadConfig> {
     let pattern = match (args.closed, args.rate) {
         (true, _) => Pattern::Closed {
@@ -77,6 +115,11 @@ fn config(args: &LoadArgs) -> anyhow::Result<LoadConfig> {
     let mut cfg = LoadConfig::new(&args.iface, args.server, pattern);
     cfg.payload_len = args.payload;
     cfg.burst = args.burst;
+    cfg.sender = args.sender.into();
+    cfg.arrivals = match args.arrivals {
+        ArrivalsArg::Even => Arrivals::Even,
+        ArrivalsArg::Poisson => Arrivals::Poisson { seed: args.seed },
+    };
     cfg.flows = args.flows;
     cfg.sport_base = args.sport;
     cfg.duration = args.duration;
@@ -177,6 +220,32 @@ fn print_summary(client: &LoadClient, r: &LoadReport) {
         }
     );
     println!("throughput: {:.0} replies/s", r.achieved_pps);
+    if let Some(s) = &r.send {
+        println!(
+            "sent by {} ({} arrivals): {} calls, {:.2} requests per call on average, at most {}{}",
+            s.sender.name(),
+            match s.arrivals {
+                Arrivals::Poisson { .. } => "Poisson",
+                _ => "even",
+            },
+            s.calls,
+            s.burst_mean,
+            s.burst_max,
+            if s.refused > 0 {
+                format!(", {} refused by the kernel (not sent)", s.refused)
+            } else {
+                String::new()
+            }
+        );
+        if let Some(e) = &s.send_error {
+            println!(
+                "send time - due time: p50 {}  p99 {}  max {}",
+                ns(e.p50_ns as f64),
+                ns(e.p99_ns as f64),
+                ns(e.max_ns as f64)
+            );
+        }
+    }
     if r.behind_schedule > 0 {
         eprintln!(
             "netmit: warning: the generator fell behind the offered rate and gave up {} requests \
@@ -243,6 +312,19 @@ mod tests {
             panic!("not load")
         };
         assert!(l.closed && l.window == 8 && l.rate.is_none());
+        assert_eq!(
+            (l.sender, l.arrivals),
+            (SenderArg::Socket, ArrivalsArg::Even)
+        );
+        let Command::Load(l) = parse(&["--rate", "1", "--arrivals", "poisson", "--seed", "9"])
+            .unwrap()
+            .command
+        else {
+            panic!("not load")
+        };
+        let cfg = config(&l).unwrap();
+        assert_eq!(cfg.arrivals, Arrivals::Poisson { seed: 9 });
+        assert!(parse(&["--closed", "--sender", "generator"]).is_err());
         assert!(parse(&[]).is_err(), "--rate or --closed is required");
         assert!(parse(&["--rate", "1", "--closed"]).is_err());
         assert!(

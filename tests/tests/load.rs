@@ -477,6 +477,30 @@ fn total_sent(r: &Value) -> u64 {
         .sum()
 }
 
+/// The send report of an open loop that sent `sent` requests with the socket sender, at
+/// most `bound` per call: counts only, no timing.
+fn assert_send_report(send: &Value, sent: u64, bound: u64) {
+    let bursts: Vec<u64> = send["bursts"].as_array().unwrap().iter().map(u).collect();
+    assert!(
+        !bursts.is_empty() && bursts.len() as u64 <= bound,
+        "calls of at most {bound} requests: {send}"
+    );
+    let requests: u64 = bursts.iter().zip(1..).map(|(c, k)| c * k).sum();
+    assert_eq!(requests, sent, "the calls carried every request: {send}");
+    assert_eq!(u(&send["calls"]), bursts.iter().sum::<u64>(), "{send}");
+    assert!((1..=bound).contains(&u(&send["burst_max"])), "{send}");
+    let mean = send["burst_mean"].as_f64().unwrap();
+    assert!((1.0..=bound as f64).contains(&mean), "{send}");
+    assert_eq!(u(&send["refused"]), 0, "{send}");
+    let err = &send["send_error"];
+    assert_eq!(
+        u(&err["samples"]),
+        sent,
+        "an error for every request: {send}"
+    );
+    assert!(u(&err["p50_ns"]) <= u(&err["p99_ns"]) && u(&err["p99_ns"]) <= u(&err["max_ns"]));
+}
+
 #[test]
 fn load_against_netmit_serve() {
     if !require_root("load_against_netmit_serve") {
@@ -553,6 +577,57 @@ fn load_against_netmit_serve() {
         None,
         "netmit_load detached on exit"
     );
+    // The default sender: kernel UDP sockets, a few requests per call, its send-time
+    // error measured for every request of the window.
+    let send = &open["send"];
+    assert_eq!(send["sender"], "socket", "{send}");
+    assert_eq!(send["arrivals"]["kind"], "even");
+    assert_send_report(send, sent, 4);
+
+    // Poisson arrivals, at most 2 per call; and the live-frames generator, whose bursts
+    // are at least MIN_OPEN_BURST (16). Their requests count in the server's totals.
+    let poisson = load(
+        &tb,
+        &[
+            "--rate",
+            "10000",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.1",
+            "--arrivals",
+            "poisson",
+            "--seed",
+            "3",
+            "--burst",
+            "2",
+        ],
+    );
+    assert_eq!(u(&poisson["sent"]), 5_000, "{poisson}");
+    assert_eq!(poisson["send"]["arrivals"]["kind"], "poisson");
+    assert_send_report(&poisson["send"], 5_000, 2);
+    let generator = load(
+        &tb,
+        &[
+            "--rate",
+            "10000",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.1",
+            "--sender",
+            "generator",
+        ],
+    );
+    assert_eq!(u(&generator["sent"]), 5_000, "{generator}");
+    let g = &generator["send"];
+    assert_eq!(g["sender"], "generator", "{g}");
+    assert_eq!(u(&g["burst_max"]), 16, "{g}");
+    assert!(
+        g["send_error"].is_null(),
+        "the generator does not measure it: {g}"
+    );
+    let open_total = open_total + total_sent(&poisson) + total_sent(&generator);
 
     // Closed loop, 16 outstanding.
     let closed = load(

@@ -115,6 +115,15 @@ pub enum LoadError {
         #[source]
         source: MapError,
     },
+    /// Setting up or using the socket sender's UDP sockets failed.
+    #[error("{what}")]
+    Socket {
+        /// The step (with the address or interface).
+        what: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
     /// Pinning the thread to a CPU failed.
     #[error("pinning the load client's thread to CPU {cpu}")]
     Affinity {

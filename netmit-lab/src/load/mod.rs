@@ -7,10 +7,28 @@
 //! so the client must never be the bottleneck. A socket client on these machines tops out
 //! near 370k requests a second, about half of what the server reaches (~700k). So:
 //!
-//! * **Requests** go out through the traffic generator (`netmit_user::gen`):
-//!   `BPF_PROG_TEST_RUN` live frames, millions of frames a second on one core, paced to
-//!   an exact count. Asked for a send stamp (`GenConfig::stamp`), its
-//!   program writes `bpf_ktime_get_ns()` into each request's payload.
+//! * **Requests** of an open loop go out, by default ([`Sender::Socket`]), from kernel
+//!   UDP sockets, one per flow, paced in user space against an absolute schedule
+//!   (`pace.rs`) with `sendmmsg` of the requests due, at most [`SOCKET_BURST`] per call;
+//!   user space writes the stamp (CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`, in
+//!   the generator's layout). The alternative ([`Sender::Generator`]) and the closed
+//!   loop's seeds use the traffic generator (`netmit_user::gen`): `BPF_PROG_TEST_RUN`
+//!   live frames, millions of frames a second on one core, paced to an exact count.
+//!   Asked for a send stamp (`GenConfig::stamp`), its program writes
+//!   `bpf_ktime_get_ns()` into each request's payload.
+//!
+//!   Why sockets for the open loop: the generator needs bursts of at least
+//!   [`MIN_OPEN_BURST`] (each live-frames call sets up a page pool, and few frames per
+//!   call starve the receiver), which put 1.7-2 ms into the p99 of `bench modes` at 50%
+//!   of saturation. A socket sender reaches about 370k requests/s on one core here,
+//!   above the baseline's saturation (~250k/s on the bench modes testbed), and sends
+//!   1-4 per call. Measured on a busy machine (both cores taken by other jobs, so only
+//!   counts are solid): at 50% of saturation 1.62 requests per call (max 4) against 16,
+//!   p50 0.74 ms against 1.71 ms. Not tried for lack of time: AF_XDP transmit from the
+//!   client (copy mode on a veth builds an skb per frame, much like the socket path, and
+//!   the client's XDP program already holds the queue) and live frames on a reused page
+//!   pool (the kernel sets one up per call; there is no such option). See
+//!   docs/modes.md for the figures.
 //! * **Replies** are taken off the client's interface by the XDP program `netmit_load`
 //!   (native mode), before any socket or skb: it computes `now - send time` from the
 //!   stamp the server echoed, counts it in a per-CPU histogram and drops the reply (or,
@@ -24,7 +42,9 @@
 //! its own send time ([`netmit_common::STAMP_MAGIC`] marks it). The latency measured is
 //! from the generator's program writing the frame to the client's XDP program seeing
 //! the reply: both veth hops, the server's receive path, the server and its reply;
-//! not the client's own stack, which these requests never touch. The UDP checksum stays
+//! not the client's own stack, which the generator's requests never touch (the socket
+//! sender's stamp is taken just before `sendmmsg`, so its latency also covers the
+//! client's UDP send path). The UDP checksum stays
 //! right: the generator updates it incrementally over the stamp's four 16-bit words (the
 //! template's are zero), and the closed loop computes it over the whole datagram.
 //!
@@ -113,10 +133,12 @@
 mod error;
 mod histogram;
 mod neigh;
+mod pace;
 mod program;
 mod report;
 mod run;
 mod slots;
+mod socket;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -129,8 +151,9 @@ use serde::Serialize;
 
 pub use error::LoadError;
 pub use histogram::{Buckets, HistBucket, LatencySummary};
+pub use pace::{Arrivals, MAX_LAG};
 pub use program::{LoadProgram, MAX_WINDOW, monotonic_ns};
-pub use report::{LoadReport, LoadSample};
+pub use report::{LoadReport, LoadSample, SendReport};
 
 use crate::r#gen::{GenConfig, Generator, MAX_FRAME, MIN_FRAME, MacAddr, PortRange, Rate};
 
@@ -150,6 +173,35 @@ pub enum Pattern {
         window: u32,
     },
 }
+
+/// What sends the requests of an open loop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Sender {
+    /// Kernel UDP sockets, one per flow, `sendmmsg` of the requests due (at most
+    /// [`LoadConfig::burst`], default [`SOCKET_BURST`]) on an absolute schedule: the
+    /// default.
+    #[default]
+    Socket,
+    /// The live-frames generator, in bursts of at least [`MIN_OPEN_BURST`].
+    Generator,
+}
+
+impl Sender {
+    /// Name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sender::Socket => "socket",
+            Sender::Generator => "generator",
+        }
+    }
+}
+
+/// The most requests one call of the socket sender sends by default.
+pub const SOCKET_BURST: u32 = 4;
+/// The largest burst the socket sender accepts.
+pub const MAX_SOCKET_BURST: u32 = 64;
 
 /// What to send, where, and how long to measure.
 #[derive(Clone, Debug, PartialEq)]
@@ -187,8 +239,15 @@ pub struct LoadConfig {
     pub sample_interval: Duration,
     /// How long to wait for the server's MAC address to be resolved.
     pub resolve_timeout: Duration,
-    /// Open loop: requests per generator call; `None` for [`open_loop_burst`] of the rate.
+    /// Open loop: with [`Sender::Generator`] the requests per call (`None` for
+    /// [`open_loop_burst`] of the rate); with [`Sender::Socket`] the most requests per
+    /// call (`None` for [`SOCKET_BURST`], at most [`MAX_SOCKET_BURST`]).
     pub burst: Option<u32>,
+    /// Open loop: what sends the requests.
+    pub sender: Sender,
+    /// Open loop: when requests arrive (the socket sender only; the generator sends
+    /// evenly spaced bursts).
+    pub arrivals: Arrivals,
 }
 
 /// The fewest requests one generator call sends in an open loop.
@@ -232,7 +291,14 @@ impl LoadConfig {
             sample_interval: Duration::from_secs(1),
             resolve_timeout: Duration::from_secs(1),
             burst: None,
+            sender: Sender::default(),
+            arrivals: Arrivals::default(),
         }
+    }
+
+    /// The socket sender's most requests per call.
+    pub fn socket_burst(&self) -> u32 {
+        self.burst.unwrap_or(SOCKET_BURST)
     }
 
     /// The flows actually used: [`LoadConfig::flows`] in an open loop, the window in a
@@ -317,6 +383,27 @@ impl LoadConfig {
         if self.reseed_timeout.is_zero() {
             return invalid("the re-seed timeout must be positive".into());
         }
+        if let Pattern::Open { .. } = self.pattern {
+            match (self.sender, self.burst) {
+                (Sender::Socket, Some(b)) if b == 0 || b > MAX_SOCKET_BURST => {
+                    return invalid(format!(
+                        "burst {b}: the socket sender sends 1 to {MAX_SOCKET_BURST} \
+                         requests per call"
+                    ));
+                }
+                (Sender::Generator, Some(0)) => {
+                    return invalid("burst 0: send at least 1 request per call".into());
+                }
+                _ => {}
+            }
+            if self.sender == Sender::Generator && self.arrivals != Arrivals::Even {
+                return invalid(
+                    "Poisson arrivals need the socket sender: the generator sends evenly \
+                     spaced bursts"
+                        .into(),
+                );
+            }
+        }
         if let Some(src) = self.src_ip
             && src.is_ipv4() != self.server.is_ipv4()
         {
@@ -379,6 +466,8 @@ pub struct LoadClient {
     /// Dropped first: detaches `netmit_load`.
     program: LoadProgram,
     generator: Generator,
+    /// Open loop with [`Sender::Socket`]: the flows' sockets.
+    sockets: Option<socket::SocketTx>,
 }
 
 impl std::fmt::Debug for LoadClient {
@@ -414,6 +503,18 @@ impl LoadClient {
             None => neigh::resolve(&cfg.iface, ifindex, cfg.server.ip(), cfg.resolve_timeout)?,
         };
         let generator = Generator::new(cfg.gen_config(server_mac))?;
+        let sockets = match cfg.pattern {
+            Pattern::Open { .. } if cfg.sender == Sender::Socket => Some(socket::SocketTx::new(
+                &cfg.iface,
+                generator.source().1,
+                cfg.sport_base,
+                cfg.flows,
+                cfg.server,
+                cfg.payload_len,
+                cfg.socket_burst() as usize,
+            )?),
+            _ => None,
+        };
         let mut program = LoadProgram::load(cfg.params(), cfg.flows_used())?;
         program.attach(&cfg.iface, ifindex)?;
         Ok(Self {
@@ -421,6 +522,7 @@ impl LoadClient {
             server_mac,
             program,
             generator,
+            sockets,
         })
     }
 
@@ -452,13 +554,18 @@ impl LoadClient {
     ) -> Result<LoadReport, LoadError> {
         let _pin = self.cfg.cpu.map(run::CpuPin::new).transpose()?;
         match self.cfg.pattern {
-            Pattern::Open { .. } => run::open(
-                &self.cfg,
-                &mut self.program,
-                &mut self.generator,
-                stop,
-                &mut on_sample,
-            ),
+            Pattern::Open { .. } => match &mut self.sockets {
+                Some(tx) => {
+                    run::open_socket(&self.cfg, &mut self.program, tx, stop, &mut on_sample)
+                }
+                None => run::open(
+                    &self.cfg,
+                    &mut self.program,
+                    &mut self.generator,
+                    stop,
+                    &mut on_sample,
+                ),
+            },
             Pattern::Closed { window } => run::closed(
                 &self.cfg,
                 window,
@@ -545,6 +652,17 @@ mod tests {
         c.src_ip = Some("2001:db8::2".parse().unwrap());
         assert!(invalid(&c).contains("families"));
         assert!(!invalid(&cfg(Pattern::Closed { window: 0 })).contains('\n'));
+        let mut c = cfg(Pattern::Open { rate_pps: 10.0 });
+        assert_eq!((c.sender, c.socket_burst()), (Sender::Socket, SOCKET_BURST));
+        c.burst = Some(MAX_SOCKET_BURST + 1);
+        assert!(invalid(&c).contains("socket sender"), "{}", invalid(&c));
+        c.sender = Sender::Generator;
+        c.validate().unwrap(); // the generator takes bigger bursts
+        c.arrivals = Arrivals::Poisson { seed: 1 };
+        assert!(invalid(&c).contains("Poisson"), "{}", invalid(&c));
+        c.sender = Sender::Socket;
+        c.burst = Some(2);
+        c.validate().unwrap();
     }
 
     #[test]

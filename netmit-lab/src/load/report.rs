@@ -5,7 +5,33 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::{HistBucket, LatencySummary, Pattern};
+use super::{Arrivals, HistBucket, LatencySummary, Pattern, Sender};
+
+/// How the open loop's requests went out: the sender, the burst sizes of its calls and
+/// how far each request's send time was from its due time.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SendReport {
+    /// What sent the requests.
+    pub sender: Sender,
+    /// When they were due.
+    pub arrivals: Arrivals,
+    /// Send calls in the window.
+    pub calls: u64,
+    /// The most requests one call sent.
+    pub burst_max: u32,
+    /// Requests per call, on average.
+    pub burst_mean: f64,
+    /// `bursts[k - 1]`: calls that sent `k` requests (socket sender; the generator's
+    /// calls all have its fixed burst, its last one of a phase perhaps fewer).
+    pub bursts: Vec<u64>,
+    /// Send time (the stamp) minus due time of each request of the window; `None` for
+    /// the generator, which does not measure it (its bursts leave up to a burst's
+    /// worth of time early or late).
+    pub send_error: Option<LatencySummary>,
+    /// Requests the kernel had no room for (socket buffer or device queue full, or an
+    /// ICMP error pending on the socket): not sent, not counted in `sent`.
+    pub refused: u64,
+}
 
 /// One sampling interval of a run (also the live line of `netmit load`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -81,6 +107,9 @@ pub struct LoadReport {
     pub histogram: Vec<HistBucket>,
     /// Whether the stop flag ended the run early.
     pub stopped: bool,
+    /// Open loop: the sender, its burst sizes and send-time error (of the window);
+    /// `None` in a closed loop.
+    pub send: Option<SendReport>,
     /// Per-interval samples, warmup included.
     pub samples: Vec<LoadSample>,
 }

@@ -10,7 +10,11 @@ use std::{
 use netmit_common::{LOAD_CTL_DRAIN, LOAD_CTL_RUN, LoadCounters};
 
 use super::{
-    Buckets, LoadConfig, LoadError, LoadProgram, LoadReport, LoadSample, monotonic_ns, slots,
+    Buckets, LoadConfig, LoadError, LoadProgram, LoadReport, LoadSample, SendReport, Sender,
+    monotonic_ns,
+    pace::{Pacer, Schedule, SendTally},
+    slots,
+    socket::{MonotonicClock, SocketTx},
 };
 use crate::r#gen::{GenReport, GenSample, Generator};
 
@@ -244,6 +248,181 @@ pub(super) fn open(
         latency: hist.summary(Some(d02.latency_sum_ns)),
         histogram: hist.non_empty(),
         stopped,
+        send: Some(generator_send_report(cfg, sent)),
+        samples: sampler.samples,
+    })
+}
+
+/// The generator's bursts: fixed, the last call of the window perhaps shorter.
+fn generator_send_report(cfg: &LoadConfig, sent: u64) -> SendReport {
+    let burst = match cfg.pattern {
+        super::Pattern::Open { rate_pps } => cfg
+            .burst
+            .unwrap_or_else(|| super::open_loop_burst(rate_pps)),
+        super::Pattern::Closed { .. } => 1,
+    }
+    .max(1);
+    let calls = sent.div_ceil(u64::from(burst));
+    SendReport {
+        sender: Sender::Generator,
+        arrivals: cfg.arrivals,
+        calls,
+        burst_max: if sent == 0 { 0 } else { burst.min(sent as u32) },
+        burst_mean: if calls > 0 {
+            sent as f64 / calls as f64
+        } else {
+            0.0
+        },
+        bursts: Vec::new(),
+        send_error: None,
+        refused: 0,
+    }
+}
+
+/// One paced phase of the socket sender with live samples.
+#[allow(clippy::too_many_arguments)]
+fn socket_phase(
+    cfg: &LoadConfig,
+    rate_pps: f64,
+    tx: &mut SocketTx,
+    program: &LoadProgram,
+    sampler: &mut Sampler,
+    stop: &AtomicBool,
+    duration: Duration,
+    warmup: bool,
+    sent_before: u64,
+    tally: &mut SendTally,
+    on_sample: &mut impl FnMut(&LoadSample),
+) -> Result<super::pace::Outcome, LoadError> {
+    // The generator's count for a duration: the slots due before its end.
+    let count = (rate_pps * duration.as_secs_f64()).ceil() as u64;
+    let pacer = Pacer {
+        count,
+        max_burst: cfg.socket_burst() as usize,
+        flows: cfg.flows,
+    };
+    let mut schedule = Schedule::new(rate_pps, cfg.arrivals);
+    let tick_ns = u64::try_from(cfg.sample_interval.as_nanos()).unwrap_or(u64::MAX);
+    let t0 = monotonic_ns();
+    let out = pacer.run(
+        &mut schedule,
+        t0,
+        tx,
+        &mut MonotonicClock,
+        tally,
+        stop,
+        tick_ns,
+        |sent| {
+            let now = Snapshot::take(program)?;
+            on_sample(&sampler.sample(now, sent_before + sent, 0, warmup));
+            Ok(())
+        },
+        |source| LoadError::Socket {
+            what: format!("sending requests to {}", cfg.server),
+            source,
+        },
+    )?;
+    if !cfg.sample_interval.is_zero() && sampler.stale() {
+        let now = Snapshot::take(program)?;
+        on_sample(&sampler.sample(now, sent_before + out.sent, 0, warmup));
+    }
+    Ok(out)
+}
+
+/// The open loop with the socket sender: paced in user space, a few requests per call.
+pub(super) fn open_socket(
+    cfg: &LoadConfig,
+    program: &mut LoadProgram,
+    tx: &mut SocketTx,
+    stop: &AtomicBool,
+    on_sample: &mut impl FnMut(&LoadSample),
+) -> Result<LoadReport, LoadError> {
+    let super::Pattern::Open { rate_pps } = cfg.pattern else {
+        unreachable!("the socket sender runs open loops only")
+    };
+    // Sleeps end within microseconds of their deadline, not the default 50 us.
+    let _slack = netmit_user::sys::process::TimerSlack::set(1);
+    program.set_control(LOAD_CTL_RUN)?;
+    let start = Instant::now();
+    let mut sampler = Sampler::new(Snapshot::take(program)?, start, 0);
+    let mut sent_total = 0;
+    let mut stopped = false;
+    if !cfg.warmup.is_zero() {
+        let r = socket_phase(
+            cfg,
+            rate_pps,
+            tx,
+            program,
+            &mut sampler,
+            stop,
+            cfg.warmup,
+            true,
+            0,
+            &mut SendTally::default(),
+            on_sample,
+        )?;
+        sent_total += r.sent;
+        stopped = r.stopped;
+    }
+    program.set_slot(0, monotonic_ns())?;
+    let s0 = Snapshot::take(program)?;
+    let mut tally = SendTally::default();
+    let mut out = super::pace::Outcome::default();
+    if !stopped {
+        out = socket_phase(
+            cfg,
+            rate_pps,
+            tx,
+            program,
+            &mut sampler,
+            stop,
+            cfg.duration,
+            false,
+            sent_total,
+            &mut tally,
+            on_sample,
+        )?;
+        stopped = out.stopped;
+    }
+    let sent = out.sent;
+    let s1 = Snapshot::take(program)?;
+    let s2 = drain(program, &s0, |d| d.replies >= sent)?;
+    let d01 = delta(&s0.c, &s1.c);
+    let d02 = delta(&s0.c, &s2.c);
+    let seconds = s1.at.duration_since(s0.at).as_secs_f64();
+    let hist = s2.hist.since(&s0.hist);
+    let (calls, burst_max, burst_mean, send_error) = tally.stats();
+    Ok(LoadReport {
+        iface: cfg.iface.clone(),
+        server: cfg.server,
+        pattern: cfg.pattern,
+        offered_pps: Some(rate_pps),
+        flows: cfg.flows_used(),
+        payload_len: cfg.payload_len,
+        frame_len: cfg.frame_len(),
+        warmup_secs: cfg.warmup.as_secs_f64(),
+        sent,
+        behind_schedule: out.behind_schedule,
+        received: d02.replies,
+        lost: sent.saturating_sub(d02.replies),
+        reseeded: 0,
+        stale: d02.stale,
+        foreign: d02.passed + d02.bad_stamp,
+        seconds,
+        achieved_pps: per_sec(d01.replies, seconds),
+        latency: hist.summary(Some(d02.latency_sum_ns)),
+        histogram: hist.non_empty(),
+        stopped,
+        send: Some(SendReport {
+            sender: Sender::Socket,
+            arrivals: cfg.arrivals,
+            calls,
+            burst_max,
+            burst_mean,
+            bursts: tally.calls.clone(),
+            send_error: Some(send_error),
+            refused: tally.refused,
+        }),
         samples: sampler.samples,
     })
 }
@@ -375,6 +554,7 @@ pub(super) fn closed(
         },
         histogram: hist.non_empty(),
         stopped,
+        send: None,
         samples: sampler.samples,
     })
 }

@@ -592,6 +592,10 @@ impl SetupRun<'_> {
             napi_polls_per_packet: per(w.napi_polls),
             net_rx_per_packet: per(w.net_rx_softirqs),
             busy_poll_rx_per_packet: ba.zip(bb).map(|(a, b)| per(b.saturating_sub(a))),
+            sender: None,
+            burst_max: None,
+            burst_mean: None,
+            send_error_p99_us: None,
             daemon_mode: None,
             daemon_transitions: None,
         })

@@ -99,16 +99,23 @@ fn check_offloads(tb: &Testbed) -> Result<String, ModesError> {
             ),
         });
     }
-    let socket_path = if client.udp_reaches_peer_napi(&server, false) {
-        "would reach it too"
-    } else {
-        "would not: with TSO on at the client's end it would be received from the \
-         client core's backlog, a path the setups do not touch"
-    };
+    if !client.udp_reaches_peer_napi(&server, false) {
+        return Err(ModesError::ServerPath {
+            what: format!(
+                "the load client's UDP datagrams would not reach the server's NAPI \
+                 (client end {}, server end {}): with TSO on at the client's end they \
+                 are received from the client core's backlog. Check that `ethtool -K {} \
+                 tso off` works there",
+                client.describe(),
+                server.describe(),
+                tb.ifname(Side::A)
+            ),
+        });
+    }
     Ok(format!(
-        "veth offloads: client end {}; server end {}. The load client's XDP frames \
-         reach the server's NAPI whatever these are; a UDP socket client {socket_path} \
-         (see docs/modes.md)",
+        "veth offloads: client end {}; server end {}. The load client's UDP datagrams \
+         (socket sender) and its XDP frames (generator, closed loop) both reach the \
+         server's NAPI (see docs/modes.md)",
         client.describe(),
         server.describe()
     ))
@@ -124,6 +131,9 @@ impl Bed {
         let tb = Testbed::with_prefix(&tagged_prefix("b"))?;
         tb.set_gro(Side::A, true)?;
         tb.set_gro(Side::B, true)?;
+        // The load client's socket sender: with TSO on at the client's end its UDP
+        // datagrams would bypass the server's NAPI (see `Offloads`).
+        tb.run(Side::A, "ethtool", ["-K", tb.ifname(Side::A), "tso", "off"])?;
         let offload_note = Some(check_offloads(&tb)?);
         let end = |side: Side| -> Result<End, ModesError> {
             let mut end = End {

@@ -59,7 +59,7 @@ use std::{
 };
 
 use crate::{
-    load::{LoadClient, LoadConfig, LoadError, LoadReport, Pattern},
+    load::{LoadClient, LoadConfig, LoadError, LoadReport, Pattern, Sender},
     serve::{ServeConfig, ServeError, Server},
     testbed::{Side, TestbedError},
 };
@@ -114,6 +114,8 @@ pub struct ModesConfig {
     pub client_cpu: usize,
     /// Run on these interfaces (client, server) instead of a veth testbed.
     pub interfaces: Option<(Endpoint, Endpoint)>,
+    /// What sends the open loop's requests.
+    pub sender: Sender,
 }
 
 impl ModesConfig {
@@ -133,6 +135,7 @@ impl ModesConfig {
             server_cpu: cpus.saturating_sub(1),
             client_cpu: 0,
             interfaces: None,
+            sender: Sender::default(),
         }
     }
 
@@ -491,6 +494,7 @@ impl SetupRun<'_> {
         lc.warmup = cfg.warmup + settle;
         lc.duration = cfg.window;
         lc.cpu = Some(cfg.client_cpu);
+        lc.sender = cfg.sender;
         let warmup = lc.warmup;
         let setup = self.setup;
         let load_err = |source| ModesError::Load {
@@ -535,8 +539,9 @@ impl SetupRun<'_> {
                 what: format!(
                     "{} replies came back in the {setup} window at load {}, but the \
                      server's NAPI instance never polled: the requests took another path \
-                     (see docs/modes.md on veth offloads), so the setups would compare \
-                     nothing",
+                     (see docs/modes.md on veth offloads: on a veth, the open loop's UDP \
+                     datagrams need TSO off at the client's end, or use --sender \
+                     generator), so the setups would compare nothing",
                     client.received,
                     load.label()
                 ),
@@ -560,6 +565,14 @@ impl SetupRun<'_> {
             napi_polls_per_packet: per(w.napi_polls),
             net_rx_per_packet: per(w.net_rx_softirqs),
             busy_poll_rx_per_packet: None,
+            sender: client.send.as_ref().map(|s| s.sender.name().to_string()),
+            burst_max: client.send.as_ref().map(|s| s.burst_max),
+            burst_mean: client.send.as_ref().map(|s| s.burst_mean),
+            send_error_p99_us: client
+                .send
+                .as_ref()
+                .and_then(|s| s.send_error.as_ref())
+                .map(|e| us(e.p99_ns)),
             daemon_mode: None,
             daemon_transitions: None,
         })

@@ -97,6 +97,14 @@ pub struct PointResult<S: SetupKind = Setup> {
     /// `BusyPollRxPackets` (/proc/net/netstat of the server's namespace) per reply: the
     /// share of requests the server busy-polled (`None` where it was not read).
     pub busy_poll_rx_per_packet: Option<f64>,
+    /// Open loop: what sent the requests (`socket`, `generator`); `None` elsewhere.
+    pub sender: Option<String>,
+    /// Open loop: the most requests one send call carried.
+    pub burst_max: Option<u32>,
+    /// Open loop: requests per send call on average.
+    pub burst_mean: Option<f64>,
+    /// Open loop, socket sender: p99 of send time minus due time, µs.
+    pub send_error_p99_us: Option<f64>,
     /// The daemon's mode at the end of the window (adaptive setup only).
     pub daemon_mode: Option<String>,
     /// The daemon's mode switches since it started, at the end of the window.
@@ -198,7 +206,7 @@ impl<S: SetupKind> ModesReport<S> {
             .any(|p| p.busy_poll_rx_per_packet.is_some());
         let _ = writeln!(
             s,
-            "{:<10} {:>5} {:>10} {:>10} {:>8} {:>8} {:>9} {:>6} {:>10} {:>9}{}  lost",
+            "{:<10} {:>5} {:>10} {:>10} {:>8} {:>8} {:>9} {:>6} {:>10} {:>9}{} {:>9}  lost",
             "setup",
             "load",
             "offered/s",
@@ -209,12 +217,13 @@ impl<S: SetupKind> ModesReport<S> {
             "cpu%",
             "polls/pkt",
             "NET_RX/pkt",
-            if bp { " busy-polled" } else { "" }
+            if bp { " busy-polled" } else { "" },
+            "burst"
         );
         for p in &self.points {
             let _ = writeln!(
                 s,
-                "{:<10} {:>5} {:>10} {:>10.0} {:>8.1} {:>8.1} {:>9.1} {:>6.1} {:>10.3} {:>9.3}{}  {}{}",
+                "{:<10} {:>5} {:>10} {:>10.0} {:>8.1} {:>8.1} {:>9.1} {:>6.1} {:>10.3} {:>9.3}{} {:>9}  {}{}",
                 p.setup.label(),
                 p.load.label(),
                 p.offered_pps
@@ -232,6 +241,10 @@ impl<S: SetupKind> ModesReport<S> {
                     (true, Some(b)) => format!(" {:>10.1}%", b * 100.0),
                     (true, None) => format!(" {:>11}", "-"),
                 },
+                match (p.burst_max, p.burst_mean) {
+                    (Some(m), Some(a)) => format!("{a:.2}/{m}"),
+                    _ => "-".into(),
+                },
                 p.lost,
                 p.daemon_mode
                     .as_ref()
@@ -242,6 +255,15 @@ impl<S: SetupKind> ModesReport<S> {
                     .unwrap_or_default()
             );
         }
+        let _ = writeln!(
+            s,
+            "burst: requests per send call of the open loop, mean/max{}",
+            self.points
+                .iter()
+                .find_map(|p| p.sender.as_deref())
+                .map(|x| format!(" (sender: {x})"))
+                .unwrap_or_default()
+        );
         let _ = writeln!(s);
         for g in &self.goals {
             let verdict = match g.met {
@@ -367,6 +389,30 @@ impl ModesReport<Setup> {
             },
             None => missing("suspend CPU at 10% load", "<= baseline + 10 points"),
         });
+        let half = LoadPoint::Fraction { of_baseline: 0.5 };
+        let name = "baseline at 50% load: loss and p99";
+        let target = "0 lost, p99 <= 3x p50";
+        goals.push(match self.point(Setup::Baseline, half) {
+            Some(b) => {
+                let r = b.p99_us / b.p50_us.max(1e-9);
+                Goal {
+                    name: name.into(),
+                    target: target.into(),
+                    measured: format!(
+                        "{} lost, p99 {:.1} us = {r:.2}x p50 {:.1} us, burst {}",
+                        b.lost,
+                        b.p99_us,
+                        b.p50_us,
+                        match (b.burst_mean, b.burst_max) {
+                            (Some(a), Some(m)) => format!("{a:.2} mean, {m} max"),
+                            _ => "not reported".into(),
+                        }
+                    ),
+                    met: Some(b.lost == 0 && r <= 3.0),
+                }
+            }
+            None => missing(name, target),
+        });
         for load in self.loads() {
             let name = format!("adaptive throughput at {}", load.label());
             let target = "within 5% of the best static kernel setup".to_string();
@@ -429,6 +475,10 @@ mod tests {
             napi_polls_per_packet: 0.0,
             net_rx_per_packet: 0.0,
             busy_poll_rx_per_packet: None,
+            sender: None,
+            burst_max: None,
+            burst_mean: None,
+            send_error_p99_us: None,
             daemon_mode: None,
             daemon_transitions: None,
         }
@@ -475,6 +525,7 @@ mod tests {
                 ("suspend throughput at saturation", Some(true)),
                 ("suspend p99 latency at 10% load", Some(true)),
                 ("suspend CPU at 10% load", Some(true)),
+                ("baseline at 50% load: loss and p99", None),
                 ("adaptive throughput at 10%", Some(true)),
                 // 1400 / 1500 = 93% of the best static setup (suspend).
                 ("adaptive throughput at sat", Some(false)),
@@ -482,6 +533,30 @@ mod tests {
         );
         assert!(!r.goals_met());
         assert!(r.table().contains("MISSED"));
+    }
+
+    #[test]
+    fn the_open_loop_goal_wants_no_loss_and_a_tight_p99() {
+        let half = LoadPoint::Fraction { of_baseline: 0.5 };
+        let goal = |lost: u64, p50: f64, p99: f64| {
+            let mut p = point(Setup::Baseline, half, 500.0, p99, 50.0);
+            (p.lost, p.p50_us, p.burst_max, p.burst_mean) = (lost, p50, Some(4), Some(1.5));
+            let mut r = report(vec![p]);
+            r.check_goals();
+            let g = r
+                .goals
+                .iter()
+                .find(|g| g.name.starts_with("baseline at 50%"));
+            g.cloned().unwrap()
+        };
+        let g = goal(0, 20.0, 59.0);
+        assert_eq!(g.met, Some(true), "{g:?}");
+        assert!(
+            g.measured.contains("1.50 mean, 4 max"),
+            "the burst is stated: {g:?}"
+        );
+        assert_eq!(goal(0, 20.0, 61.0).met, Some(false));
+        assert_eq!(goal(1, 20.0, 30.0).met, Some(false));
     }
 
     #[test]
