@@ -23,9 +23,11 @@
 //!
 //! # Threads
 //!
-//! tokio runs the HTTP server and the signal handler; ticks and reloads are blocking work
-//! (netlink, bpf(2), /proc) and run one at a time on a blocking thread that owns the
-//! `engine`. The tick publishes a [`crate::metrics::Snapshot`] that the HTTP handlers
+//! tokio runs the HTTP server and the signal handler on the main thread (a current-thread
+//! runtime: all of it waits); ticks and reloads are blocking work (netlink, bpf(2), /proc)
+//! and run one at a time on the runtime's one blocking thread, which owns the `engine`.
+//! Two threads in all, and glibc's malloc told to give large blocks back
+//! ([`crate::sys::process::fixed_mmap_threshold`]), keep the daemon's RSS small. The tick publishes a [`crate::metrics::Snapshot`] that the HTTP handlers
 //! only read.
 //!
 //! [`Sample`]: crate::control::Sample

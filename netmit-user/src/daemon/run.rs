@@ -61,9 +61,14 @@ pub fn run(config_path: &Path, dry_run: bool) -> Result<(), DaemonError> {
     trusted_dir(&run_dir, true).map_err(|e| DaemonError::RunDir(Box::new(e)))?;
     let netns = host.netns().map_err(|e| DaemonError::RunDir(Box::new(e)))?;
     let state_file = StateFile::new(&run_dir, &netns);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(4)
+    // The daemon is small and long-running: see `fixed_mmap_threshold` for the 30 MiB
+    // that glibc's dynamic threshold kept resident.
+    crate::sys::process::fixed_mmap_threshold();
+    // One thread runs the async side (HTTP, signals, timers: all of it waits), one blocking
+    // thread the engine (ticks and reloads run one at a time): fewer threads, fewer malloc
+    // arenas and stacks.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(1)
         .thread_name("netmit-daemon")
         .enable_all()
         .build()
