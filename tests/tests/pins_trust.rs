@@ -42,11 +42,12 @@ fn a_planted_pin_root_is_refused_and_left_alone() {
     let (rc, out) = in_private_bpffs(
         &tb,
         "",
-        "mkdir /sys/fs/bpf/victim && touch /sys/fs/bpf/victim/keep\n\
+        // bpffs has no regular files (`touch` fails): the marker is a directory.
+        "mkdir -p /sys/fs/bpf/victim/keep_k3q9 || exit 92\n\
          ln -s /sys/fs/bpf/victim /sys/fs/bpf/netmit\n\
          $NETMIT attach $IF --mode generic; echo attach=$?\n\
          $NETMIT detach $IF; echo detach=$?\n\
-         ls /sys/fs/bpf/victim",
+         echo \"victim=[$(ls -A /sys/fs/bpf/victim | tr '\\n' ' ')]\"",
     );
     assert_eq!(rc, 0, "{out}");
     assert!(
@@ -55,8 +56,8 @@ fn a_planted_pin_root_is_refused_and_left_alone() {
     );
     assert!(out.contains("is a symbolic link"), "{out}");
     assert!(
-        out.contains("keep"),
-        "the victim directory is untouched: {out}"
+        out.contains("victim=[keep_k3q9 ]"),
+        "the victim directory is untouched (its marker, nothing added): {out}"
     );
     assert_eq!(
         tests::netmit::kernel_xdp(&tb, Side::A),
@@ -118,11 +119,12 @@ fn path_like_names_never_reach_the_pins() {
         &tb,
         "-o mode=0700",
         "$NETMIT attach $IF --mode generic >/dev/null || exit 91\n\
-         mkdir /sys/fs/bpf/othertool && touch /sys/fs/bpf/othertool/pin\n\
+         mkdir -p /sys/fs/bpf/othertool/pin_w7x2 || exit 92\n\
          for name in . .. '' x/.. a/b 'eth 0' 0123456789abcdef; do\n\
            $NETMIT detach \"$name\" >/dev/null 2>&1; echo \"rc=$?\"\n\
          done\n\
-         ls /sys/fs/bpf/othertool; ls /sys/fs/bpf/netmit/netns-*/\n\
+         echo \"othertool=[$(ls -A /sys/fs/bpf/othertool | tr '\\n' ' ')]\"\n\
+         echo \"ours=[$(ls -A /sys/fs/bpf/netmit/netns-*/ | tr '\\n' ' ')]\"\n\
          $NETMIT detach $IF >/dev/null; echo detach=$?",
     );
     assert_eq!(rc, 0, "{out}");
@@ -132,11 +134,11 @@ fn path_like_names_never_reach_the_pins() {
         "each refused by the argument check: {out}"
     );
     assert!(
-        out.contains("pin"),
+        out.contains("othertool=[pin_w7x2 ]"),
         "another tool's pins are untouched: {out}"
     );
     assert!(
-        out.contains(&tb.ifindex_a().to_string()),
+        out.contains(&format!("ours=[{} ]", tb.ifindex_a())),
         "our attachment survived: {out}"
     );
     assert!(out.contains("detach=0"), "{out}");
