@@ -1,8 +1,9 @@
 //! `cargo xtask test`: the one command CI runs (`.ci/run`), and what developers run locally.
 //!
 //! It runs setup first (a fresh machine has no bpf-linker, which the build needs), builds the
-//! default members (so the `netmit` binary the integration tests drive exists, and is the
-//! one just built: its path goes to the tests as `NETMIT_BIN`), then runs the tests.
+//! test packages together (so the `netmit` binary the integration tests drive exists, has
+//! the `test-hooks` feature the `tests` crate turns on, and is the one just built: its path
+//! goes to the tests as `NETMIT_BIN`), then runs the tests.
 //!
 //! The integration tests create network namespaces, veths and bpffs pins on the host. A test
 //! that leaks them may pass and still break the next run, so with `CI` set this command also
@@ -30,6 +31,18 @@ pub const TEST_PACKAGES: &[&str] = &[
     "netmit-preload",
     "tests",
 ];
+
+/// `cargo build` of [`TEST_PACKAGES`] in one invocation: features are unified across
+/// them, so this `target/debug/netmit` carries the test hooks and a release build of
+/// `netmit-cli` alone never does.
+fn build_test_packages() -> Command {
+    let mut build = cargo();
+    build.arg("build");
+    for pkg in TEST_PACKAGES {
+        build.args(["-p", pkg]);
+    }
+    build
+}
 
 /// Prefix of the network namespaces the tests create: every testbed name starts with
 /// `netmit_lab::testbed::NAME_STEM` (`nm<pid>x…`, or `nm<tag><pid>x…` for tagged
@@ -70,7 +83,7 @@ fn run_inner(extra: Vec<OsString>, kernels: Kernels, no_dist: bool) -> Result<Ex
     let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
     setup::run()?;
     if !kernels.specs.is_empty() {
-        let status = run_streaming(cargo().arg("build"))?;
+        let status = run_streaming(&mut build_test_packages())?;
         if !status.success() {
             return Ok(exit_code(status));
         }
@@ -90,7 +103,7 @@ fn run_inner(extra: Vec<OsString>, kernels: Kernels, no_dist: bool) -> Result<Ex
         }
     }
 
-    let status = run_streaming(cargo().arg("build"))?;
+    let status = run_streaming(&mut build_test_packages())?;
     if !status.success() {
         return Ok(exit_code(status));
     }

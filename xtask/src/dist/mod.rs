@@ -88,6 +88,7 @@ pub fn build_and_check() -> Result<()> {
     for f in [&build.binary, &build.preload] {
         ensure!(f.is_file(), "{} was not built", f.display());
     }
+    ensure_no_test_hooks(&build.binary)?;
     let reported = output(Command::new(&build.binary).arg("--version"))?;
     ensure!(
         reported.trim() == format!("netmit {VERSION}"),
@@ -116,6 +117,21 @@ pub fn build_and_check() -> Result<()> {
     for line in sums.lines() {
         println!("  {line}");
     }
+    Ok(())
+}
+
+/// The shipped binary was built without netmit-user's `test-hooks` feature: none of the
+/// hooks' environment variable names (all `NETMIT_TEST_*`) is in it. A build that named
+/// the `tests` package next to netmit-cli would have unified the feature in.
+fn ensure_no_test_hooks(binary: &Path) -> Result<()> {
+    const MARKER: &[u8] = b"NETMIT_TEST_";
+    let bytes = fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
+    ensure!(
+        !bytes.windows(MARKER.len()).any(|w| w == MARKER),
+        "{} contains the test hooks (`NETMIT_TEST_*`): build it with `cargo build --release \
+         -p netmit-cli`, without the tests package",
+        binary.display()
+    );
     Ok(())
 }
 
