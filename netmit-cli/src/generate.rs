@@ -2,7 +2,8 @@
 //! clap definitions in args.rs, so that they say what `--help` says. `cargo xtask dist`
 //! runs it on the binary it packages; nothing is written by hand.
 //!
-//! Layout of DIR: `man/netmit.8` and `man/netmit-SUBCOMMAND.8` (section 8: netmit is an
+//! Layout of DIR: `man/netmit.8` and `man/netmit-SUBCOMMAND[-SUBCOMMAND].8` for every
+//! visible subcommand at every depth (section 8: netmit is an
 //! administration command that runs as root), `completions/netmit.bash`,
 //! `completions/_netmit` (zsh) and `completions/netmit.fish`.
 
@@ -41,15 +42,27 @@ pub fn visible_subcommands(cmd: &Command) -> Vec<&Command> {
 }
 
 /// The command as users see it: without hidden subcommands, which clap_complete would
-/// otherwise offer.
-fn public_command() -> Command {
+/// otherwise offer. `help_subcommands: false` leaves out clap's `help` subcommands, which
+/// the man pages would otherwise list as `netmit-tune-help(8)`, a page nobody writes.
+fn public_command(help_subcommands: bool) -> Command {
+    fn without_help(cmd: Command) -> Command {
+        cmd.disable_help_subcommand(true)
+            .mut_subcommands(without_help)
+    }
     let full = Cli::command();
+    let subs = full.get_subcommands().filter(|c| !c.is_hide_set()).cloned();
+    let subs: Vec<Command> = if help_subcommands {
+        subs.collect()
+    } else {
+        subs.map(without_help).collect()
+    };
     let mut public = Command::new("netmit")
         .bin_name("netmit")
         .version(env!("CARGO_PKG_VERSION"))
         .propagate_version(true)
         .subcommand_required(true)
-        .subcommands(full.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
+        .disable_help_subcommand(!help_subcommands)
+        .subcommands(subs);
     if let Some(about) = full.get_about() {
         public = public.about(about.clone());
     }
@@ -62,7 +75,8 @@ fn public_command() -> Command {
 
 /// Writes every page and completion file below `dir`; returns the paths written.
 pub fn write_all(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut cmd = public_command();
+    let mut cmd = public_command(true);
+    let pages = public_command(false);
     let man = dir.join("man");
     let completions = dir.join("completions");
     for d in [&man, &completions] {
@@ -74,15 +88,8 @@ pub fn write_all(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         written.push(path);
         Ok(())
     };
-    write(man.join("netmit.8"), render_page(cmd.clone())?)?;
-    for sub in visible_subcommands(&cmd) {
-        let name = format!("netmit-{}", sub.get_name());
-        // The page's NAME and SYNOPSIS read `netmit-attach`, as git's pages do; the
-        // synopsis of nested commands (`netmit tune set`) follows from bin_name.
-        let page = sub
-            .clone()
-            .name(name.clone())
-            .bin_name(format!("netmit {}", sub.get_name()));
+    write(man.join("netmit.8"), render_page(pages.clone())?)?;
+    for (name, page) in nested_pages(&pages) {
         write(man.join(format!("{name}.8")), render_page(page)?)?;
     }
     for (shell, file) in [
@@ -95,6 +102,36 @@ pub fn write_all(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         write(completions.join(file), buf)?;
     }
     Ok(written)
+}
+
+/// One page per visible subcommand at every depth, named as clap_mangen refers to them
+/// from the parent's SUBCOMMANDS section (`netmit-tune(8)` lists `netmit-tune-set(8)`):
+/// the page's NAME reads `netmit-tune-set`, as git's pages do, and its SYNOPSIS
+/// `netmit tune set` (from bin_name).
+fn nested_pages(root: &Command) -> Vec<(String, Command)> {
+    let mut pages = Vec::new();
+    let mut stack: Vec<(String, String, &Command)> = visible_subcommands(root)
+        .into_iter()
+        .rev()
+        .map(|c| {
+            (
+                format!("netmit-{}", c.get_name()),
+                format!("netmit {}", c.get_name()),
+                c,
+            )
+        })
+        .collect();
+    while let Some((name, bin, cmd)) = stack.pop() {
+        for sub in visible_subcommands(cmd).into_iter().rev() {
+            stack.push((
+                format!("{name}-{}", sub.get_name()),
+                format!("{bin} {}", sub.get_name()),
+                sub,
+            ));
+        }
+        pages.push((name.clone(), cmd.clone().name(name).bin_name(bin)));
+    }
+    pages
 }
 
 fn render_page(cmd: Command) -> anyhow::Result<Vec<u8>> {
@@ -155,7 +192,36 @@ mod tests {
                 assert!(text.contains(name), "{file} does not complete `{name}`");
             }
         }
-        // Nothing hidden leaks into what users read.
+        // Every nested subcommand has its page, and every page another page refers to
+        // (`netmit\-tune\-set(8)` in roff) exists.
+        let tune = cmd.find_subcommand("tune").unwrap();
+        assert!(tune.find_subcommand("set").is_some());
+        let pages = nested_pages(&public_command(false));
+        assert!(pages.iter().any(|(n, _)| n == "netmit-tune-set"));
+        assert!(pages.len() > subs.len(), "no nested pages");
+        let mut refs = 0;
+        for path in &written {
+            let text = read(path.clone());
+            for (at, _) in text.match_indices("(8)") {
+                let start = text[..at].rfind(char::is_whitespace).map_or(0, |i| i + 1);
+                let name = text[start..at]
+                    .trim_start_matches("\\fB")
+                    .trim_start_matches("\\fI")
+                    .replace("\\-", "-");
+                if !name.starts_with("netmit") {
+                    continue;
+                }
+                refs += 1;
+                assert!(
+                    dir.join(format!("man/{name}.8")).is_file(),
+                    "{} refers to {name}(8), which has no page",
+                    path.display()
+                );
+            }
+        }
+        assert!(refs >= pages.len(), "only {refs} page references found");
+        // Nothing hidden leaks into what users read, nor clap's `help` pseudo-pages.
+        assert!(pages.iter().all(|(n, _)| !n.ends_with("-help")));
         assert!(!dir.join("man/netmit-__generate.8").exists());
         for (file, text) in &completions {
             assert!(
@@ -163,7 +229,7 @@ mod tests {
                 "{file} offers the hidden __generate"
             );
         }
-        assert_eq!(written.len(), 1 + subs.len() + 3);
+        assert_eq!(written.len(), 1 + pages.len() + 3);
     }
 
     /// The test's output directory, removed however the test ends.
