@@ -142,7 +142,7 @@ pub fn run() -> Result<()> {
 }
 
 /// Whether this process runs with effective uid 0.
-fn is_root() -> Result<bool> {
+pub(crate) fn is_root() -> Result<bool> {
     let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     let euid = effective_uid(&status).context("no Uid line in /proc/self/status")?;
     Ok(euid == 0)

@@ -15,6 +15,7 @@
 //! deploy/check.py reads them from this file and fails when the manifests disagree.
 
 mod deb;
+mod live_install;
 mod oci;
 
 use std::{
@@ -105,6 +106,7 @@ pub fn build_and_check() -> Result<()> {
 
     let deb = deb::build(&build)?;
     deb::verify(&build, &deb)?;
+    live_install::check(&build, &deb)?;
     let image = oci::build(&build)?;
     oci::verify(&build, &image)?;
 
