@@ -313,7 +313,7 @@ pub fn busy_poll_evidence(run_dir: &Path, over: Duration) -> BusyPollEvidence {
         };
     }
     let read = || {
-        fs::read_to_string("/proc/self/net/netstat")
+        crate::sys::fs::read_proc(Path::new("/proc/self/net/netstat"))
             .ok()
             .and_then(|t| crate::daemon::sample::parse_busy_poll_rx_packets(&t))
     };

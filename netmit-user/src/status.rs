@@ -177,7 +177,7 @@ fn sample(tables: &SteerTables, ids: &[u16]) -> Result<Sample, TableError> {
     Ok(Sample {
         at: Instant::now(),
         queues: tables
-            .queue_counters()?
+            .queue_counters(None)?
             .into_iter()
             .map(|q| (q.queue, q.stats))
             .collect(),

@@ -3,7 +3,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    fs,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
@@ -173,7 +172,7 @@ impl Engine {
         };
         let system = SystemReading {
             net_rx_softirqs: softirqs.as_ref().map(|s| s.net_rx_total()),
-            busy_poll_rx_packets: fs::read_to_string(NETSTAT)
+            busy_poll_rx_packets: crate::sys::fs::read_proc(std::path::Path::new(NETSTAT))
                 .ok()
                 .and_then(|t| parse_busy_poll_rx_packets(&t)),
             preloaded_busy_pollers: preloaded.busy_pollers(),

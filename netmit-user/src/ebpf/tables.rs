@@ -10,7 +10,11 @@
 //! syscall), then publishes it by writing the config with the new `active` index. A packet
 //! therefore always sees one complete generation.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::BTreeMap,
+    os::fd::{AsFd, OwnedFd},
+    path::Path,
+};
 
 use aya::{
     Ebpf,
@@ -18,7 +22,7 @@ use aya::{
     util::nr_cpus,
 };
 use netmit_common::{
-    Config, Counter, GENERATIONS, GenTables, MAX_RULES, QueueStats, RuleSpec, names,
+    Config, Counter, GENERATIONS, GenTables, MAX_RULES, QueueStats, RuleSpec, VERDICT_SLOTS, names,
 };
 
 use super::pins::PinLayout;
@@ -81,9 +85,16 @@ pub struct SteerTables {
     rules: Array<MapData, RuleSpec>,
     tables: Array<MapData, GenTables>,
     qstats: PerCpuArray<MapData, QueueStats>,
+    /// The per-queue counters' map again, for batch reads (aya 0.14 has none and does not
+    /// lend out a typed map's descriptor); `None` if it could not be duplicated.
+    qstats_fd: Option<OwnedFd>,
     rhits: PerCpuArray<MapData, Counter>,
     xsks: XskMap<MapData>,
 }
+
+// A per-queue record is VERDICT_SLOTS (packets, bytes) pairs of u64, with no padding:
+// the layout the batch read decodes.
+const _: () = assert!(size_of::<QueueStats>() == VERDICT_SLOTS * 16);
 
 /// Counters of one RX queue, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -132,11 +143,17 @@ impl SteerTables {
                 open(name)?.try_into().map_err(map_err(name))?
             }};
         }
+        let qstats = open(names::MAP_QUEUE_STATS)?;
+        let qstats_fd = match &qstats {
+            Map::PerCpuArray(data) => data.fd().as_fd().try_clone_to_owned().ok(),
+            _ => None,
+        };
         Ok(Self {
             config: typed!(names::MAP_CONFIG),
             rules: typed!(names::MAP_RULES),
             tables: typed!(names::MAP_TABLES),
-            qstats: typed!(names::MAP_QUEUE_STATS),
+            qstats: qstats.try_into().map_err(map_err(names::MAP_QUEUE_STATS))?,
+            qstats_fd,
             rhits: typed!(names::MAP_RULE_HITS),
             xsks: typed!(names::MAP_XSKS),
         })
@@ -255,26 +272,51 @@ impl SteerTables {
             .map_err(map_err(names::MAP_CONFIG))
     }
 
-    /// Per-queue counters summed over CPUs, for queues that saw traffic.
-    pub fn queue_counters(&self) -> Result<Vec<QueueCounters>, TableError> {
-        let mut out = Vec::new();
-        for (queue, values) in self.qstats.iter().enumerate() {
+    /// Per-queue counters summed over CPUs, for queues that saw traffic, of the first
+    /// `rx_queues` queues (all slots if `None`; XDP sees only a device's own RX queues):
+    /// one batch read where the kernel has it (the daemon does this every tick, and 256
+    /// single lookups cost it most of its CPU), element by element otherwise.
+    pub fn queue_counters(&self, rx_queues: Option<u32>) -> Result<Vec<QueueCounters>, TableError> {
+        let slots = rx_queues.map_or(self.qstats.len(), |n| n.clamp(1, self.qstats.len()));
+        if let Some(sums) = self.queue_sums_batch(slots) {
+            return Ok(seen(sums));
+        }
+        let mut sums = Vec::new();
+        for values in self.qstats.iter().take(slots as usize) {
             let values = values.map_err(map_err(names::MAP_QUEUE_STATS))?;
             let mut sum = QueueStats::default();
             for cpu in values.iter() {
-                for (s, c) in sum.verdicts.iter_mut().zip(cpu.verdicts.iter()) {
-                    s.packets += c.packets;
-                    s.bytes += c.bytes;
-                }
+                add(&mut sum, cpu);
             }
-            if sum.verdicts.iter().any(|c| c.packets != 0) {
-                out.push(QueueCounters {
-                    queue: queue as u32,
-                    stats: sum,
-                });
-            }
+            sums.push(sum);
         }
-        Ok(out)
+        Ok(seen(sums))
+    }
+
+    /// Every queue's counters summed over CPUs in one `BPF_MAP_LOOKUP_BATCH`; `None`
+    /// where that is not available (callers read element by element).
+    fn queue_sums_batch(&self, slots: u32) -> Option<Vec<QueueStats>> {
+        let fd = self.qstats_fd.as_ref()?;
+        let cpus = nr_cpus().ok()?;
+        let stride = size_of::<QueueStats>().next_multiple_of(8);
+        let bytes = crate::sys::bpf::array_lookup_batch(fd.as_fd(), slots, stride * cpus)
+            .map_err(|e| log::debug!("batch read of the queue counters: {e}"))
+            .ok()?;
+        let word = |b: &[u8]| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8]));
+        let sums = bytes
+            .chunks_exact(stride * cpus)
+            .map(|element| {
+                let mut sum = QueueStats::default();
+                for cpu in element.chunks_exact(stride) {
+                    for (c, pair) in sum.verdicts.iter_mut().zip(cpu.chunks_exact(16)) {
+                        c.packets += word(&pair[..8]);
+                        c.bytes += word(&pair[8..]);
+                    }
+                }
+                sum
+            })
+            .collect();
+        Some(sums)
     }
 
     /// Hit counters by rule id, summed over CPUs, for the given ids.
@@ -305,6 +347,26 @@ impl SteerTables {
 }
 
 /// Wraps a pinned map's data in the `Map` variant its kernel type calls for.
+/// Adds one CPU's counters to `sum`.
+fn add(sum: &mut QueueStats, cpu: &QueueStats) {
+    for (s, c) in sum.verdicts.iter_mut().zip(cpu.verdicts.iter()) {
+        s.packets += c.packets;
+        s.bytes += c.bytes;
+    }
+}
+
+/// The queues (by index) that saw traffic.
+fn seen(sums: Vec<QueueStats>) -> Vec<QueueCounters> {
+    sums.into_iter()
+        .enumerate()
+        .filter(|(_, s)| s.verdicts.iter().any(|c| c.packets != 0))
+        .map(|(queue, stats)| QueueCounters {
+            queue: queue as u32,
+            stats,
+        })
+        .collect()
+}
+
 fn wrap(name: &str, data: MapData) -> Map {
     match name {
         names::MAP_QUEUE_STATS | names::MAP_RULE_HITS => Map::PerCpuArray(data),

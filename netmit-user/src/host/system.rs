@@ -1,6 +1,9 @@
 //! [`System`]: the [`Host`] that is the running kernel.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
 
 use super::{Host, XdpStatus};
 use crate::{
@@ -22,6 +25,10 @@ use crate::{
 pub struct System {
     pins: PinRoot,
     sysfs_only: bool,
+    /// RX queue counts (`IFLA_NUM_RX_QUEUES`) by device, as [`Host::xdp_status`] last
+    /// read them: [`Host::queue_counters`] reads only those queues' counters instead of
+    /// all 256 slots (the daemon asks for both every tick).
+    rx_queues: Arc<Mutex<BTreeMap<(NetnsId, u32), u32>>>,
 }
 
 /// Test builds of the binary only (`test-hooks` feature): an environment variable that
@@ -39,6 +46,7 @@ impl System {
             sysfs_only: std::env::var_os(FORCE_SYSFS_ENV).is_some_and(|v| v == "1"),
             #[cfg(not(feature = "test-hooks"))]
             sysfs_only: false,
+            rx_queues: Arc::default(),
         }
     }
 
@@ -156,7 +164,11 @@ impl Host for System {
     }
 
     fn xdp_status(&self, dev: &Netdev) -> Result<XdpStatus, AttachError> {
-        let running = link::xdp_state(dev)?;
+        let attrs = link::get(dev)?;
+        if let (Some(n), Ok(mut known)) = (attrs.rx_queues, self.rx_queues.lock()) {
+            known.insert((dev.netns, dev.ifindex), n);
+        }
+        let running = attrs.xdp;
         let Some(layout) = self.pins.find(dev)? else {
             return Ok(match running {
                 Some(s) => XdpStatus::Foreign { prog_id: s.prog_id },
@@ -197,7 +209,12 @@ impl Host for System {
                 iface: dev.name.to_string(),
                 note: String::new(),
             })?;
-        Ok(SteerTables::from_pins(&layout)?.queue_counters()?)
+        let queues = self
+            .rx_queues
+            .lock()
+            .ok()
+            .and_then(|known| known.get(&(dev.netns, dev.ifindex)).copied());
+        Ok(SteerTables::from_pins(&layout)?.queue_counters(queues)?)
     }
 
     fn link_counters(&self, dev: &Netdev) -> Result<LinkCounters, LinkError> {

@@ -6,7 +6,7 @@
 //! none); the IRQ totals tell how often each interrupt line fired. `/proc/interrupts` is
 //! parsed by [`crate::sys::napi::parse_interrupts`], the parser the tuning code uses.
 
-use std::{collections::BTreeMap, fs, path::Path};
+use std::{collections::BTreeMap, path::Path};
 
 use super::SignalsError;
 use crate::sys::napi;
@@ -117,7 +117,7 @@ pub fn irq_totals(text: &str) -> Result<BTreeMap<u32, u64>, SignalsError> {
 }
 
 fn read(path: &str) -> Result<String, SignalsError> {
-    fs::read_to_string(Path::new(path)).map_err(|source| SignalsError::Proc {
+    crate::sys::fs::read_proc(Path::new(path)).map_err(|source| SignalsError::Proc {
         path: path.into(),
         source,
     })

@@ -35,6 +35,7 @@ impl BpfError {
 
 // bpf(2) commands from include/uapi/linux/bpf.h.
 const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
 const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
@@ -83,6 +84,56 @@ pub fn xdp_link_create(
     let flags = if generic { XDP_FLAGS_SKB_MODE } else { 0 };
     attr[1] = BPF_XDP | (flags << 32);
     sys_bpf(BPF_LINK_CREATE, &mut attr, "BPF_LINK_CREATE").map(owned)
+}
+
+/// Reads every element of an array map in one `BPF_MAP_LOOKUP_BATCH` (Linux 5.6), where
+/// element-by-element lookups cost one system call each: the daemon reads its 256-entry
+/// per-queue counters every tick. `value_size` is the size of one element as the kernel
+/// copies it out (for per-CPU maps: `round_up(value_size, 8) * possible CPUs`). Returns
+/// the values of elements 0..n in order (n = the map's entries, at most `max_entries`).
+///
+/// # Errors
+///
+/// [`BpfError::Command`] with the kernel's errno (EINVAL or ENOTSUPP where the kernel or
+/// map type has no batch operations: callers fall back to single lookups).
+pub fn array_lookup_batch(
+    map: std::os::fd::BorrowedFd<'_>,
+    max_entries: u32,
+    value_size: usize,
+) -> Result<Vec<u8>, BpfError> {
+    let n = max_entries as usize;
+    let mut keys = vec![0u32; n];
+    let mut values = vec![0u8; n * value_size];
+    let mut out_batch = 0u32;
+    // union bpf_attr, batch: u64 in_batch, u64 out_batch, u64 keys, u64 values,
+    // u32 count, u32 map_fd, u64 elem_flags, u64 flags. in_batch NULL starts at the first
+    // element; array batches are keyed by the (u32) index.
+    let mut attr = [0u64; 16];
+    attr[1] = std::ptr::from_mut(&mut out_batch) as u64;
+    attr[2] = keys.as_mut_ptr() as u64;
+    attr[3] = values.as_mut_ptr() as u64;
+    attr[4] = u64::from(max_entries) | (u64::from(map.as_raw_fd() as u32) << 32);
+    match sys_bpf(BPF_MAP_LOOKUP_BATCH, &mut attr, "BPF_MAP_LOOKUP_BATCH") {
+        Ok(_) => {}
+        // ENOENT: the batch reached the end of the map (every element read).
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => return Err(e),
+    }
+    let count = (attr[4] & 0xffff_ffff) as usize;
+    // The kernel fills elements in index order; anything else is not an array map.
+    if count > n
+        || keys[..count]
+            .iter()
+            .enumerate()
+            .any(|(i, k)| *k as usize != i)
+    {
+        return Err(BpfError::Command {
+            cmd: "BPF_MAP_LOOKUP_BATCH",
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+        });
+    }
+    values.truncate(count * value_size);
+    Ok(values)
 }
 
 /// Link id, program id and (for XDP links) ifindex of a link.

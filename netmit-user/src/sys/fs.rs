@@ -115,6 +115,17 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> T
 
 use super::caps::euid;
 
+/// Reads a procfs file whole in a few system calls. `fs::read_to_string` starts from an
+/// empty buffer and probes with 32-byte reads, doubling: for /proc/interrupts that is
+/// about ten reads, and procfs re-renders the text up to the offset on each one. The
+/// daemon reads three such files every tick.
+pub fn read_proc(path: &Path) -> io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::with_capacity(64 * 1024);
+    File::open(path)?.read_to_end(&mut bytes)?;
+    String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 /// Makes sure `path` is a directory netmit may keep state in, creating it (mode 0700,
 /// whatever the umask) when `create` is set and it is missing. See the module docs for
 /// what is accepted.

@@ -86,9 +86,11 @@ pub fn parse_interrupts(text: &str) -> Result<Vec<IrqLine>, NapiError> {
 }
 
 fn read_interrupts() -> Result<Vec<IrqLine>, NapiError> {
-    let text = fs::read_to_string(PROC_INTERRUPTS).map_err(|source| NapiError::Proc {
-        path: PROC_INTERRUPTS.into(),
-        source,
+    let text = crate::sys::fs::read_proc(Path::new(PROC_INTERRUPTS)).map_err(|source| {
+        NapiError::Proc {
+            path: PROC_INTERRUPTS.into(),
+            source,
+        }
     })?;
     parse_interrupts(&text)
 }
