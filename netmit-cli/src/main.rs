@@ -1,5 +1,8 @@
 //! The `netmit` command: a thin shell over the `netmit_user` library.
 
+// System calls live in netmit_user::sys; nothing here may add its own.
+#![forbid(unsafe_code)]
+
 mod args;
 mod attach;
 #[cfg(feature = "lab")]

@@ -122,21 +122,29 @@ pub use traffic::*;
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
-    // SAFETY: all of these are repr(C) (or packed) structs of integers without implicit
-    // padding, so every bit pattern is valid.
-    unsafe impl aya::Pod for RuleSet {}
-    unsafe impl aya::Pod for GenTables {}
-    unsafe impl aya::Pod for Prefix6 {}
-    unsafe impl aya::Pod for Config {}
-    unsafe impl aya::Pod for RuleSpec {}
-    unsafe impl aya::Pod for RuleAction {}
-    unsafe impl aya::Pod for Counter {}
-    unsafe impl aya::Pod for QueueStats {}
-    unsafe impl aya::Pod for VerdictRecord {}
-    unsafe impl aya::Pod for TrafficParams {}
-    unsafe impl aya::Pod for TrafficState {}
-    unsafe impl aya::Pod for NapiOffsets {}
-    unsafe impl aya::Pod for NapiPollCounters {}
+    /// aya::Pod for repr(C) (or packed) structs of integers without implicit padding.
+    macro_rules! pod {
+        ($($t:ty),* $(,)?) => {$(
+            // SAFETY: every bit pattern of the struct's integer fields is valid, and it
+            // has no implicit padding (the layout test below checks the sizes).
+            unsafe impl aya::Pod for $t {}
+        )*};
+    }
+    pod!(
+        RuleSet,
+        GenTables,
+        Prefix6,
+        Config,
+        RuleSpec,
+        RuleAction,
+        Counter,
+        QueueStats,
+        VerdictRecord,
+        TrafficParams,
+        TrafficState,
+        NapiOffsets,
+        NapiPollCounters,
+    );
 }
 
 #[cfg(test)]

@@ -212,7 +212,9 @@ mod pod {
     use super::*;
     // SAFETY: repr(C) structs of integers without implicit padding.
     unsafe impl aya::Pod for LatencyHist {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for LoadParams {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for LoadCounters {}
 }
 

@@ -17,6 +17,9 @@
 //! one way only and the compiler enforces it: nothing in the core can reach the lab. The
 //! `netmit` command links it behind its default `lab` feature.
 
+// System calls live in netmit_user::sys; nothing here may add its own.
+#![forbid(unsafe_code)]
+
 pub mod bench;
 pub mod r#gen;
 pub mod load;

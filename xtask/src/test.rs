@@ -108,6 +108,20 @@ fn run_inner(extra: Vec<OsString>, kernels: Kernels, no_dist: bool) -> Result<Ex
         return Ok(exit_code(status));
     }
 
+    // Lints, with warnings as errors: among them the workspace's rule that every unsafe
+    // block carries its `// SAFETY:` reason (Cargo.toml, [workspace.lints]).
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--all-targets", "--quiet", "-p", "xtask"]);
+    for pkg in TEST_PACKAGES {
+        clippy.args(["-p", pkg]);
+    }
+    clippy.args(["--", "-D", "warnings"]);
+    let status = run_streaming(&mut clippy)?;
+    if !status.success() {
+        eprintln!("xtask test: clippy found problems (see above)");
+        return Ok(exit_code(status));
+    }
+
     let netmit_bin = target_dir().join("debug/netmit");
     let mut test = cargo();
     test.args(["test", "--no-fail-fast"]);

@@ -7,7 +7,7 @@
 use std::{
     io,
     net::{IpAddr, SocketAddr},
-    os::fd::{AsFd, AsRawFd, OwnedFd},
+    os::fd::{AsFd, OwnedFd},
 };
 
 use netmit_common::{STAMP_MAGIC, STAMP_TS_OFF};
@@ -52,13 +52,8 @@ impl SocketTx {
                 iface.as_bytes(),
             )
             .map_err(err(format!("binding the socket of port {port} to {iface}")))?;
-            let (sa, len) = socket::to_sockaddr(server);
-            // SAFETY: `sa` holds a valid sockaddr of `len` bytes.
-            if unsafe { libc::connect(s.as_raw_fd(), (&raw const sa).cast(), len) } != 0 {
-                return Err(err(format!("connecting port {port} to {server}"))(
-                    io::Error::last_os_error(),
-                ));
-            }
+            socket::connect(s.as_fd(), server)
+                .map_err(err(format!("connecting port {port} to {server}")))?;
             socks.push(s);
         }
         let mut buf = vec![0u8; payload_len];
@@ -76,30 +71,14 @@ impl SocketTx {
 impl Transmit for SocketTx {
     fn send(&mut self, flow: u32, n: usize, stamp_ns: u64) -> io::Result<usize> {
         let n = n.min(self.bufs.len());
-        let mut iov: [libc::iovec; 64] = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; 64];
-        // SAFETY: an all-zero mmsghdr is valid (no name, no control data).
-        let mut msgs: [libc::mmsghdr; 64] = unsafe { std::mem::zeroed() };
-        let n = n.min(64);
-        for i in 0..n {
-            let b = &mut self.bufs[i];
+        for b in &mut self.bufs[..n] {
             b[STAMP_TS_OFF..STAMP_TS_OFF + 8].copy_from_slice(&stamp_ns.to_be_bytes());
-            iov[i] = libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            };
-            msgs[i].msg_hdr.msg_iov = &raw mut iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
         }
-        let fd = self.socks[flow as usize % self.socks.len()].as_raw_fd();
-        // SAFETY: `n` headers, each pointing to one iovec over a live buffer.
-        let rc = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, 0) };
-        if rc >= 0 {
-            return Ok(rc as usize);
-        }
-        let e = io::Error::last_os_error();
+        let sock = self.socks[flow as usize % self.socks.len()].as_fd();
+        let e = match socket::send_connected_batch(sock, &mut self.bufs[..n]) {
+            Ok(sent) => return Ok(sent),
+            Err(e) => e,
+        };
         match e.raw_os_error() {
             // No room (the socket's buffer or the device's queue): not sent.
             Some(libc::EAGAIN | libc::ENOBUFS) => Ok(0),
@@ -125,19 +104,7 @@ impl Clock for MonotonicClock {
     }
 
     fn sleep_until(&mut self, t: u64) {
-        let ts = libc::timespec {
-            tv_sec: (t / 1_000_000_000) as libc::time_t,
-            tv_nsec: (t % 1_000_000_000) as libc::c_long,
-        };
-        // SAFETY: a valid timespec; no remainder is asked for with TIMER_ABSTIME. An
-        // interruption returns early, which the pacer's loop handles.
-        unsafe {
-            libc::clock_nanosleep(
-                libc::CLOCK_MONOTONIC,
-                libc::TIMER_ABSTIME,
-                &ts,
-                std::ptr::null_mut(),
-            )
-        };
+        // An interruption returns early, which the pacer's loop handles.
+        netmit_user::sys::process::sleep_until_monotonic_ns(t);
     }
 }

@@ -204,6 +204,47 @@ pub fn icmp_raw(v6: bool) -> io::Result<OwnedFd> {
     socket(domain, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto)
 }
 
+/// connect(2) of a socket to `to` (for UDP: sets the default destination and filters
+/// what is received to that peer).
+///
+/// # Errors
+/// connect(2)'s error.
+pub fn connect(fd: BorrowedFd<'_>, to: SocketAddr) -> io::Result<()> {
+    let (storage, len) = to_sockaddr(to);
+    // SAFETY: `storage` holds a valid sockaddr of `len` bytes.
+    if unsafe { libc::connect(fd.as_raw_fd(), (&raw const storage).cast(), len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// sendmmsg(2) of `bufs`, one datagram each, on a connected socket; returns how many
+/// were sent (at most 64 per call; the rest are not attempted).
+///
+/// # Errors
+/// sendmmsg(2)'s error.
+pub fn send_connected_batch(fd: BorrowedFd<'_>, bufs: &mut [Vec<u8>]) -> io::Result<usize> {
+    const MAX: usize = 64;
+    let n = bufs.len().min(MAX);
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX];
+    // SAFETY: an all-zero mmsghdr is valid (no name, no control data).
+    let mut msgs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
+    for (i, b) in bufs.iter_mut().take(n).enumerate() {
+        iov[i] = libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        };
+        msgs[i].msg_hdr.msg_iov = &raw mut iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: `n` headers, each pointing to one iovec over a live buffer of `bufs`.
+    let rc = unsafe { libc::sendmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, 0) };
+    usize::try_from(rc).map_err(|_| io::Error::last_os_error())
+}
+
 /// sendto(2) of `buf` to `to`; returns the bytes sent.
 ///
 /// # Errors

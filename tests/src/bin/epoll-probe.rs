@@ -17,6 +17,12 @@
 //! sentinel first, and after `fork`) for the interposer to be observed; a safe wrapper
 //! would hide exactly what is being tested.
 
+#![allow(
+    clippy::undocumented_unsafe_blocks,
+    reason = "each call is a plain libc epoll, socket or fork call on values this program \
+              owns, or one made invalid on purpose for the kernel to reject (see above)"
+)]
+
 use std::{io::BufRead, net::UdpSocket, os::fd::AsRawFd};
 
 const EPIOCGPARAMS: libc::c_ulong = 0x8008_8a02;
