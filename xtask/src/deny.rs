@@ -6,9 +6,10 @@
 //! The RustSec advisory database is a git repository on github.com: where that cannot be
 //! reached (the CI machines reach only the package registries), the advisories are
 //! checked against a copy already on the machine (`~/.cargo/advisory-dbs/`, as
-//! `cargo deny fetch` leaves it), or skipped with the reason printed.
+//! `cargo deny fetch` leaves it), else against the snapshot kept in the repository
+//! ([`crate::advisories`]).
 
-use std::{net::ToSocketAddrs, path::PathBuf, process::Command};
+use std::{net::ToSocketAddrs, path::PathBuf, process::Command, time::Duration};
 
 use anyhow::{Context, Result, bail};
 
@@ -24,7 +25,12 @@ pub fn check() -> Result<()> {
     if !status.success() {
         bail!("cargo deny found licence, duplicate or source problems (see above and deny.toml)");
     }
-    let reachable = ("github.com", 443).to_socket_addrs().is_ok();
+    // Resolving is not enough (a resolver may answer where no route leads): connect.
+    let reachable = ("github.com", 443)
+        .to_socket_addrs()
+        .is_ok_and(|mut addrs| {
+            addrs.any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(3)).is_ok())
+        });
     if reachable {
         let status = run_streaming(cargo().args(["deny", "check", "advisories"]))?;
         if !status.success() {
@@ -35,16 +41,34 @@ pub fn check() -> Result<()> {
             "xtask: github.com is unreachable; checking advisories against the copy in {}",
             db.display()
         );
-        let status = run_streaming(cargo().args(["deny", "--offline", "check", "advisories"]))?;
-        if !status.success() {
-            bail!("cargo deny found advisories for dependencies (see above)");
-        }
+        offline_advisories(None)?;
     } else {
+        let prepared = crate::advisories::prepare()?;
         println!(
-            "xtask: skip cargo deny advisories: the RustSec database is fetched from github.com, \
-             which this machine cannot reach, and no copy is in ~/.cargo/advisory-dbs (run \
-             `cargo deny fetch` where the network allows, or copy one there)"
+            "xtask: github.com is unreachable; checking advisories against the snapshot in \
+             deny/advisory-db ({})",
+            prepared.source
         );
+        offline_advisories(Some(&prepared.config))?;
+    }
+    Ok(())
+}
+
+/// `cargo deny --offline check advisories`, after `cargo fetch` (offline, cargo metadata
+/// needs every platform's crates on disk, not only this one's).
+fn offline_advisories(config: Option<&std::path::Path>) -> Result<()> {
+    let status = run_streaming(cargo().args(["fetch", "--quiet"]))?;
+    if !status.success() {
+        bail!("cargo fetch failed ({status}): the advisories check needs the crates' metadata");
+    }
+    let mut deny = cargo();
+    deny.args(["deny", "--offline"]);
+    if let Some(config) = config {
+        deny.arg("--config").arg(config);
+    }
+    let status = run_streaming(deny.args(["check", "advisories"]))?;
+    if !status.success() {
+        bail!("cargo deny found advisories for dependencies (see above)");
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! on anyhow and clap, never on the other workspace crates (building netmit-user already
 //! needs bpf-linker).
 
+mod advisories;
 mod bench;
 mod demo;
 mod deny;
@@ -94,6 +95,15 @@ enum Cmd {
     /// Build the release artefacts into target/dist: the Debian package, the OCI image
     /// archive for deploy/kubernetes, SHA256SUMS and MANIFEST, each checked.
     Dist,
+    /// Run cargo deny (licences, duplicate crates, sources, advisories) as `cargo xtask
+    /// test` does.
+    Deny,
+    /// Rewrite the RustSec advisory snapshot in deny/advisory-db from a checkout of
+    /// https://github.com/rustsec/advisory-db (the advisories of Cargo.lock's crates).
+    AdvisoriesRefresh {
+        /// Path of the advisory-db checkout.
+        db: PathBuf,
+    },
     /// Run setup, then the `netmit-demo` binary of the tests crate from a release build.
     Demo {
         /// Arguments for netmit-demo.
@@ -134,6 +144,8 @@ fn main() -> ExitCode {
         Cmd::Bench { name, args } => bench::run(name, args),
         Cmd::Demo { args } => demo::run(args),
         Cmd::Dist => dist::run().map(|()| ExitCode::SUCCESS),
+        Cmd::Deny => deny::check().map(|()| ExitCode::SUCCESS),
+        Cmd::AdvisoriesRefresh { db } => advisories::refresh(&db).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
