@@ -143,3 +143,52 @@ fn path_like_names_never_reach_the_pins() {
     );
     assert!(out.contains("detach=0"), "{out}");
 }
+
+/// An attachment left by netmit 0.1 (pins at `/sys/fs/bpf/netmit/IFACE/`, made here by
+/// moving a fresh attachment's pins there, as bpffs allows) keeps working after the
+/// upgrade: `status` and `steer` find it, `detach` removes it and the program. A 0.1
+/// directory under another device's name (its link drives this device, not that one) is
+/// not that device's: `detach` of that name refuses and leaves it.
+#[test]
+fn an_attachment_in_the_0_1_layout_is_found_and_detached() {
+    if !require_root("an_attachment_in_the_0_1_layout_is_found_and_detached") {
+        return;
+    }
+    let tb = Testbed::new().expect("testbed");
+    let (rc, out) = in_private_bpffs(
+        &tb,
+        "-o mode=0700",
+        "$NETMIT attach $IF --mode generic >/dev/null || exit 91\n\
+         mv /sys/fs/bpf/netmit/netns-*/* /sys/fs/bpf/netmit/$IF || exit 92\n\
+         rmdir /sys/fs/bpf/netmit/netns-* || exit 93\n\
+         $NETMIT status $IF >/dev/null; echo status=$?\n\
+         $NETMIT steer add $IF 'proto=udp,dport=7777,action=drop' >/dev/null; echo add=$?\n\
+         echo listed=$($NETMIT steer list $IF | grep -c 7777)\n\
+         mv /sys/fs/bpf/netmit/$IF /sys/fs/bpf/netmit/lo || exit 94\n\
+         $NETMIT detach lo >/dev/null 2>&1; echo detach_lo=$?\n\
+         test -e /sys/fs/bpf/netmit/lo/link && echo lo-kept\n\
+         mv /sys/fs/bpf/netmit/lo /sys/fs/bpf/netmit/$IF || exit 95\n\
+         $NETMIT detach $IF >/dev/null; echo detach=$?\n\
+         echo \"left=[$(ls -A /sys/fs/bpf/netmit | tr '\\\\n' ' ')]\"",
+    );
+    assert_eq!(rc, 0, "{out}");
+    for want in [
+        "status=0",
+        "add=0",
+        "listed=1",
+        "detach_lo=1",
+        "lo-kept",
+        "detach=0",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    assert!(
+        !out.contains(&format!("{} ", tb.if_a())),
+        "the 0.1 directory is gone: {out}"
+    );
+    assert_eq!(
+        tests::netmit::kernel_xdp(&tb, Side::A),
+        None,
+        "detach removed the program"
+    );
+}
