@@ -70,6 +70,16 @@ pub enum DaemonError {
         /// The state file.
         path: PathBuf,
     },
+    /// Another daemon holds the namespace's lock and has not written its state yet.
+    #[error(
+        "another netmit daemon is starting in this network namespace (it holds {}); stop \
+         it first",
+        lock.display()
+    )]
+    Starting {
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// The journal could not be opened or restored at start-up.
     #[error("start-up restore")]
     Journal(#[from] crate::tune::JournalError),

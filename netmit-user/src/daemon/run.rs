@@ -100,6 +100,23 @@ async fn serve(
     dry_run: bool,
 ) -> Result<(), DaemonError> {
     let started = Instant::now();
+    // Held until serve returns: a second daemon starting at the same moment stops here.
+    let _lock = match state_file.lock() {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            return Err(match state_file.running() {
+                Some(other) => DaemonError::AlreadyRunning {
+                    pid: other.pid,
+                    address: other.metrics_address,
+                    path: state_file.path().to_path_buf(),
+                },
+                None => DaemonError::Starting {
+                    lock: state_file.path().with_extension("lock"),
+                },
+            });
+        }
+        Err(e) => return Err(DaemonError::RunDir(Box::new(e))),
+    };
     if let Some(other) = state_file.running() {
         return Err(DaemonError::AlreadyRunning {
             pid: other.pid,

@@ -21,6 +21,7 @@ use std::{
     fs,
     io::{self, Read, Write},
     net::{SocketAddr, TcpStream},
+    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -93,6 +94,30 @@ impl StateFile {
         f.write_all(&serde_json::to_vec_pretty(state).expect("state serialises"))?;
         f.sync_all()?;
         fs::rename(&tmp, &self.path)
+    }
+
+    /// Takes the namespace's daemon lock (`<state file>.lock`, 0600, never through a
+    /// symlink) without waiting: `Ok(None)` when another process holds it. The daemon
+    /// keeps it for its lifetime, so that two starting at once cannot both pass the
+    /// pid check; the kernel drops it when the holder dies, `kill -9` included.
+    ///
+    /// # Errors
+    ///
+    /// The file system's error.
+    pub fn lock(&self) -> io::Result<Option<fs::File>> {
+        let path = self.path.with_extension("lock");
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
     }
 
     /// Removes the file (if it is this process's).
@@ -177,4 +202,33 @@ pub fn query_status(
         address,
         answer: format!("no JSON ({e})"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_holder_of_the_daemon_lock_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("netmit-state-lock-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let netns = NetnsId {
+            cookie: 7,
+            inode: 1,
+        };
+        let file = StateFile::new(&dir, &netns);
+        let first = file.lock().unwrap();
+        assert!(first.is_some());
+        // flock locks belong to the open file: a second open, even in this process, waits.
+        assert!(file.lock().unwrap().is_none(), "a second holder");
+        drop(first);
+        assert!(file.lock().unwrap().is_some(), "released with its holder");
+        // A symlink planted where the lock goes is not followed.
+        let lock = file.path().with_extension("lock");
+        fs::remove_file(&lock).unwrap();
+        std::os::unix::fs::symlink(dir.join("elsewhere"), &lock).unwrap();
+        assert!(file.lock().is_err());
+        assert!(!dir.join("elsewhere").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
