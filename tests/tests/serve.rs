@@ -534,6 +534,69 @@ fn sockperf_ping_pong_measures_every_mode() {
     assert_eq!(report["busy_poll_rx_packets"], Value::Null);
 }
 
+/// Each AF_XDP wait strategy (`--xsk-wait`) answers sockperf's ping-pong requests
+/// correctly: 300 pong requests of 64 bytes from a kernel socket, one at a time with gaps
+/// (so that spin-then-sleep goes to sleep between some of them), each answered with the
+/// same message and only the client flag cleared; a warm-up message gets no reply; the
+/// report names the strategy. Correctness only: latency is the benchmark's business
+/// (`cargo xtask bench xsk-latency`).
+#[test]
+fn xsk_mode_answers_sockperf_with_every_wait_strategy() {
+    if !require_root("xsk_mode_answers_sockperf_with_every_wait_strategy") {
+        return;
+    }
+    let tb = Testbed::new().unwrap();
+    attach(&tb, true);
+    for (wait, name, spin) in [
+        ("sleep", "sleep", None),
+        ("spin", "spin", None),
+        ("spin-then-sleep:20", "spin-then-sleep", Some(20)),
+        ("spin-then-sleep", "spin-then-sleep", Some(50)),
+    ] {
+        let server = Server::start(
+            &tb,
+            tb.if_a(),
+            XSK_PORT,
+            &["--mode", "xsk", "--reply", "sockperf", "--xsk-wait", wait],
+        );
+        let s = client(&tb, server.to);
+        let mut buf = [0u8; 256];
+        for seq in 1..=300u64 {
+            let mut req = sockperf_request(seq);
+            req.resize(64, (seq % 251) as u8);
+            s.send_to(&req, server.to).unwrap();
+            let (n, from) = s
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("--xsk-wait {wait}: no reply to {seq}: {e}"));
+            assert_eq!(from, server.to, "--xsk-wait {wait}");
+            let mut want = req.clone();
+            want[9] &= !1; // MASK_CLIENT cleared, all else as sent
+            assert_eq!(&buf[..n], &want[..], "--xsk-wait {wait}: reply to {seq}");
+            if seq % 50 == 0 {
+                // Longer than any spin: the next request finds the thread asleep.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        // A warm-up message (MASK_WARMUP) is not answered.
+        let mut warmup = sockperf_request(999);
+        warmup[9] |= 4;
+        s.send_to(&warmup, server.to).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        assert!(
+            s.recv_from(&mut buf).is_err(),
+            "--xsk-wait {wait}: a warm-up message was answered"
+        );
+        let report = server.finish();
+        assert_eq!(report["mode"], "xsk", "{report}");
+        assert!(report["replies"].as_u64().unwrap() >= 300, "{report}");
+        assert!(report["unanswered"].as_u64().unwrap() >= 1, "{report}");
+        let x = &report["per_thread"][0]["xsk"];
+        assert_eq!(x["wait"], name, "{report}");
+        assert_eq!(x["spin_usecs"].as_u64(), spin, "{report}");
+    }
+}
+
 #[test]
 fn serve_errors_are_one_line() {
     if !require_root("serve_errors_are_one_line") {
