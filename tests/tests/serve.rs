@@ -23,6 +23,7 @@ use netmit_user::sys::process;
 use serde_json::Value;
 use tests::{
     netmit::{netmit, netmit_unprivileged},
+    sockperf::{Sockperf, parse_sockperf},
     support::{netmit_bin, require_root},
     testbed::{NsChild, Side, Testbed},
 };
@@ -302,62 +303,6 @@ fn xsk_mode_stops_when_detached_unless_told_to_wait() {
     echo_200(&tb, &server);
     let report = server.finish();
     assert!(report["requests"].as_u64().unwrap() >= 200, "{report}");
-}
-
-/// What sockperf's summary says.
-#[derive(Debug)]
-struct Sockperf {
-    avg_usec: f64,
-    observations: u64,
-    p50: Option<f64>,
-    p99: Option<f64>,
-}
-
-/// Removes ANSI colour sequences (sockperf colours its summary).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Parses sockperf's summary: `avg-latency=25.135 (std-dev=7.563)`, `Total 30831
-/// observations`, `---> percentile 50.000 =   24.732`.
-fn parse_sockperf(text: &str) -> Option<Sockperf> {
-    let text = strip_ansi(text);
-    let number_after = |key: &str| -> Option<f64> {
-        let at = text.find(key)? + key.len();
-        let rest = text[at..].trim_start();
-        let end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        rest[..end].parse().ok()
-    };
-    let percentile = |p: &str| number_after(&format!("percentile {p} ="));
-    // `Total N observations` (not `[Total Run]`).
-    let observations = text.lines().find_map(|l| {
-        let rest = &l[l.find("Total ")? + "Total ".len()..];
-        let (n, tail) = rest.split_once(' ')?;
-        tail.starts_with("observations").then(|| n.parse().ok())?
-    })?;
-    Some(Sockperf {
-        avg_usec: number_after("avg-latency=")?,
-        observations,
-        p50: percentile("50.000"),
-        p99: percentile("99.000"),
-    })
 }
 
 /// Runs `sockperf ping-pong` for two seconds from B against `to`.
@@ -689,18 +634,4 @@ fn serve_errors_are_one_line() {
     assert!(r.ok, "{}", r.stderr);
     assert_eq!(r.json()["busy_poll"]["socket_options"], false);
     assert!(r.stderr.contains("CAP_NET_ADMIN"), "{}", r.stderr);
-}
-
-#[test]
-fn sockperf_summary_parses() {
-    let text = "sockperf: [Total Run] RunTime=2.000 sec; SentMessages=41629\n\
-                sockperf: \u{1b}[2;35m====> avg-latency=25.135 (std-dev=7.563)\u{1b}[0m\n\
-                sockperf: \u{1b}[2;35mTotal 30831 observations\u{1b}[0m; each percentile contains 308.31 observations\n\
-                sockperf: ---> percentile 99.000 =   38.487\n\
-                sockperf: ---> percentile 50.000 =   27.651\n";
-    let s = parse_sockperf(text).unwrap();
-    assert_eq!(s.avg_usec, 25.135);
-    assert_eq!(s.observations, 30831);
-    assert_eq!((s.p50, s.p99), (Some(27.651), Some(38.487)));
-    assert!(parse_sockperf("sockperf: No messages were received from the server.").is_none());
 }
