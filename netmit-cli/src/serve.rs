@@ -75,7 +75,7 @@ pub struct ServeArgs {
     /// xsk mode: how a thread waits for requests on its RX ring: sleep (poll(2), no CPU
     /// while idle, a wake-up per request), spin (check the ring in a loop: lowest
     /// latency, a whole core at any load) or spin-then-sleep[:USECS] (spin up to USECS
-    /// after the last request, default 50, then sleep; the AF_XDP counterpart of
+    /// after the last request, default 20, then sleep; the AF_XDP counterpart of
     /// --busy-poll-usecs).
     #[arg(long, value_name = "STRATEGY", default_value_t = WaitStrategy::default())]
     pub xsk_wait: WaitStrategy,

@@ -495,8 +495,8 @@ fn xsk_mode_answers_sockperf_with_every_wait_strategy() {
     for (wait, name, spin) in [
         ("sleep", "sleep", None),
         ("spin", "spin", None),
-        ("spin-then-sleep:20", "spin-then-sleep", Some(20)),
-        ("spin-then-sleep", "spin-then-sleep", Some(50)),
+        ("spin-then-sleep:50", "spin-then-sleep", Some(50)),
+        ("spin-then-sleep", "spin-then-sleep", Some(20)),
     ] {
         let server = Server::start(
             &tb,

@@ -163,7 +163,7 @@ pub struct ServeConfig {
     /// and register in it instead of stopping with [`ServeError::Detached`].
     pub xsk_wait: bool,
     /// xsk mode: how a thread waits for its RX ring (default
-    /// [`WaitStrategy::SpinThenSleep`] for 50 µs, chosen by measurement: see
+    /// [`WaitStrategy::SpinThenSleep`] for 20 µs, chosen by measurement: see
     /// [`netmit_user::xsk::DEFAULT_SPIN`]).
     pub xsk_wait_strategy: WaitStrategy,
     /// Interval of the samples in the report and of the progress callback; zero for

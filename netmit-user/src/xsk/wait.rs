@@ -20,14 +20,19 @@
 
 use std::{fmt, str::FromStr, time::Duration};
 
-/// The spin of [`WaitStrategy::SpinThenSleep`] when none is given: 50 µs.
+/// The spin of [`WaitStrategy::SpinThenSleep`] when none is given: 20 µs.
 ///
-/// Chosen by measurement (`cargo xtask bench xsk-latency`, docs/benchmarks.md): a
-/// ping-pong round trip on a veth testbed is 10-20 µs, so 50 µs catches the next request
-/// of a ping-pong client in the spin (latency as with [`WaitStrategy::Spin`]), while at
-/// 10% of the busy-poll server's rate the gaps between requests are around 500 µs and
-/// the thread sleeps through most of them (a fraction of a spinning core's CPU).
-pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+/// Chosen by measurement (`cargo xtask bench xsk-latency --spin USECS`, figures in
+/// docs/benchmarks.md). On the veth testbed a sockperf ping-pong round trip is about
+/// 22 µs, and the server's gap between sending a reply and the next request arriving is
+/// a little less than that: spins of 20, 30, 50 and 200 µs all caught the next request
+/// (full-rate median 11.0-12.0 µs, as with [`WaitStrategy::Spin`]), while at ~10% of the
+/// busy-poll server's rate (one request every ~1.2 ms, which no such spin bridges) every
+/// spin is paid for nothing: the server used 2% of a core with 20 µs, 4% with 30 or
+/// 50 µs, 8% with 200 µs (busy-poll mode: 6%). 20 µs is the shortest spin measured that
+/// kept the full-rate latency, so it is the default; on a path with longer round trips
+/// (a real NIC, a switch) give a longer spin with `spin-then-sleep:USECS`.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
 
 /// The longest spin [`WaitStrategy::from_str`] accepts: one second.
 pub const MAX_SPIN: Duration = Duration::from_secs(1);
@@ -167,7 +172,7 @@ mod tests {
             assert_eq!(got, want, "{text}");
             assert_eq!(got.to_string().parse::<WaitStrategy>().unwrap(), got);
         }
-        assert_eq!(WaitStrategy::default().to_string(), "spin-then-sleep:50");
+        assert_eq!(WaitStrategy::default().to_string(), "spin-then-sleep:20");
     }
 
     #[test]

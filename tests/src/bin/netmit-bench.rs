@@ -54,7 +54,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: netmit-bench xsk [--seconds S] [--rounds N] [--json] [--no-check]\n       \
                  netmit-bench daemon [--seconds S] [--json] [--no-check]\n       \
-                 netmit-bench xsk-latency [--seconds S] [--json] [--no-check]"
+                 netmit-bench xsk-latency [--seconds S] [--spin USECS] [--json] [--no-check]"
             );
             return ExitCode::from(2);
         }

@@ -13,6 +13,9 @@
 //! before the xsk runs. The server's CPU is utime + stime from /proc/PID/stat over the
 //! sockperf run, as a share of one core.
 //!
+//! `--spin USECS` runs spin-then-sleep with that spin instead of netmit's default (for
+//! choosing the default: see docs/benchmarks.md).
+//!
 //! Goals (exit 1 when missed, `--no-check` to only report): the best xsk strategy's
 //! average and p99 at full rate are at most the busy-poll server's; at 10% load,
 //! spin-then-sleep's average is at most 1.2x busy-poll's at less than half its CPU.
@@ -44,35 +47,45 @@ const CLIENT_CPU: usize = 0;
 const LIGHT: f64 = 0.10;
 
 /// One server set-up: a serve mode and, in xsk mode, a wait strategy.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Setup {
-    name: &'static str,
+    name: String,
     mode: &'static str,
-    wait: Option<&'static str>,
+    wait: Option<String>,
 }
 
-const BUSY_POLL: Setup = Setup {
-    name: "busy-poll",
-    mode: "busy-poll",
-    wait: None,
-};
-const XSK: [Setup; 3] = [
-    Setup {
-        name: "xsk sleep",
-        mode: "xsk",
-        wait: Some("sleep"),
-    },
-    Setup {
-        name: "xsk spin",
-        mode: "xsk",
-        wait: Some("spin"),
-    },
-    Setup {
-        name: "xsk spin-then-sleep",
-        mode: "xsk",
-        wait: Some("spin-then-sleep"),
-    },
-];
+impl Setup {
+    fn busy_poll() -> Self {
+        Self {
+            name: "busy-poll".into(),
+            mode: "busy-poll",
+            wait: None,
+        }
+    }
+
+    /// The xsk set-ups: sleep, spin and spin-then-sleep (with `spin` µs, or netmit's
+    /// default).
+    fn xsk(spin: Option<u64>) -> Vec<Self> {
+        let sts = match spin {
+            Some(u) => format!("spin-then-sleep:{u}"),
+            None => "spin-then-sleep".into(),
+        };
+        ["sleep", "spin", sts.as_str()]
+            .into_iter()
+            .map(|w| Self {
+                name: format!("xsk {w}"),
+                mode: "xsk",
+                wait: Some(w.to_string()),
+            })
+            .collect()
+    }
+
+    fn is_spin_then_sleep(&self) -> bool {
+        self.wait
+            .as_deref()
+            .is_some_and(|w| w.starts_with("spin-then-sleep"))
+    }
+}
 
 /// One measured run.
 struct Row {
@@ -81,6 +94,9 @@ struct Row {
     sockperf: Sockperf,
     /// Server CPU over the run, as a share of one core.
     cpu: f64,
+    /// How long the sockperf run took, its start-up and warm-up included (the CPU
+    /// share is over this time).
+    run_secs: f64,
     report: Value,
 }
 
@@ -91,6 +107,7 @@ impl Row {
             "mps": self.mps, "avg_usec": self.sockperf.avg_usec,
             "p50_usec": self.sockperf.p50, "p99_usec": self.sockperf.p99,
             "observations": self.sockperf.observations, "server_cpu": self.cpu,
+            "run_secs": self.run_secs,
             "serve_report": self.report,
         })
     }
@@ -201,8 +218,8 @@ fn run_one(tb: &Testbed, setup: Setup, mps: Option<u64>, secs: f64) -> anyhow::R
         &cpu_s,
         "--json",
     ];
-    if let Some(w) = setup.wait {
-        args.extend(["--xsk-wait", w]);
+    if let Some(w) = &setup.wait {
+        args.extend(["--xsk-wait", w.as_str()]);
     }
     let mut cmd = tb.cmd(Side::A, netmit_bin(), &args);
     cmd.stdin(Stdio::null())
@@ -275,6 +292,7 @@ fn run_one(tb: &Testbed, setup: Setup, mps: Option<u64>, secs: f64) -> anyhow::R
         mps,
         sockperf,
         cpu: (t1 - t0) as f64 / hz / elapsed,
+        run_secs: elapsed,
         report,
     })
 }
@@ -302,6 +320,15 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     }
     let as_json = args.iter().any(|a| a == "--json");
     let check = !args.iter().any(|a| a == "--no-check");
+    let spin = match args.iter().position(|a| a == "--spin") {
+        None => None,
+        Some(i) => Some(
+            args.get(i + 1)
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|u| (1..=1_000_000).contains(u))
+                .context("--spin needs microseconds from 1 to 1000000")?,
+        ),
+    };
 
     let tb = Testbed::new()?;
     let rule = format!("proto=udp,dport={XSK_PORT},action=xsk");
@@ -318,12 +345,13 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let say = |r: &Row| {
         if !as_json {
             eprintln!(
-                "{:<22} mps {:>7}: avg {:.2} us, p99 {:?} us, server CPU {:.0}%",
+                "{:<22} mps {:>7}: avg {:.2} us, p99 {:?} us, server CPU {:.0}% of {:.2} s",
                 r.setup.name,
                 r.mps.map_or("max".to_string(), |m| m.to_string()),
                 r.sockperf.avg_usec,
                 r.sockperf.p99,
-                r.cpu * 100.0
+                r.cpu * 100.0,
+                r.run_secs
             );
         }
     };
@@ -339,23 +367,23 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
                 "20ms",
             ],
         )?;
-        let full = run_one(&tb, BUSY_POLL, None, secs)?;
+        let full = run_one(&tb, Setup::busy_poll(), None, secs)?;
         say(&full);
         // sockperf's latency is half the round trip.
         let rate = 1e6 / (2.0 * full.sockperf.avg_usec);
         let light_mps = ((rate * LIGHT).round() as u64).max(1);
-        let light = run_one(&tb, BUSY_POLL, Some(light_mps), secs)?;
+        let light = run_one(&tb, Setup::busy_poll(), Some(light_mps), secs)?;
         say(&light);
         (full, light, light_mps)
     };
     let mut xsk_full = Vec::new();
-    for s in XSK {
+    for s in Setup::xsk(spin) {
         let r = run_one(&tb, s, None, secs)?;
         say(&r);
         xsk_full.push(r);
     }
     let mut xsk_light = Vec::new();
-    for s in XSK {
+    for s in Setup::xsk(spin) {
         let r = run_one(&tb, s, Some(light_mps), secs)?;
         say(&r);
         xsk_light.push(r);
@@ -370,7 +398,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         best.sockperf.avg_usec <= busy_full.sockperf.avg_usec && p99(best) <= p99(&busy_full);
     let sts = xsk_light
         .iter()
-        .find(|r| r.setup.wait == Some("spin-then-sleep"))
+        .find(|r| r.setup.is_spin_then_sleep())
         .context("no spin-then-sleep run")?;
     let light_met = sts.sockperf.avg_usec <= 1.2 * busy_light.sockperf.avg_usec
         && sts.cpu < 0.5 * busy_light.cpu;
