@@ -5,6 +5,7 @@ use netmit_lab::serve::{Mode, ReplyFormat, ServeConfig, ServeReport, ServeSample
 use crate::args::{CpuList, parse_cpu_list, parse_secs};
 use crate::output;
 use clap::{Args, ValueEnum};
+use netmit_user::xsk::WaitStrategy;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -71,6 +72,13 @@ pub struct ServeArgs {
     /// again and register anew, instead of stopping with an error.
     #[arg(long)]
     pub wait: bool,
+    /// xsk mode: how a thread waits for requests on its RX ring: sleep (poll(2), no CPU
+    /// while idle, a wake-up per request), spin (check the ring in a loop: lowest
+    /// latency, a whole core at any load) or spin-then-sleep[:USECS] (spin up to USECS
+    /// after the last request, default 20, then sleep; the AF_XDP counterpart of
+    /// --busy-poll-usecs).
+    #[arg(long, value_name = "STRATEGY", default_value_t = WaitStrategy::default())]
+    pub xsk_wait: WaitStrategy,
     /// Print the final report as JSON (and no per-second lines).
     #[arg(long)]
     pub json: bool,
@@ -107,6 +115,13 @@ fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         );
     }
     cfg.xsk_wait = args.wait;
+    if cfg.mode != Mode::Xsk && args.xsk_wait != WaitStrategy::default() {
+        anyhow::bail!(
+            "--xsk-wait applies to xsk mode; in busy-poll mode the kernel spins \
+             (--busy-poll-usecs), in epoll mode the thread sleeps"
+        );
+    }
+    cfg.xsk_wait_strategy = args.xsk_wait;
     Ok(cfg)
 }
 
@@ -199,8 +214,14 @@ fn print_summary(r: &ServeReport) {
         );
         if let Some(x) = &t.xsk {
             line += &format!(
-                ", queue {} ({} mode), {} lost, {} wakeups, {} other frames",
-                x.queue, x.bind_mode, x.rx_lost, x.wakeups, t.counters.other_frames
+                ", queue {} ({} mode, wait {}{}), {} lost, {} wakeups, {} other frames",
+                x.queue,
+                x.bind_mode,
+                x.wait,
+                x.spin_usecs.map(|u| format!(":{u}")).unwrap_or_default(),
+                x.rx_lost,
+                x.wakeups,
+                t.counters.other_frames
             );
         } else {
             line += &format!(
@@ -254,7 +275,58 @@ mod tests {
             "--port is required"
         );
         assert!(Cli::try_parse_from(["netmit", "serve", "v", "--port", "0"]).is_err());
+        assert_eq!(s.xsk_wait, WaitStrategy::default());
         assert!(parse_cpu_list("3-1").is_err());
         assert!(parse_cpu_list("a").is_err());
+    }
+
+    #[test]
+    fn xsk_wait_strategies() {
+        let parse = |w: &str| {
+            let cli = Cli::try_parse_from([
+                "netmit",
+                "serve",
+                "veth0",
+                "--port",
+                "9000",
+                "--mode",
+                "xsk",
+                "--xsk-wait",
+                w,
+            ])?;
+            let Command::Serve(s) = cli.command else {
+                panic!("not serve")
+            };
+            Ok::<_, clap::Error>(s)
+        };
+        for (w, want) in [
+            ("sleep", WaitStrategy::Sleep),
+            ("spin", WaitStrategy::Spin),
+            (
+                "spin-then-sleep:20",
+                WaitStrategy::SpinThenSleep(Duration::from_micros(20)),
+            ),
+        ] {
+            let s = parse(w).unwrap();
+            assert_eq!(s.xsk_wait, want);
+            assert_eq!(config(&s).unwrap().xsk_wait_strategy, want);
+        }
+        assert!(parse("spin-then-sleep:0").is_err());
+        assert!(parse("nap").is_err());
+        // Only xsk mode waits on a ring.
+        let cli = Cli::try_parse_from([
+            "netmit",
+            "serve",
+            "veth0",
+            "--port",
+            "9000",
+            "--xsk-wait",
+            "spin",
+        ])
+        .unwrap();
+        let Command::Serve(s) = cli.command else {
+            panic!("not serve")
+        };
+        assert!(config(&s).is_err());
     }
 }

@@ -7,5 +7,6 @@ pub mod netmit;
 pub mod packet;
 pub mod recv;
 pub mod reference;
+pub mod sockperf;
 pub mod support;
 pub mod testbed;

@@ -23,6 +23,7 @@ use netmit_user::sys::process;
 use serde_json::Value;
 use tests::{
     netmit::{netmit, netmit_unprivileged},
+    sockperf::{Sockperf, parse_sockperf},
     support::{netmit_bin, require_root},
     testbed::{NsChild, Side, Testbed},
 };
@@ -304,62 +305,6 @@ fn xsk_mode_stops_when_detached_unless_told_to_wait() {
     assert!(report["requests"].as_u64().unwrap() >= 200, "{report}");
 }
 
-/// What sockperf's summary says.
-#[derive(Debug)]
-struct Sockperf {
-    avg_usec: f64,
-    observations: u64,
-    p50: Option<f64>,
-    p99: Option<f64>,
-}
-
-/// Removes ANSI colour sequences (sockperf colours its summary).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Parses sockperf's summary: `avg-latency=25.135 (std-dev=7.563)`, `Total 30831
-/// observations`, `---> percentile 50.000 =   24.732`.
-fn parse_sockperf(text: &str) -> Option<Sockperf> {
-    let text = strip_ansi(text);
-    let number_after = |key: &str| -> Option<f64> {
-        let at = text.find(key)? + key.len();
-        let rest = text[at..].trim_start();
-        let end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        rest[..end].parse().ok()
-    };
-    let percentile = |p: &str| number_after(&format!("percentile {p} ="));
-    // `Total N observations` (not `[Total Run]`).
-    let observations = text.lines().find_map(|l| {
-        let rest = &l[l.find("Total ")? + "Total ".len()..];
-        let (n, tail) = rest.split_once(' ')?;
-        tail.starts_with("observations").then(|| n.parse().ok())?
-    })?;
-    Some(Sockperf {
-        avg_usec: number_after("avg-latency=")?,
-        observations,
-        p50: percentile("50.000"),
-        p99: percentile("99.000"),
-    })
-}
-
 /// Runs `sockperf ping-pong` for two seconds from B against `to`.
 fn sockperf(tb: &Testbed, to: SocketAddr) -> Sockperf {
     let (ip, port) = (to.ip().to_string(), to.port().to_string());
@@ -534,6 +479,69 @@ fn sockperf_ping_pong_measures_every_mode() {
     assert_eq!(report["busy_poll_rx_packets"], Value::Null);
 }
 
+/// Each AF_XDP wait strategy (`--xsk-wait`) answers sockperf's ping-pong requests
+/// correctly: 300 pong requests of 64 bytes from a kernel socket, one at a time with gaps
+/// (so that spin-then-sleep goes to sleep between some of them), each answered with the
+/// same message and only the client flag cleared; a warm-up message gets no reply; the
+/// report names the strategy. Correctness only: latency is the benchmark's business
+/// (`cargo xtask bench xsk-latency`).
+#[test]
+fn xsk_mode_answers_sockperf_with_every_wait_strategy() {
+    if !require_root("xsk_mode_answers_sockperf_with_every_wait_strategy") {
+        return;
+    }
+    let tb = Testbed::new().unwrap();
+    attach(&tb, true);
+    for (wait, name, spin) in [
+        ("sleep", "sleep", None),
+        ("spin", "spin", None),
+        ("spin-then-sleep:50", "spin-then-sleep", Some(50)),
+        ("spin-then-sleep", "spin-then-sleep", Some(20)),
+    ] {
+        let server = Server::start(
+            &tb,
+            tb.if_a(),
+            XSK_PORT,
+            &["--mode", "xsk", "--reply", "sockperf", "--xsk-wait", wait],
+        );
+        let s = client(&tb, server.to);
+        let mut buf = [0u8; 256];
+        for seq in 1..=300u64 {
+            let mut req = sockperf_request(seq);
+            req.resize(64, (seq % 251) as u8);
+            s.send_to(&req, server.to).unwrap();
+            let (n, from) = s
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("--xsk-wait {wait}: no reply to {seq}: {e}"));
+            assert_eq!(from, server.to, "--xsk-wait {wait}");
+            let mut want = req.clone();
+            want[9] &= !1; // MASK_CLIENT cleared, all else as sent
+            assert_eq!(&buf[..n], &want[..], "--xsk-wait {wait}: reply to {seq}");
+            if seq % 50 == 0 {
+                // Longer than any spin: the next request finds the thread asleep.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        // A warm-up message (MASK_WARMUP) is not answered.
+        let mut warmup = sockperf_request(999);
+        warmup[9] |= 4;
+        s.send_to(&warmup, server.to).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        assert!(
+            s.recv_from(&mut buf).is_err(),
+            "--xsk-wait {wait}: a warm-up message was answered"
+        );
+        let report = server.finish();
+        assert_eq!(report["mode"], "xsk", "{report}");
+        assert!(report["replies"].as_u64().unwrap() >= 300, "{report}");
+        assert!(report["unanswered"].as_u64().unwrap() >= 1, "{report}");
+        let x = &report["per_thread"][0]["xsk"];
+        assert_eq!(x["wait"], name, "{report}");
+        assert_eq!(x["spin_usecs"].as_u64(), spin, "{report}");
+    }
+}
+
 #[test]
 fn serve_errors_are_one_line() {
     if !require_root("serve_errors_are_one_line") {
@@ -626,18 +634,4 @@ fn serve_errors_are_one_line() {
     assert!(r.ok, "{}", r.stderr);
     assert_eq!(r.json()["busy_poll"]["socket_options"], false);
     assert!(r.stderr.contains("CAP_NET_ADMIN"), "{}", r.stderr);
-}
-
-#[test]
-fn sockperf_summary_parses() {
-    let text = "sockperf: [Total Run] RunTime=2.000 sec; SentMessages=41629\n\
-                sockperf: \u{1b}[2;35m====> avg-latency=25.135 (std-dev=7.563)\u{1b}[0m\n\
-                sockperf: \u{1b}[2;35mTotal 30831 observations\u{1b}[0m; each percentile contains 308.31 observations\n\
-                sockperf: ---> percentile 99.000 =   38.487\n\
-                sockperf: ---> percentile 50.000 =   27.651\n";
-    let s = parse_sockperf(text).unwrap();
-    assert_eq!(s.avg_usec, 25.135);
-    assert_eq!(s.observations, 30831);
-    assert_eq!((s.p50, s.p99), (Some(27.651), Some(38.487)));
-    assert!(parse_sockperf("sockperf: No messages were received from the server.").is_none());
 }

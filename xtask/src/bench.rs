@@ -12,7 +12,7 @@ use crate::{cargo, exit_code, run_streaming, setup};
 
 /// Benchmarks that need a namespace testbed run from the `netmit-bench` binary of the
 /// tests crate (it owns the testbed code), driving the release `netmit` binary.
-const TESTBED_BENCHES: &[&str] = &["xsk", "daemon"];
+const TESTBED_BENCHES: &[&str] = &["xsk", "xsk-latency", "daemon"];
 
 /// Runs setup, then `cargo run --release -p netmit-cli --bin netmit -- bench <name> <args>`
 /// (or, for testbed benchmarks, `netmit-bench <name>`), returning its exit code.

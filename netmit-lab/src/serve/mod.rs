@@ -94,7 +94,7 @@ pub use report::{
 };
 pub use target::{Target, resolve};
 
-use netmit_user::xsk::BindMode;
+use netmit_user::xsk::{BindMode, WaitStrategy};
 use report::Live;
 
 /// The most datagrams one batch takes ([`ServeConfig::batch`]).
@@ -162,6 +162,10 @@ pub struct ServeConfig {
     /// xsk mode: when netmit is detached from the interface, wait for a new attachment
     /// and register in it instead of stopping with [`ServeError::Detached`].
     pub xsk_wait: bool,
+    /// xsk mode: how a thread waits for its RX ring (default
+    /// [`WaitStrategy::SpinThenSleep`] for 20 µs, chosen by measurement: see
+    /// [`netmit_user::xsk::DEFAULT_SPIN`]).
+    pub xsk_wait_strategy: WaitStrategy,
     /// Interval of the samples in the report and of the progress callback; zero for
     /// none.
     pub sample_interval: Duration,
@@ -194,6 +198,7 @@ impl ServeConfig {
             batch: 64,
             xsk_bind: BindMode::Auto,
             xsk_wait: false,
+            xsk_wait_strategy: WaitStrategy::default(),
             sample_interval: Duration::from_secs(1),
             rcvbuf: DEFAULT_RCVBUF,
         }
@@ -350,16 +355,7 @@ impl Server {
                 queues
                     .into_iter()
                     .map(|q| {
-                        xsk::XskWorker::open(
-                            &iface,
-                            q,
-                            cfg.port,
-                            cfg.reply,
-                            cfg.batch,
-                            cfg.xsk_bind,
-                            cfg.xsk_wait,
-                        )
-                        .map(|w| Worker::Xsk(Box::new(w)))
+                        xsk::XskWorker::open(&iface, q, &cfg).map(|w| Worker::Xsk(Box::new(w)))
                     })
                     .collect::<Result<_, _>>()?
             }

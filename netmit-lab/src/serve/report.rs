@@ -78,6 +78,12 @@ pub struct XskThreadReport {
     pub rx_lost: u64,
     /// System calls made to wake the kernel (need_wakeup) or kick transmits.
     pub wakeups: u64,
+    /// How the thread waited for its RX ring: `sleep`, `spin` or `spin-then-sleep` (see
+    /// [`netmit_user::xsk::WaitStrategy`]).
+    pub wait: &'static str,
+    /// The spin of `spin-then-sleep` in microseconds (absent for the others).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spin_usecs: Option<u64>,
 }
 
 /// One server thread's share of a run.

@@ -14,8 +14,11 @@
 //! `netmit rx --echo` with the request/response accounting and reply formats of the
 //! kernel modes.
 //!
-//! The thread sleeps in `poll(2)` when its RX ring is empty, so a request still costs a
-//! wake-up: the mode removes the stack, not the notification.
+//! How the thread waits when its RX ring is empty is its [`WaitStrategy`]
+//! ([`ServeConfig::xsk_wait_strategy`](super::ServeConfig::xsk_wait_strategy)): sleeping
+//! in `poll(2)` costs a wake-up per request at light load (the mode then removes the
+//! stack, not the notification); spinning on the ring removes the wake-up too, and
+//! spin-then-sleep (the default) does so while requests keep coming.
 //!
 //! # What it answers
 //!
@@ -34,7 +37,7 @@ use std::{
 use netmit_common::{Action, PacketProto};
 
 use super::{
-    Control, ReplyFormat, ServeError,
+    Control, ReplyFormat, ServeConfig, ServeError,
     epoll::MAX_WAIT,
     report::{Counters, Live, ThreadReport, XskThreadReport},
 };
@@ -46,7 +49,7 @@ use netmit_user::{
         napi::{self, QueueKind},
     },
     xsk::{
-        BindMode, RegistrationWatch, WatchEvent, XskConfig, XskSocket, echo::udp_reply_in_place,
+        RegistrationWatch, WaitStrategy, WatchEvent, XskConfig, XskSocket, echo::udp_reply_in_place,
     },
 };
 
@@ -144,30 +147,24 @@ pub(crate) struct XskWorker {
     format: ReplyFormat,
     batch: usize,
     watch: RegistrationWatch,
+    strategy: WaitStrategy,
 }
 
 impl XskWorker {
     /// Opens the socket of `queue` and registers it in netmit's XSKMAP for that queue.
-    pub(crate) fn open(
-        dev: &Netdev,
-        queue: u32,
-        port: u16,
-        format: ReplyFormat,
-        batch: usize,
-        bind: BindMode,
-        wait: bool,
-    ) -> Result<Self, ServeError> {
-        let cfg = XskConfig {
-            mode: bind,
+    pub(crate) fn open(dev: &Netdev, queue: u32, cfg: &ServeConfig) -> Result<Self, ServeError> {
+        let xsk_cfg = XskConfig {
+            mode: cfg.xsk_bind,
             ..XskConfig::default()
         };
-        let sock = XskSocket::open_registered(dev, queue, &cfg)?;
+        let sock = XskSocket::open_registered(dev, queue, &xsk_cfg)?;
         Ok(Self {
             sock,
-            port,
-            format,
-            batch,
-            watch: RegistrationWatch::new(wait),
+            port: cfg.port,
+            format: cfg.reply,
+            batch: cfg.batch,
+            watch: RegistrationWatch::new(cfg.xsk_wait),
+            strategy: cfg.xsk_wait_strategy,
         })
     }
 
@@ -205,7 +202,7 @@ impl XskWorker {
         let mut c = Counters::default();
         while let Some(timeout) = ctl.wait_budget(MAX_WAIT) {
             self.check_registration()?;
-            if !self.sock.poll(timeout)? {
+            if !self.sock.wait(self.strategy, timeout)? {
                 continue;
             }
             let before = c;
@@ -239,6 +236,8 @@ impl XskWorker {
                 bind_mode: self.sock.bound_mode().as_str(),
                 rx_lost: stats.rx_lost(),
                 wakeups: k.wakeups,
+                wait: self.strategy.name(),
+                spin_usecs: self.strategy.spin_usecs(),
             }),
         })
     }

@@ -84,6 +84,13 @@
 //! `poll(2)`. This needs a NAPI id ([`XskSocket::napi_id`]); on veth it is 0, so there
 //! the options are accepted and change nothing.
 //!
+//! # Waiting
+//!
+//! [`XskSocket::wait`] waits for frames with a [`WaitStrategy`]: sleep in `poll(2)`
+//! ([`XskSocket::poll`]), spin on the RX ring, or spin for a bounded time and then
+//! sleep. Spinning needs no NAPI id, so unlike busy polling it also works on veth; see
+//! `wait.rs` for the reasons and the measured default.
+//!
 //! # Registration and removal
 //!
 //! See `register.rs`: dropping a socket removes its XSKMAP entry only if the entry still
@@ -104,6 +111,7 @@ mod socket;
 mod stats;
 mod sys;
 mod umem;
+mod wait;
 mod watch;
 
 pub use config::{BindMode, BusyPoll, XDP_PACKET_HEADROOM, XskConfig};
@@ -111,4 +119,5 @@ pub use error::XskError;
 pub use register::RegistrationState;
 pub use socket::{BUSY_RETRY, XskSocket};
 pub use stats::{XskCounters, XskStats};
+pub use wait::{DEFAULT_SPIN, MAX_SPIN, WaitParseError, WaitPlan, WaitStrategy};
 pub use watch::{REGISTRATION_CHECK, RegistrationWatch, WatchEvent};

@@ -1,4 +1,5 @@
-//! Benchmarks that need a namespace testbed: `cargo xtask bench xsk`.
+//! Benchmarks that need a namespace testbed: `cargo xtask bench xsk`, `cargo xtask bench
+//! xsk-latency` (see its module) and `cargo xtask bench daemon`.
 //!
 //! `xsk`: on a veth testbed, netmit's generator (BPF_PROG_TEST_RUN live frames, as fast as
 //! it can) blasts 64-byte UDP frames from namespace B at namespace A, and one receiver at
@@ -35,6 +36,9 @@ use tests::{
     testbed::{Side, Testbed},
 };
 
+#[path = "netmit-bench/xsk_latency.rs"]
+mod xsk_latency;
+
 const XSK_PORT: u16 = 9300;
 const KERNEL_PORT: u16 = 9301;
 const RX_CPU: usize = 1;
@@ -45,10 +49,12 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("xsk") => xsk(&args[1..]),
         Some("daemon") => daemon(&args[1..]),
+        Some("xsk-latency") => xsk_latency::run(&args[1..]),
         _ => {
             eprintln!(
                 "usage: netmit-bench xsk [--seconds S] [--rounds N] [--json] [--no-check]\n       \
-                 netmit-bench daemon [--seconds S] [--json] [--no-check]"
+                 netmit-bench daemon [--seconds S] [--json] [--no-check]\n       \
+                 netmit-bench xsk-latency [--seconds S] [--spin USECS] [--json] [--no-check]"
             );
             return ExitCode::from(2);
         }

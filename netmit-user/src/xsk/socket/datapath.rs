@@ -8,7 +8,7 @@ use super::{
     XskSocket, socket_error,
     sys::{self, Kick},
 };
-use crate::xsk::{XskCounters, XskError, XskStats};
+use crate::xsk::{WaitStrategy, XskCounters, XskError, XskStats};
 
 impl XskSocket {
     /// Waits until the RX ring holds frames or `timeout` passes; `Ok(true)` when frames
@@ -26,12 +26,7 @@ impl XskSocket {
         if self.words.rx.used() > 0 {
             return Ok(true);
         }
-        let wakeup = |xsk: &Self| -> Result<(), XskError> {
-            xsk.poll_wakeups.set(xsk.poll_wakeups.get() + 1);
-            sys::kick_rx(xsk.fd())
-                .map(drop)
-                .map_err(xsk.os_err("recvfrom (RX wakeup)"))
-        };
+        let wakeup = Self::poll_wakeup;
         if self.cfg.busy_poll.is_some() {
             // No deadline (spin until frames arrive) if the timeout does not fit.
             let deadline = Instant::now().checked_add(timeout);
@@ -51,6 +46,62 @@ impl XskSocket {
         }
         let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int;
         sys::poll_in(self.fd(), ms).map_err(self.os_err("poll"))
+    }
+
+    /// Waits until the RX ring holds frames or `timeout` passes, the way `strategy` says;
+    /// `Ok(true)` when frames are there. Returns at once, without a system call, if
+    /// frames are waiting.
+    ///
+    /// [`WaitStrategy::Sleep`] is [`Self::poll`]. [`WaitStrategy::Spin`] reads the RX
+    /// ring's producer word in a loop (one shared cache line, no system call) until
+    /// frames arrive or the timeout passes, making the `recvfrom` wakeups the kernel asks
+    /// for through need_wakeup (and, with [`crate::xsk::BusyPoll`], one per round, which
+    /// runs the queue's NAPI). [`WaitStrategy::SpinThenSleep`] spins for at most its
+    /// duration and then calls [`Self::poll`] for the rest of `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`XskError::Io`] if `poll` or `recvfrom` fails for another reason than a signal.
+    pub fn wait(&self, strategy: WaitStrategy, timeout: Duration) -> Result<bool, XskError> {
+        if self.words.rx.used() > 0 {
+            return Ok(true);
+        }
+        let plan = strategy.plan(timeout);
+        if !plan.spin.is_zero() && self.spin(plan.spin)? {
+            return Ok(true);
+        }
+        if plan.sleep.is_zero() {
+            return Ok(self.words.rx.used() > 0);
+        }
+        self.poll(plan.sleep)
+    }
+
+    /// Checks the RX ring in a loop for up to `limit`; `Ok(true)` when frames arrived.
+    fn spin(&self, limit: Duration) -> Result<bool, XskError> {
+        // No deadline (spin until frames arrive) if the limit does not fit.
+        let deadline = Instant::now().checked_add(limit);
+        loop {
+            if self.words.rx.used() > 0 {
+                return Ok(true);
+            }
+            if self.cfg.busy_poll.is_some()
+                || (self.cfg.need_wakeup && self.words.fill.needs_wakeup())
+            {
+                self.poll_wakeup()?;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(self.words.rx.used() > 0);
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// A `recvfrom(MSG_DONTWAIT)` from a wait, counted in [`XskCounters::wakeups`].
+    fn poll_wakeup(&self) -> Result<(), XskError> {
+        self.poll_wakeups.set(self.poll_wakeups.get() + 1);
+        sys::kick_rx(self.fd())
+            .map(drop)
+            .map_err(self.os_err("recvfrom (RX wakeup)"))
     }
 
     /// Takes up to `max` frames off the RX ring into `self.batch`.
