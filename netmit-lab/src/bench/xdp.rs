@@ -391,12 +391,16 @@ fn check_path(
             packet,
             target: target.name(),
             rules: n,
-            what: format!(
-                "netmit's program gave {} (rule {:?}), not {} (rule {rule:?})",
-                got.verdict.name(),
-                got.rule_id,
-                verdict.name()
-            ),
+            what: {
+                let rule_of = |r: Option<u16>| r.map_or("none".to_string(), |r| r.to_string());
+                format!(
+                    "netmit's program gave {} (rule {}), not {} (rule {})",
+                    got.verdict.name(),
+                    rule_of(got.rule_id),
+                    verdict.name(),
+                    rule_of(rule)
+                )
+            },
         });
     }
     Ok(got.xdp_action)

@@ -345,11 +345,11 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let say = |r: &Row| {
         if !as_json {
             eprintln!(
-                "{:<22} mps {:>7}: avg {:.2} us, p99 {:?} us, server CPU {:.0}% of {:.2} s",
+                "{:<22} mps {:>7}: avg {:.2} us, p99 {} us, server CPU {:.0}% of {:.2} s",
                 r.setup.name,
                 r.mps.map_or("max".to_string(), |m| m.to_string()),
                 r.sockperf.avg_usec,
-                r.sockperf.p99,
+                r.sockperf.p99.map_or("-".to_string(), |p| format!("{p:.2}")),
                 r.cpu * 100.0,
                 r.run_secs
             );
