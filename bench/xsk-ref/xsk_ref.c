@@ -43,7 +43,7 @@ static void die(const char *what, int err)
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
-		fprintf(stderr, "usage: %s IFACE QUEUE SECONDS [copy|zerocopy] [poll|spin]\n", argv[0]);
+		fprintf(stderr, "usage: %s IFACE QUEUE SECONDS [copy|zerocopy] [poll|spin] [XSKMAP-PIN]\n", argv[0]);
 		return 2;
 	}
 	const char *ifname = argv[1];
@@ -89,8 +89,13 @@ int main(int argc, char **argv)
 	if (err)
 		die("xsk_socket__create", err);
 
+	/* netmit's socket map: the pin path it gives (its pins are keyed by namespace and
+	 * ifindex), or netmit 0.1's name-keyed path. */
 	char pin[256];
-	snprintf(pin, sizeof(pin), "/sys/fs/bpf/netmit/%s/NETMIT_XSKS", ifname);
+	if (argc > 6)
+		snprintf(pin, sizeof(pin), "%s", argv[6]);
+	else
+		snprintf(pin, sizeof(pin), "/sys/fs/bpf/netmit/%s/NETMIT_XSKS", ifname);
 	int map_fd = bpf_obj_get(pin);
 	if (map_fd < 0)
 		die("bpf_obj_get (is netmit attached?)", errno);

@@ -159,6 +159,19 @@ fn measure(
     })
 }
 
+/// The pin of netmit's AF_XDP socket map for A's interface (keyed by namespace and
+/// ifindex: resolved inside A's namespace), for the C reference to register in.
+fn xsks_pin(tb: &Testbed) -> anyhow::Result<PathBuf> {
+    let name = tb.if_a().to_string();
+    tb.in_ns(Side::A, move || -> anyhow::Result<PathBuf> {
+        let dev = netmit_user::sys::Netdev::resolve(&netmit_user::sys::IfName::new(&name)?)?;
+        let layout = netmit_user::ebpf::PinRoot::default()
+            .find(&dev)?
+            .with_context(|| format!("netmit is not attached to {name}"))?;
+        Ok(layout.map(netmit_common::names::MAP_XSKS))
+    })
+}
+
 /// Runs one receiver for `secs`: (pps over its own window, its report).
 fn receive(tb: &Testbed, which: &str, reference: &Path, secs: f64) -> anyhow::Result<(f64, Value)> {
     let secs_arg = secs.to_string();
@@ -181,9 +194,11 @@ fn receive(tb: &Testbed, which: &str, reference: &Path, secs: f64) -> anyhow::Re
             ],
         ),
         "libxdp" => {
+            let pin = xsks_pin(tb)?;
             let mut c = tb.cmd(Side::A, "taskset", ["-c", &cpu]);
             c.arg(reference)
-                .args([tb.if_a(), "0", &secs_arg, "copy", "spin"]);
+                .args([tb.if_a(), "0", &secs_arg, "copy", "spin"])
+                .arg(pin);
             c
         }
         "kernel" => {
@@ -221,7 +236,7 @@ fn xsk(args: &[String]) -> anyhow::Result<()> {
         bail!("needs root (namespaces, BPF, AF_XDP): run `sudo cargo xtask bench xsk`");
     }
     let secs = flag_value(args, "--seconds", 3.0)?;
-    let rounds = flag_value(args, "--rounds", 3.0)? as usize;
+    let rounds = flag_value(args, "--rounds", 5.0)? as usize;
     let as_json = args.iter().any(|a| a == "--json");
     let check = !args.iter().any(|a| a == "--no-check");
 
