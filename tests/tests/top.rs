@@ -22,6 +22,58 @@ use tests::{
 
 const PORT: u16 = 9400;
 
+/// Runs `netmit top IFACE` under script(1), waits (up to 30 s) until the interface's name
+/// is on the screen, sends `key`, and returns the exit status and everything drawn.
+fn live_view(tb: &Testbed, key: &[u8]) -> (std::process::ExitStatus, String) {
+    use std::{io::Read, sync::mpsc};
+    let command = format!(
+        "stty cols 200 rows 30; {} top {} --interval 0.5",
+        netmit_bin().display(),
+        tb.if_a()
+    );
+    let mut child = tb
+        .cmd(Side::A, "script", ["-qfec", command.as_str(), "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn script");
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut screen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&screen).contains(tb.if_a()) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => screen.extend(chunk),
+            Err(_) => break,
+        }
+    }
+    child.stdin.as_mut().unwrap().write_all(key).unwrap();
+    // The key must end it; a view that ignores it is killed (and fails the test).
+    let quit_by = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("script") {
+            break status;
+        }
+        if std::time::Instant::now() > quit_by {
+            let _ = child.kill();
+            break child.wait().expect("script");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    reader.join().unwrap();
+    screen.extend(rx.try_iter().flatten());
+    (status, String::from_utf8_lossy(&screen).into_owned())
+}
+
 /// Sends about 2000 datagrams/s from B to A's PORT until `stop`.
 fn steady_traffic(tb: &Testbed, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     let to = SocketAddr::new(tb.ip_a().into(), PORT);
@@ -105,29 +157,21 @@ fn top_shows_the_testbeds_rates_and_quits_on_q() {
         top.stdout
     );
 
-    // The live view under a pseudo-terminal (script(1)), quit with q after a few frames.
-    let command = format!(
-        "stty cols 200 rows 30; {} top {} --interval 0.5",
-        netmit_bin().display(),
-        tb.if_a()
-    );
-    let mut child = tb
-        .cmd(Side::A, "script", ["-qfec", command.as_str(), "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn script");
-    std::thread::sleep(Duration::from_secs(3));
-    child.stdin.as_mut().unwrap().write_all(b"q").unwrap();
-    let out = child.wait_with_output().expect("script");
+    // The live view under a pseudo-terminal (script(1)): once quit with q, once with
+    // Ctrl-C, each key sent once the interface's row is on the screen.
+    for (key, name) in [(b"q", "q"), (b"\x03", "Ctrl-C")] {
+        let (status, screen) = live_view(&tb, key);
+        assert!(status.success(), "top under a pty, {name}: {status}");
+        assert!(
+            screen.contains(tb.if_a()),
+            "{name}: the interface was never drawn"
+        );
+        assert!(
+            screen.contains("\x1b[?1049l"),
+            "{name}: the alternate screen was not left"
+        );
+    }
     stop.store(true, Ordering::Relaxed);
     sender.join().unwrap();
-    let screen = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "top under a pty: {}", out.status);
-    assert!(screen.contains(tb.if_a()), "the interface was never drawn");
-    assert!(
-        screen.contains("\x1b[?1049l"),
-        "the alternate screen was not left"
-    );
     assert!(netmit(&tb, Side::A, &["detach", tb.if_a()]).ok);
 }

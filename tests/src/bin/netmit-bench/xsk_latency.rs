@@ -349,7 +349,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
                 r.setup.name,
                 r.mps.map_or("max".to_string(), |m| m.to_string()),
                 r.sockperf.avg_usec,
-                r.sockperf.p99.map_or("-".to_string(), |p| format!("{p:.2}")),
+                r.sockperf
+                    .p99
+                    .map_or("-".to_string(), |p| format!("{p:.2}")),
                 r.cpu * 100.0,
                 r.run_secs
             );
