@@ -169,7 +169,7 @@ fn an_attachment_in_the_0_1_layout_is_found_and_detached() {
          test -e /sys/fs/bpf/netmit/lo/link && echo lo-kept\n\
          mv /sys/fs/bpf/netmit/lo /sys/fs/bpf/netmit/$IF || exit 95\n\
          $NETMIT detach $IF >/dev/null; echo detach=$?\n\
-         echo \"left=[$(ls -A /sys/fs/bpf/netmit | tr '\\\\n' ' ')]\"",
+         echo \"left=[$(ls -A /sys/fs/bpf/netmit | tr '\\n' ' ')]\"",
     );
     assert_eq!(rc, 0, "{out}");
     for want in [
@@ -182,9 +182,14 @@ fn an_attachment_in_the_0_1_layout_is_found_and_detached() {
     ] {
         assert!(out.contains(want), "{want}: {out}");
     }
+    let left: Vec<&str> = out
+        .split_once("left=[")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(inside, _)| inside.split_whitespace().collect())
+        .unwrap_or_else(|| panic!("no left=[...] line: {out}"));
     assert!(
-        !out.contains(&format!("{} ", tb.if_a())),
-        "the 0.1 directory is gone: {out}"
+        left.iter().all(|e| e.starts_with("netns-")),
+        "the 0.1 directory is gone, nothing but namespace directories is left: {left:?}\n{out}"
     );
     assert_eq!(
         tests::netmit::kernel_xdp(&tb, Side::A),

@@ -31,12 +31,10 @@ fn live_view(tb: &Testbed, key: &[u8]) -> (std::process::ExitStatus, String) {
         netmit_bin().display(),
         tb.if_a()
     );
-    let mut child = tb
-        .cmd(Side::A, "script", ["-qfec", command.as_str(), "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn script");
+    let mut cmd = tb.cmd(Side::A, "script", ["-qfec", command.as_str(), "/dev/null"]);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    // An NsChild: a failing assertion below still kills script and top with their group.
+    let mut child = tb.spawn_cmd(cmd).expect("spawn script");
     let mut stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     let reader = std::thread::spawn(move || {
@@ -64,8 +62,7 @@ fn live_view(tb: &Testbed, key: &[u8]) -> (std::process::ExitStatus, String) {
             break status;
         }
         if std::time::Instant::now() > quit_by {
-            let _ = child.kill();
-            break child.wait().expect("script");
+            break child.kill().expect("killing script");
         }
         std::thread::sleep(Duration::from_millis(20));
     };

@@ -12,7 +12,10 @@
 //!
 //! cargo-deny reads a database only as a git repository in its `db-path`, under a name
 //! derived from the URL; [`prepare`] builds that repository under target/ from the
-//! snapshot, committed at the snapshot's date (cargo-deny reads the date from HEAD).
+//! snapshot, committed at the snapshot's date and with `.git/HEAD` dated so too
+//! (cargo-deny dates a database by the later of the two), so that its staleness limit
+//! applies to the snapshot's real age: [`MAX_AGE`], past which the check fails until the
+//! snapshot is refreshed.
 
 use std::{
     collections::BTreeSet,
@@ -34,6 +37,13 @@ const SOURCE: &str = "SOURCE";
 /// The directory cargo-deny 0.20 expects for the default database URL
 /// (`https://github.com/rustsec/advisory-db`) inside its `db-path`.
 const DB_DIR_NAME: &str = "advisory-db-3157b0e258782691";
+
+/// The oldest snapshot the check accepts (cargo-deny's `maximum-db-staleness`, RFC 3339
+/// duration). Longer than cargo-deny's 90-day default because a refresh needs a machine
+/// that reaches github.com; the age limit is printed with every check.
+const MAX_AGE: &str = "P180D";
+/// [`MAX_AGE`] for people.
+pub const MAX_AGE_TEXT: &str = "180 days";
 
 /// A database repository built from the snapshot, ready for `cargo deny --offline`.
 pub struct Prepared {
@@ -95,6 +105,8 @@ pub fn prepare() -> Result<Prepared> {
     }
     copy_dir(&snap.join("crates"), &db.join("crates"))?;
     let git = |args: &[&str]| -> Result<()> {
+        // No configuration but this (no hooks, templates or signing from root's or the
+        // system's git config).
         let status = Command::new("git")
             .arg("-C")
             .arg(&db)
@@ -104,7 +116,15 @@ pub fn prepare() -> Result<Prepared> {
                 "-c",
                 "user.email=xtask@invalid",
             ])
+            .args([
+                "-c",
+                "commit.gpgsign=false",
+                "-c",
+                "core.hooksPath=/dev/null",
+            ])
             .args(args)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_AUTHOR_DATE", &date)
             .env("GIT_COMMITTER_DATE", &date)
             .output()
@@ -120,6 +140,17 @@ pub fn prepare() -> Result<Prepared> {
     git(&["init", "--quiet"])?;
     git(&["add", "."])?;
     git(&["commit", "--quiet", "-m", "netmit's advisory snapshot"])?;
+    let touched = Command::new("touch")
+        .arg("-d")
+        .arg(&date)
+        .arg(db.join(".git/HEAD"))
+        .status()
+        .context("running touch")?;
+    ensure!(
+        touched.success(),
+        "could not date {}/.git/HEAD",
+        db.display()
+    );
 
     let deny =
         fs::read_to_string(workspace_root().join("deny.toml")).context("reading deny.toml")?;
@@ -137,7 +168,14 @@ fn with_db_path(deny: &str, db_path: &Path) -> Result<String> {
         !deny.contains("db-path"),
         "deny.toml sets db-path itself; leave it to xtask"
     );
-    let line = format!("db-path = {:?}", db_path.display().to_string());
+    ensure!(
+        !deny.contains("maximum-db-staleness"),
+        "deny.toml sets maximum-db-staleness itself; leave it to xtask"
+    );
+    let line = format!(
+        "db-path = {:?}\nmaximum-db-staleness = \"{MAX_AGE}\"",
+        db_path.display().to_string()
+    );
     let Some(at) = deny.find("[advisories]\n") else {
         bail!("deny.toml has no [advisories] table");
     };
@@ -219,7 +257,8 @@ mod tests {
         let out = with_db_path(deny, Path::new("/t/advisory-dbs")).unwrap();
         assert_eq!(
             out,
-            "[graph]\nx = 1\n\n[advisories]\ndb-path = \"/t/advisory-dbs\"\nversion = 2\n\n[bans]\n"
+            "[graph]\nx = 1\n\n[advisories]\ndb-path = \"/t/advisory-dbs\"\n\
+             maximum-db-staleness = \"P180D\"\nversion = 2\n\n[bans]\n"
         );
         assert!(with_db_path("[bans]\n", Path::new("/t")).is_err());
         assert!(with_db_path("[advisories]\ndb-path = \"x\"\n", Path::new("/t")).is_err());

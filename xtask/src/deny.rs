@@ -46,8 +46,9 @@ pub fn check() -> Result<()> {
         let prepared = crate::advisories::prepare()?;
         println!(
             "xtask: github.com is unreachable; checking advisories against the snapshot in \
-             deny/advisory-db ({})",
-            prepared.source
+             deny/advisory-db ({}; accepted up to {} old)",
+            prepared.source,
+            crate::advisories::MAX_AGE_TEXT
         );
         offline_advisories(Some(&prepared.config))?;
     }
@@ -57,7 +58,7 @@ pub fn check() -> Result<()> {
 /// `cargo deny --offline check advisories`, after `cargo fetch` (offline, cargo metadata
 /// needs every platform's crates on disk, not only this one's).
 fn offline_advisories(config: Option<&std::path::Path>) -> Result<()> {
-    let status = run_streaming(cargo().args(["fetch", "--quiet"]))?;
+    let status = run_streaming(cargo().args(["fetch", "--quiet", "--locked"]))?;
     if !status.success() {
         bail!("cargo fetch failed ({status}): the advisories check needs the crates' metadata");
     }

@@ -211,7 +211,7 @@ mod tests {
     #[test]
     fn one_holder_of_the_daemon_lock_at_a_time() {
         let dir = std::env::temp_dir().join(format!("netmit-state-lock-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        fs::create_dir(&dir).unwrap();
         let netns = NetnsId {
             cookie: 7,
             inode: 1,

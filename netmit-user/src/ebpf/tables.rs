@@ -346,7 +346,6 @@ impl SteerTables {
     }
 }
 
-/// Wraps a pinned map's data in the `Map` variant its kernel type calls for.
 /// Adds one CPU's counters to `sum`.
 fn add(sum: &mut QueueStats, cpu: &QueueStats) {
     for (s, c) in sum.verdicts.iter_mut().zip(cpu.verdicts.iter()) {
@@ -367,6 +366,7 @@ fn seen(sums: Vec<QueueStats>) -> Vec<QueueCounters> {
         .collect()
 }
 
+/// Wraps a pinned map's data in the `Map` variant its kernel type calls for.
 fn wrap(name: &str, data: MapData) -> Map {
     match name {
         names::MAP_QUEUE_STATS | names::MAP_RULE_HITS => Map::PerCpuArray(data),

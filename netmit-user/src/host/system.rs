@@ -165,8 +165,11 @@ impl Host for System {
 
     fn xdp_status(&self, dev: &Netdev) -> Result<XdpStatus, AttachError> {
         let attrs = link::get(dev)?;
-        if let (Some(n), Ok(mut known)) = (attrs.rx_queues, self.rx_queues.lock()) {
-            known.insert((dev.netns, dev.ifindex), n);
+        if let Ok(mut known) = self.rx_queues.lock() {
+            match attrs.rx_queues {
+                Some(n) => known.insert((dev.netns, dev.ifindex), n),
+                None => known.remove(&(dev.netns, dev.ifindex)),
+            };
         }
         let running = attrs.xdp;
         let Some(layout) = self.pins.find(dev)? else {

@@ -11,7 +11,7 @@
 //! daemon; remove stops it and puts back a setting `netmit tune set` made (on a veth of
 //! the namespace, journalled in its /run).
 
-use std::{fs, path::Path, process::Command};
+use std::{fs, os::unix::fs::DirBuilderExt, path::Path, process::Command};
 
 use anyhow::{Context, Result, bail, ensure};
 
@@ -58,16 +58,23 @@ test -e /etc/netmit/netmit.toml || echo "conffile purged"
 
 /// Runs [`SCRIPT`] and checks its transcript; skipped, with the reason printed, where it
 /// cannot run (not root, no unshare, no overlayfs).
-pub fn check(b: &Build, deb: &Path) -> Result<()> {
+pub fn check(_b: &Build, deb: &Path) -> Result<()> {
     if let Some(why) = unavailable() {
         println!("xtask: dist: live install of the maintainer scripts skipped: {why}");
         return Ok(());
     }
-    let scratch = b.out.join("live-install");
-    if scratch.exists() {
-        fs::remove_dir_all(&scratch).with_context(|| format!("removing {}", scratch.display()))?;
-    }
-    fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    // A fresh directory of our own outside /usr, /etc and /var (an overlay's upper
+    // directory may not lie inside its lower one).
+    let scratch = std::env::temp_dir().join(format!("netmit-live-install-{}", std::process::id()));
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&scratch)
+        .with_context(|| {
+            format!(
+                "creating {} (left by another run? remove it)",
+                scratch.display()
+            )
+        })?;
     let result = output(
         Command::new("unshare")
             .args(["--mount", "--net", "--propagation", "private", "--fork"])
@@ -95,6 +102,29 @@ fn unavailable() -> Option<String> {
             return Some(format!("`{tool}` is not installed"));
         }
     }
+    // Only /usr, /etc and /var are overlaid: everything the package and its scripts
+    // write must be there, which holds on a merged-/usr system.
+    for dir in ["/bin", "/sbin", "/lib"] {
+        if !Path::new(dir).is_symlink() {
+            return Some(format!(
+                "{dir} is not a link into /usr (not a merged-/usr system)"
+            ));
+        }
+    }
+    let installed = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", "netmit"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("installed"));
+    if installed {
+        return Some("netmit is installed on this host (the check needs a first install)".into());
+    }
+    let may_unshare = Command::new("unshare")
+        .args(["--mount", "--net", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !may_unshare {
+        return Some("`unshare --mount --net` is not permitted here (no CAP_SYS_ADMIN?)".into());
+    }
     let filesystems = fs::read_to_string("/proc/filesystems").unwrap_or_default();
     if !filesystems
         .lines()
@@ -120,6 +150,14 @@ fn calls<'a>(transcript: &'a str, step: &str) -> Result<Vec<&'a str>> {
 
 fn judge(t: &str) -> Result<()> {
     let reload = "systemctl --system daemon-reload";
+    let starts: Vec<&str> = t
+        .lines()
+        .filter(|l| l.starts_with("systemctl enable") || l.starts_with("systemctl start"))
+        .collect();
+    ensure!(
+        starts.is_empty(),
+        "the scripts must never enable or start the daemon; they called: {starts:?}"
+    );
     let install = calls(t, "install")?;
     ensure!(
         install.iter().all(|c| *c == reload) && !install.is_empty(),

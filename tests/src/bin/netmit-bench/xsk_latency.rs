@@ -124,8 +124,15 @@ impl<'tb> Tuned<'tb> {
     fn set(tb: &'tb Testbed, args: &[&str]) -> anyhow::Result<Self> {
         let dir =
             std::env::temp_dir().join(format!("netmit-bench-xsk-latency-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        // A directory of our own (created here, 0700), never one found in place.
+        std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
+            .create(&dir)
+            .with_context(|| {
+                format!(
+                    "creating {} (left by another run? remove it)",
+                    dir.display()
+                )
+            })?;
         let tuned = Self { tb, dir };
         let mut full = vec!["tune", "set", tb.if_a()];
         full.extend_from_slice(args);
