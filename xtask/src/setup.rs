@@ -71,6 +71,8 @@ pub const DEB_PACKAGES: &[(&str, &str)] = &[
     ("man", "man-db"),
     ("podman", "podman"),
     ("runc", "runc"),
+    // `depmod -b` lays out the modules of the kernels the compat tests boot (kernels.rs).
+    ("depmod", "kmod"),
 ];
 
 /// The bpf-linker release that fits the installed toolchains: 0.13 builds (about 30 s)

@@ -99,12 +99,14 @@ impl StateFile {
     /// Takes the namespace's daemon lock (`<state file>.lock`, 0600, never through a
     /// symlink) without waiting: `Ok(None)` when another process holds it. The daemon
     /// keeps it for its lifetime, so that two starting at once cannot both pass the
-    /// pid check; the kernel drops it when the holder dies, `kill -9` included.
+    /// pid check; the kernel drops it when the holder dies, `kill -9` included, and a
+    /// clean exit removes the file (see [`DaemonLock`]).
     ///
     /// # Errors
     ///
     /// The file system's error.
-    pub fn lock(&self) -> io::Result<Option<fs::File>> {
+    pub fn lock(&self) -> io::Result<Option<DaemonLock>> {
+        use std::os::unix::fs::MetadataExt;
         let path = self.path.with_extension("lock");
         let file = fs::OpenOptions::new()
             .write(true)
@@ -114,9 +116,18 @@ impl StateFile {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(file)),
-            Err(fs::TryLockError::WouldBlock) => Ok(None),
-            Err(fs::TryLockError::Error(e)) => Err(e),
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+        // A holder that exited cleanly unlinked the file after we opened it: our lock is
+        // on a file nobody else will open. Only a lock on what the path names counts.
+        let (held, named) = (file.metadata()?, fs::symlink_metadata(&path));
+        match named {
+            Ok(n) if n.dev() == held.dev() && n.ino() == held.ino() => {
+                Ok(Some(DaemonLock { file, path }))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -133,6 +144,22 @@ impl StateFile {
                 _ => Ok(()),
             },
         }
+    }
+}
+
+/// The namespace's daemon lock, held until dropped; dropping it removes the lock file
+/// first (while still holding it), so a clean exit leaves the run directory empty, and
+/// [`StateFile::lock`] refuses a lock on a file unlinked this way.
+#[derive(Debug)]
+pub struct DaemonLock {
+    file: fs::File,
+    path: PathBuf,
+}
+
+impl Drop for DaemonLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+        let _ = self.file.unlock();
     }
 }
 
@@ -221,11 +248,11 @@ mod tests {
         assert!(first.is_some());
         // flock locks belong to the open file: a second open, even in this process, waits.
         assert!(file.lock().unwrap().is_none(), "a second holder");
+        let lock = file.path().with_extension("lock");
         drop(first);
+        assert!(!lock.exists(), "a clean release removes the lock file");
         assert!(file.lock().unwrap().is_some(), "released with its holder");
         // A symlink planted where the lock goes is not followed.
-        let lock = file.path().with_extension("lock");
-        fs::remove_file(&lock).unwrap();
         std::os::unix::fs::symlink(dir.join("elsewhere"), &lock).unwrap();
         assert!(file.lock().is_err());
         assert!(!dir.join("elsewhere").exists());
