@@ -59,12 +59,8 @@ use std::{
 };
 
 use config::{Config, Mode};
-use sys::{CreateFn, CtlFn, EpollParams, Real};
+use sys::{EPOLL_CREATE, EPOLL_CREATE1, EPOLL_CTL, EpollParams};
 use table::TABLES;
-
-static REAL_CREATE: Real = Real::new(c"epoll_create");
-static REAL_CREATE1: Real = Real::new(c"epoll_create1");
-static REAL_CTL: Real = Real::new(c"epoll_ctl");
 
 /// The configuration, read once; `None` when a value was bad (the library is then off).
 static CONFIG: OnceLock<Option<Config>> = OnceLock::new();
@@ -121,9 +117,9 @@ fn say_once(bit: u32, msg: impl FnOnce() -> String) {
 fn init() -> Option<&'static Config> {
     CONFIG
         .get_or_init(|| {
-            for r in [&REAL_CREATE, &REAL_CREATE1, &REAL_CTL] {
-                r.addr();
-            }
+            EPOLL_CREATE.resolve();
+            EPOLL_CREATE1.resolve();
+            EPOLL_CTL.resolve();
             match Config::from_vars(|k| std::env::var(k).ok()) {
                 Ok(c) => {
                     BUDGET.store(c.budget, Ordering::Release);
@@ -271,13 +267,9 @@ fn enosys() -> c_int {
 /// As the libc function: none beyond a valid `size` argument.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn epoll_create(size: c_int) -> c_int {
-    let Some(addr) = REAL_CREATE.addr() else {
+    let Some(fd) = EPOLL_CREATE.call(size) else {
         return enosys();
     };
-    // SAFETY: `addr` is libc's epoll_create, which has this signature.
-    let real: CreateFn = unsafe { std::mem::transmute::<usize, CreateFn>(addr) };
-    // SAFETY: the caller's arguments, passed on unchanged.
-    let fd = unsafe { real(size) };
     if fd >= 0 {
         let saved = sys::errno();
         on_new_set(fd);
@@ -293,13 +285,9 @@ pub unsafe extern "C" fn epoll_create(size: c_int) -> c_int {
 /// As the libc function.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn epoll_create1(flags: c_int) -> c_int {
-    let Some(addr) = REAL_CREATE1.addr() else {
+    let Some(fd) = EPOLL_CREATE1.call(flags) else {
         return enosys();
     };
-    // SAFETY: `addr` is libc's epoll_create1, which has this signature.
-    let real: CreateFn = unsafe { std::mem::transmute::<usize, CreateFn>(addr) };
-    // SAFETY: the caller's arguments, passed on unchanged.
-    let fd = unsafe { real(flags) };
     if fd >= 0 {
         let saved = sys::errno();
         on_new_set(fd);
@@ -320,13 +308,11 @@ pub unsafe extern "C" fn epoll_ctl(
     fd: c_int,
     event: *mut libc::epoll_event,
 ) -> c_int {
-    let Some(addr) = REAL_CTL.addr() else {
+    // SAFETY: the caller's arguments, passed on unchanged (this function's contract is
+    // epoll_ctl's).
+    let Some(rc) = (unsafe { EPOLL_CTL.call(epfd, op, fd, event) }) else {
         return enosys();
     };
-    // SAFETY: `addr` is libc's epoll_ctl, which has this signature.
-    let real: CtlFn = unsafe { std::mem::transmute::<usize, CtlFn>(addr) };
-    // SAFETY: the caller's arguments, passed on unchanged.
-    let rc = unsafe { real(epfd, op, fd, event) };
     if rc == 0 {
         let saved = sys::errno();
         on_ctl(epfd, op, fd);
@@ -349,12 +335,8 @@ extern "C" fn at_exit() {
 /// once) and registers the fork and exit handlers.
 extern "C" fn load() {
     if init().is_some() {
-        // SAFETY: both handlers are plain functions that only touch atomics (and, at exit,
-        // unlink one file); registering them has no other precondition.
-        unsafe {
-            libc::pthread_atfork(None, None, Some(at_fork_child));
-            libc::atexit(at_exit);
-        }
+        // Both handlers only touch atomics (and, at exit, unlink one file).
+        sys::on_fork_child_and_exit(at_fork_child, at_exit);
     }
 }
 

@@ -22,7 +22,7 @@
 
 use std::{
     collections::BTreeSet,
-    ffi::{CString, c_int},
+    ffi::c_int,
     fs,
     os::unix::ffi::OsStrExt,
     path::Path,
@@ -236,80 +236,15 @@ fn run(dir: &'static Path, pid: i32, settings: fn() -> (&'static str, u32, u16, 
     }
 }
 
-struct Fd(c_int);
-impl Drop for Fd {
-    fn drop(&mut self) {
-        // SAFETY: the fd was opened by this module and is closed once.
-        unsafe { libc::close(self.0) };
-    }
-}
-
-fn cstr(s: &str) -> CString {
-    CString::new(s).expect("no NUL in a generated name")
-}
-
 /// Replaces `<dir>/<pid>` with `text`; the errno on failure (`EPERM` for an untrusted
 /// directory).
 fn write_state(dir: &Path, pid: i32, text: &str) -> Result<(), c_int> {
-    let path = CString::new(dir.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
-    // SAFETY: a valid C string; O_NOFOLLOW refuses a symlink at the last component.
-    let d = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if d < 0 {
-        return Err(sys::errno());
-    }
-    let d = Fd(d);
-    // SAFETY: an all-zero stat is valid; fstat fills it.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is valid for writes.
-    if unsafe { libc::fstat(d.0, &mut st) } != 0 {
-        return Err(sys::errno());
-    }
-    // SAFETY: no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    if (st.st_uid != 0 && st.st_uid != euid) || st.st_mode & 0o022 != 0 {
-        return Err(libc::EPERM);
-    }
-    let tmp = cstr(&format!(".{pid}.tmp"));
-    let name = cstr(&pid.to_string());
-    // SAFETY: valid C strings relative to an open directory fd; a stale temporary of an
-    // earlier process with this pid is removed (unlinkat never follows a symlink).
-    unsafe { libc::unlinkat(d.0, tmp.as_ptr(), 0) };
-    // SAFETY: as above; O_EXCL|O_NOFOLLOW create a fresh file or fail.
-    let f = unsafe {
-        libc::openat(
-            d.0,
-            tmp.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600,
-        )
-    };
-    if f < 0 {
-        return Err(sys::errno());
-    }
-    let f = Fd(f);
-    let bytes = text.as_bytes();
-    // SAFETY: the buffer is valid for its length.
-    let n = unsafe { libc::write(f.0, bytes.as_ptr().cast(), bytes.len()) };
-    if n != bytes.len() as isize {
-        let e = if n < 0 { sys::errno() } else { libc::EIO };
-        // SAFETY: as above.
-        unsafe { libc::unlinkat(d.0, tmp.as_ptr(), 0) };
-        return Err(e);
-    }
-    drop(f);
-    // SAFETY: both names are relative to the same open directory.
-    if unsafe { libc::renameat(d.0, tmp.as_ptr(), d.0, name.as_ptr()) } != 0 {
-        let e = sys::errno();
-        // SAFETY: as above.
-        unsafe { libc::unlinkat(d.0, tmp.as_ptr(), 0) };
-        return Err(e);
-    }
-    Ok(())
+    sys::replace_in_trusted_dir(
+        dir,
+        &pid.to_string(),
+        &format!(".{pid}.tmp"),
+        text.as_bytes(),
+    )
 }
 
 /// At exit: removes the state file this process wrote.
@@ -318,10 +253,7 @@ pub fn remove_own_file(dir: &Path) {
     if WROTE_PID.load(Ordering::Acquire) != pid {
         return;
     }
-    if let Ok(path) = CString::new(dir.join(pid.to_string()).as_os_str().as_bytes()) {
-        // SAFETY: a valid C string; unlink never follows a symlink.
-        unsafe { libc::unlink(path.as_ptr()) };
-    }
+    sys::unlink(&dir.join(pid.to_string()));
 }
 
 /// In a child after fork: its reporter has not started yet.

@@ -1,10 +1,14 @@
 //! The few system calls the library makes itself, each wrapped once with its SAFETY
-//! argument: resolving the real libc functions, errno, the ioctl and socket options,
-//! `fstat`, and writing a line to stderr without std's locks (which a `fork` in another
-//! thread could leave held in the child).
+//! argument: resolving and calling the real libc functions, errno, the ioctl and socket
+//! options, `fstat`, the state file's atomic replacement, the fork and exit handlers, and
+//! writing a line to stderr without std's locks (which a `fork` in another thread could
+//! leave held in the child). The exported `extern "C"` functions in lib.rs are the only
+//! other `unsafe` code: they are the C interface itself.
 
 use std::{
-    ffi::{CStr, c_int, c_void},
+    ffi::{CStr, CString, c_int, c_void},
+    os::unix::ffi::OsStrExt,
+    path::Path,
     sync::atomic::{AtomicUsize, Ordering},
 };
 
@@ -39,15 +43,170 @@ pub type CreateFn = unsafe extern "C" fn(c_int) -> c_int;
 /// The signature of `epoll_ctl`.
 pub type CtlFn = unsafe extern "C" fn(c_int, c_int, c_int, *mut libc::epoll_event) -> c_int;
 
+/// libc's `epoll_create`.
+pub static EPOLL_CREATE: RealCreate = RealCreate(Real::new(c"epoll_create"));
+/// libc's `epoll_create1`.
+pub static EPOLL_CREATE1: RealCreate = RealCreate(Real::new(c"epoll_create1"));
+/// libc's `epoll_ctl`.
+pub static EPOLL_CTL: RealCtl = RealCtl(Real::new(c"epoll_ctl"));
+
+/// A real function of the [`CreateFn`] signature (only the two statics above exist).
+pub struct RealCreate(Real);
+
+impl RealCreate {
+    /// Resolves it now (the constructor does, so that the first call finds it ready).
+    pub fn resolve(&self) -> bool {
+        self.0.addr().is_some()
+    }
+
+    /// Calls it with `arg`; `None` if libc has no such function.
+    pub fn call(&self, arg: c_int) -> Option<c_int> {
+        let addr = self.0.addr()?;
+        // SAFETY: `addr` is libc's epoll_create or epoll_create1 (the only two values
+        // of this type), both `int f(int)`, with no memory-safety preconditions.
+        let real = unsafe { std::mem::transmute::<usize, CreateFn>(addr) };
+        // SAFETY: as above.
+        Some(unsafe { real(arg) })
+    }
+}
+
+/// libc's `epoll_ctl` (only the static above exists).
+pub struct RealCtl(Real);
+
+impl RealCtl {
+    /// Resolves it now.
+    pub fn resolve(&self) -> bool {
+        self.0.addr().is_some()
+    }
+
+    /// Calls it; `None` if libc has no such function.
+    ///
+    /// # Safety
+    ///
+    /// As `epoll_ctl(2)`: `event` is valid for the operation (or null where allowed).
+    pub unsafe fn call(
+        &self,
+        epfd: c_int,
+        op: c_int,
+        fd: c_int,
+        event: *mut libc::epoll_event,
+    ) -> Option<c_int> {
+        let addr = self.0.addr()?;
+        // SAFETY: `addr` is libc's epoll_ctl, of the CtlFn signature.
+        let real = unsafe { std::mem::transmute::<usize, CtlFn>(addr) };
+        // SAFETY: the caller's arguments, as this function's contract requires.
+        Some(unsafe { real(epfd, op, fd, event) })
+    }
+}
+
+/// Registers the fork-child and exit handlers.
+pub fn on_fork_child_and_exit(child: extern "C" fn(), exit: extern "C" fn()) {
+    // SAFETY: both are plain functions; registering them has no other precondition.
+    unsafe {
+        libc::pthread_atfork(None, None, Some(child));
+        libc::atexit(exit);
+    }
+}
+
+/// A descriptor this module opened, closed once when dropped.
+struct Fd(c_int);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: the fd was opened here and is closed once.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// Replaces `<dir>/<name>` with `bytes`, through `<dir>/<tmp>` and a rename, where `dir`
+/// is a real directory (not a symlink) owned by root or this user and writable by no one
+/// else; the errno on failure (`EPERM` for an untrusted directory).
+pub fn replace_in_trusted_dir(
+    dir: &Path,
+    name: &str,
+    tmp: &str,
+    bytes: &[u8],
+) -> Result<(), c_int> {
+    let c = |s: &[u8]| CString::new(s).map_err(|_| libc::EINVAL);
+    let (path, name, tmp) = (
+        c(dir.as_os_str().as_bytes())?,
+        c(name.as_bytes())?,
+        c(tmp.as_bytes())?,
+    );
+    // SAFETY: a valid C string; O_NOFOLLOW refuses a symlink at the last component.
+    let d = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if d < 0 {
+        return Err(errno());
+    }
+    let d = Fd(d);
+    // SAFETY: an all-zero stat is valid; fstat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is valid for writes.
+    if unsafe { libc::fstat(d.0, &mut st) } != 0 {
+        return Err(errno());
+    }
+    // SAFETY: no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if (st.st_uid != 0 && st.st_uid != euid) || st.st_mode & 0o022 != 0 {
+        return Err(libc::EPERM);
+    }
+    // SAFETY: valid C strings relative to an open directory fd; a stale temporary of an
+    // earlier process is removed (unlinkat never follows a symlink).
+    unsafe { libc::unlinkat(d.0, tmp.as_ptr(), 0) };
+    // SAFETY: as above; O_EXCL|O_NOFOLLOW create a fresh file or fail.
+    let f = unsafe {
+        libc::openat(
+            d.0,
+            tmp.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if f < 0 {
+        return Err(errno());
+    }
+    let f = Fd(f);
+    // SAFETY: the buffer is valid for its length.
+    let n = unsafe { libc::write(f.0, bytes.as_ptr().cast(), bytes.len()) };
+    if n != bytes.len() as isize {
+        let e = if n < 0 { errno() } else { libc::EIO };
+        // SAFETY: as above.
+        unsafe { libc::unlinkat(d.0, tmp.as_ptr(), 0) };
+        return Err(e);
+    }
+    drop(f);
+    // SAFETY: both names are relative to the same open directory.
+    if unsafe { libc::renameat(d.0, tmp.as_ptr(), d.0, name.as_ptr()) } != 0 {
+        let e = errno();
+        // SAFETY: as above.
+        unsafe { libc::unlinkat(d.0, tmp.as_ptr(), 0) };
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// unlink(2) of `path` (never follows a symlink); errors are ignored.
+pub fn unlink(path: &Path) {
+    if let Ok(path) = CString::new(path.as_os_str().as_bytes()) {
+        // SAFETY: a valid C string.
+        unsafe { libc::unlink(path.as_ptr()) };
+    }
+}
+
 /// A libc function found with `dlsym(RTLD_NEXT, name)`, cached.
-pub struct Real {
+struct Real {
     name: &'static CStr,
     addr: AtomicUsize,
 }
 
 impl Real {
     /// The function `name` of the next object in the lookup order (libc).
-    pub const fn new(name: &'static CStr) -> Real {
+    const fn new(name: &'static CStr) -> Real {
         Real {
             name,
             addr: AtomicUsize::new(0),
@@ -55,7 +214,7 @@ impl Real {
     }
 
     /// Its address, looked up on first use (normally in the constructor).
-    pub fn addr(&self) -> Option<usize> {
+    fn addr(&self) -> Option<usize> {
         match self.addr.load(Ordering::Acquire) {
             0 => {
                 // SAFETY: `name` is a NUL-terminated string; RTLD_NEXT asks for the next
