@@ -266,11 +266,18 @@ pub fn verify(b: &Build, deb: &Path) -> Result<()> {
 
     match which("lintian") {
         Some(_) => {
+            // lintian leaves an `mldbm-elf-*` file in TMPDIR on every run: give it a
+            // directory of ours and remove that.
+            let tmp = b.out.join("lintian-tmp");
+            fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
             let out = Command::new("lintian")
                 .args(["--fail-on", "error", "--no-tag-display-limit"])
                 .arg(deb)
+                .env("TMPDIR", &tmp)
                 .output()
-                .context("running lintian")?;
+                .context("running lintian");
+            fs::remove_dir_all(&tmp).ok();
+            let out = out?;
             let text = String::from_utf8_lossy(&out.stdout);
             ensure!(
                 out.status.success(),
